@@ -1,0 +1,108 @@
+"""The run directory: atomic writes and stages that are skipped when their inputs are unchanged.
+
+A run lives in `runs/<name>/`. Each stage writes its files into its own folder and, last, a
+`_stage.json` marker holding the fingerprint of its inputs (the relevant config and the markers of
+the stages it reads). A stage whose marker matches its current fingerprint is done; an interrupted
+stage has no marker and runs again; every file is written to a temporary name and renamed, so no
+reader ever sees half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+MARKER = "_stage.json"
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, *, binary: bool = False) -> Iterator[IO[Any]]:
+    """Open a temporary file beside `path`; on success rename it over `path`, on error remove it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | Path, value: Any) -> None:
+    """Write `value` as indented JSON, atomically."""
+    with atomic_write(path) as fh:
+        json.dump(value, fh, indent=2, sort_keys=True, default=_jsonable)
+        fh.write("\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short stable hash of JSON-able parts (configs, other fingerprints)."""
+    blob = json.dumps(parts, sort_keys=True, default=_jsonable).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON-able: {type(value).__name__}")
+
+
+class Stage:
+    """One stage's folder in a run directory.
+
+    >>> stage = Stage(run_dir, "retrieval/lightgcn", inputs=fingerprint(cfg.retrieval, split_fp))
+    >>> if not stage.done():
+    ...     ...write files with atomic_write(stage.path / "x.npz")...
+    ...     stage.finish({"seconds": 12.0})
+    """
+
+    def __init__(self, run_dir: str | Path, name: str, *, inputs: str) -> None:
+        self.name = name
+        self.path = Path(run_dir) / name
+        self.inputs = inputs
+
+    @property
+    def marker(self) -> Path:
+        """Path of the marker written when the stage finishes."""
+        return self.path / MARKER
+
+    def done(self) -> bool:
+        """True when the stage finished with the same inputs."""
+        if not self.marker.exists():
+            return False
+        return read_json(self.marker).get("inputs") == self.inputs
+
+    def start(self) -> Path:
+        """Invalidate any earlier result and create the folder; returns it."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.marker.unlink(missing_ok=True)
+        return self.path
+
+    def finish(self, info: dict[str, Any] | None = None) -> None:
+        """Mark the stage done with its inputs' fingerprint and `info`."""
+        write_json(self.marker, {"inputs": self.inputs, "finished": time.time(), **(info or {})})
+
+    def info(self) -> dict[str, Any]:
+        """The marker's contents (empty when not done)."""
+        return read_json(self.marker) if self.marker.exists() else {}

@@ -1,0 +1,299 @@
+"""The `Dataset` type: an interaction log with item text, users and items coded 0..n-1.
+
+Every loader in `recranker.data` reads its own format into two raw frames (the log and the item
+table, each with a `line` column giving the line of the source file) and hands them to
+`Dataset.from_frames`, which does the checks that every format shares and names the file and line
+of the first problem it finds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from recranker.artifacts import atomic_write
+from recranker.errors import DataError
+
+log = logging.getLogger(__name__)
+
+ITEM_TEXT_COLUMNS = ("title", "genres", "year", "author")
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """Thresholds that turn ratings into liked / disliked / neutral (DESIGN section 1)."""
+
+    liked_min: float = 4.0
+    disliked_max: float = 2.0
+
+    def liked(self, rating: np.ndarray) -> np.ndarray:
+        """Boolean mask of liked ratings."""
+        return np.asarray(rating) >= self.liked_min
+
+    def disliked(self, rating: np.ndarray) -> np.ndarray:
+        """Boolean mask of disliked ratings."""
+        return np.asarray(rating) <= self.disliked_max
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """An interaction log with item text.
+
+    `interactions` has int64 columns `user`, `item` (codes into `user_ids` / `item_ids`),
+    float64 `rating` and int64 `timestamp`, sorted by (user, timestamp). `items` has one row per
+    item code with the text columns `title`, `genres`, `year`, `author` (empty string when absent).
+    For an implicit log every rating is 1.0 and `feedback` marks everything liked.
+    """
+
+    name: str
+    interactions: pd.DataFrame
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    items: pd.DataFrame
+    feedback: Feedback = field(default_factory=Feedback)
+    implicit: bool = False
+
+    @property
+    def n_users(self) -> int:
+        """Number of users."""
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        """Number of items."""
+        return len(self.item_ids)
+
+    def titles(self, items: np.ndarray | list[int]) -> list[str]:
+        """Titles of the given item codes."""
+        return self.items["title"].to_numpy()[np.asarray(items, dtype=np.int64)].tolist()
+
+    def stats(self) -> dict[str, float | int | str]:
+        """Users, items, interactions, density and liked / disliked / neutral counts."""
+        rating = self.interactions["rating"].to_numpy()
+        liked = int(self.feedback.liked(rating).sum())
+        disliked = 0 if self.implicit else int(self.feedback.disliked(rating).sum())
+        n = len(self.interactions)
+        return {
+            "dataset": self.name,
+            "users": self.n_users,
+            "items": self.n_items,
+            "interactions": n,
+            "density": n / max(1, self.n_users * self.n_items),
+            "liked": liked,
+            "disliked": disliked,
+            "neutral": n - liked - disliked,
+        }
+
+    # ----------------------------------------------------------------------------- building
+    @classmethod
+    def from_frames(
+        cls,
+        name: str,
+        log_frame: pd.DataFrame,
+        item_frame: pd.DataFrame | None,
+        *,
+        log_path: str | Path,
+        items_path: str | Path | None = None,
+        feedback: Feedback | None = None,
+        implicit: bool = False,
+        duplicates: Literal["error", "last"] = "error",
+    ) -> "Dataset":
+        """Check and encode raw frames read by a loader.
+
+        `log_frame` has string columns `user`, `item`, `rating` (absent when `implicit`),
+        `timestamp` and an int `line` column; `item_frame` has `item`, `line` and any of the text
+        columns. Raises `DataError` naming the file and line of the first problem.
+        """
+        if len(log_frame) == 0:
+            raise DataError(log_path, "no interactions: the file is empty")
+        frame = log_frame.copy()
+        if implicit or "rating" not in frame:
+            frame["rating"] = "1"
+        frame["rating"] = _numbers(frame, "rating", log_path, float)
+        frame["timestamp"] = _numbers(frame, "timestamp", log_path, int)
+        frame = _drop_duplicates(frame, log_path, duplicates)
+
+        items_text = _item_text(item_frame, items_path) if item_frame is not None else None
+        if items_text is not None:
+            unknown = ~frame["item"].isin(items_text.index)
+            if unknown.any():
+                row = frame[unknown].iloc[0]
+                raise DataError(
+                    log_path,
+                    f"item {row['item']!r} is not in the item table {items_path}",
+                    line=int(row["line"]),
+                )
+
+        user_codes, user_ids = pd.factorize(frame["user"], sort=True)
+        item_codes, item_ids = pd.factorize(frame["item"], sort=True)
+        interactions = pd.DataFrame(
+            {
+                "user": user_codes.astype(np.int64),
+                "item": item_codes.astype(np.int64),
+                "rating": frame["rating"].to_numpy(np.float64),
+                "timestamp": frame["timestamp"].to_numpy(np.int64),
+            }
+        )
+        interactions = interactions.sort_values(["user", "timestamp"], kind="stable").reset_index(
+            drop=True
+        )
+        item_ids = np.asarray(item_ids, dtype=object)
+        if items_text is None:
+            items = pd.DataFrame({c: [""] * len(item_ids) for c in ITEM_TEXT_COLUMNS})
+        else:
+            items = items_text.reindex(item_ids).reset_index(drop=True)
+        missing_title = items["title"].eq("")
+        items.loc[missing_title, "title"] = [f"item {i}" for i in item_ids[missing_title.to_numpy()]]
+        return cls(
+            name=name,
+            interactions=interactions,
+            user_ids=np.asarray(user_ids, dtype=object),
+            item_ids=item_ids,
+            items=items,
+            feedback=Feedback(liked_min=1.0, disliked_max=0.0) if implicit else feedback or Feedback(),
+            implicit=implicit,
+        )
+
+    # ----------------------------------------------------------------------------- persistence
+    def save(self, directory: str | Path) -> None:
+        """Write the dataset into `directory` (atomic per file)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_write(directory / "interactions.npz", binary=True) as fh:
+            np.savez(fh, **{c: self.interactions[c].to_numpy() for c in self.interactions.columns})
+        meta = {
+            "name": self.name,
+            "implicit": self.implicit,
+            "feedback": {"liked_min": self.feedback.liked_min, "disliked_max": self.feedback.disliked_max},
+            "user_ids": [str(u) for u in self.user_ids],
+            "item_ids": [str(i) for i in self.item_ids],
+            "items": {c: self.items[c].tolist() for c in ITEM_TEXT_COLUMNS},
+        }
+        with atomic_write(directory / "dataset.json") as fh:
+            json.dump(meta, fh)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Dataset":
+        """Read a dataset written by `save`."""
+        directory = Path(directory)
+        meta = json.loads((directory / "dataset.json").read_text())
+        with np.load(directory / "interactions.npz") as arrays:
+            interactions = pd.DataFrame({k: arrays[k] for k in ("user", "item", "rating", "timestamp")})
+        return cls(
+            name=meta["name"],
+            interactions=interactions,
+            user_ids=np.asarray(meta["user_ids"], dtype=object),
+            item_ids=np.asarray(meta["item_ids"], dtype=object),
+            items=pd.DataFrame(meta["items"]),
+            feedback=Feedback(**meta["feedback"]),
+            implicit=meta["implicit"],
+        )
+
+
+# --------------------------------------------------------------------------------- shared checks
+def read_table(
+    path: str | Path,
+    *,
+    sep: str,
+    columns: list[str] | None = None,
+    required: tuple[str, ...] = (),
+    encoding: str = "utf-8",
+    quoting: int = 3,
+) -> pd.DataFrame:
+    """Read a delimited text file as strings, with a `line` column (1-based line in the file).
+
+    `columns` names the columns of a file without a header; otherwise the first line is the header
+    and every name in `required` must be in it. Raises `DataError` on an empty file, a missing
+    column or a row with too few fields.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise DataError(path, "the file is empty")
+    header = None if columns else 0
+    try:
+        frame = pd.read_csv(
+            path,
+            sep=sep,
+            header=header,
+            names=columns,
+            dtype=str,
+            keep_default_na=False,
+            encoding=encoding,
+            engine="python" if len(sep) > 1 else "c",
+            quoting=quoting,
+        )
+    except pd.errors.ParserError as exc:
+        raise DataError(path, f"cannot parse: {exc}") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(path, "the file is empty") from None
+    first_data_line = 1 if columns else 2
+    for column in required:
+        if column not in frame.columns:
+            found = ", ".join(map(str, frame.columns))
+            raise DataError(path, f"missing column {column!r} (found: {found})", line=1)
+    if len(frame) == 0:
+        raise DataError(path, "the file has a header but no rows")
+    frame["line"] = np.arange(first_data_line, first_data_line + len(frame))
+    return frame
+
+
+def _numbers(frame: pd.DataFrame, column: str, path: str | Path, kind: type) -> pd.Series:
+    """Column `column` as numbers; a value that is not one is a `DataError` with its line."""
+    values = pd.to_numeric(frame[column].astype(str).str.strip(), errors="coerce")
+    bad = values.isna() | ~np.isfinite(values.to_numpy(np.float64, na_value=np.nan))
+    if bad.any():
+        row = frame[bad.to_numpy()].iloc[0]
+        raise DataError(path, f"{column} {row[column]!r} is not a number", line=int(row["line"]))
+    if kind is int:
+        return values.astype(np.float64).round().astype(np.int64)
+    return values.astype(np.float64)
+
+
+def _drop_duplicates(frame: pd.DataFrame, path: str | Path, policy: str) -> pd.DataFrame:
+    dup = frame.duplicated(["user", "item"], keep=False)
+    if not dup.any():
+        return frame
+    if policy == "error":
+        rows = frame[dup]
+        first = rows.iloc[0]
+        twin = rows[(rows["user"] == first["user"]) & (rows["item"] == first["item"])].iloc[1]
+        raise DataError(
+            path,
+            f"duplicate interaction of user {first['user']!r} with item {first['item']!r} "
+            f"(also on line {int(first['line'])})",
+            line=int(twin["line"]),
+        )
+    kept = frame.sort_values(["timestamp", "line"], kind="stable").drop_duplicates(
+        ["user", "item"], keep="last"
+    )
+    log.info("%s: kept the last of %d repeated user-item interactions", path, int(dup.sum()))
+    return kept.sort_values("line", kind="stable")
+
+
+def _item_text(frame: pd.DataFrame, path: str | Path | None) -> pd.DataFrame:
+    """Item table indexed by raw item id, with the text columns (missing ones empty)."""
+    if len(frame) == 0:
+        raise DataError(path, "the item table has no rows")
+    dup = frame["item"].duplicated()
+    if dup.any():
+        row = frame[dup].iloc[0]
+        raise DataError(path, f"item {row['item']!r} appears twice", line=int(row["line"]))
+    table = pd.DataFrame(index=pd.Index(frame["item"].astype(str), name="item"))
+    for column in ITEM_TEXT_COLUMNS:
+        values = frame[column] if column in frame else pd.Series([""] * len(frame))
+        table[column] = [clean_text(v) for v in values.astype(str).tolist()]
+    return table
+
+
+def clean_text(value: str) -> str:
+    """Collapse whitespace and strip; `nan`/`None` become empty."""
+    value = " ".join(str(value).split())
+    return "" if value.lower() in {"nan", "none", "null"} else value
