@@ -113,6 +113,11 @@ class Dataset:
         if len(log_frame) == 0:
             raise DataError(log_path, "no interactions: the file is empty")
         frame = log_frame.copy()
+        for column in ("user", "item"):
+            empty = frame[column].astype(str).str.strip().eq("").to_numpy()
+            if empty.any():
+                line = int(frame["line"].to_numpy()[empty][0])
+                raise DataError(log_path, f"empty {column} id", line=line)
         if implicit or "rating" not in frame:
             frame["rating"] = "1"
         frame["rating"] = _numbers(frame, "rating", log_path, float)
@@ -234,6 +239,8 @@ def read_table(
         raise DataError(path, f"cannot parse: {exc}") from None
     except pd.errors.EmptyDataError:
         raise DataError(path, "the file is empty") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"not {encoding} text ({exc.reason})") from None
     first_data_line = 1 if columns else 2
     for column in required:
         if column not in frame.columns:

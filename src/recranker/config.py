@@ -1,0 +1,166 @@
+"""The typed, validated config of a study (DESIGN section 9).
+
+A study config is YAML; every key is checked (an unknown key or a bad value is a `ConfigError`
+naming the file and the key path), and every CLI flag overrides it through `override`.
+
+```yaml
+name: ml-100k-demo
+data: {format: ml-100k}            # path omitted: the fetched default copy
+retrieval:
+  candidates: 10
+  models: {lightgcn: {}, sasrec: {epochs: 50}}
+evaluation: {ks: [3, 5, 10, 20]}
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
+
+from recranker.errors import ConfigError
+from recranker.retrieval import RETRIEVERS, RetrieverConfig, retriever_class
+
+Format = Literal["ml-100k", "ml-1m", "bookcrossing", "amazon", "recbole", "csv"]
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    """Which log to load and how ratings become feedback."""
+
+    format: Format = "ml-100k"
+    path: Path | None = Field(None, description="file or folder; omitted: the fetched default copy")
+    items_path: Path | None = Field(None, description="item table (csv format)")
+    meta_path: Path | None = Field(None, description="item metadata (amazon format)")
+    liked_min: float = Field(4.0, description="ratings at or above are liked")
+    disliked_max: float = Field(2.0, description="ratings at or below are disliked")
+    implicit: bool = Field(False, description="the log has no ratings: everything is liked")
+
+    @field_validator("disliked_max")
+    @classmethod
+    def _below_liked(cls, value: float, info: Any) -> float:
+        liked = info.data.get("liked_min")
+        if liked is not None and value >= liked:
+            raise ValueError(f"must be below liked_min ({liked})")
+        return value
+
+
+class RetrievalConfig(Section):
+    """Backbones to train (name -> settings) and how many candidates each retrieves."""
+
+    models: dict[str, SerializeAsAny[RetrieverConfig]] = Field(
+        default_factory=lambda: {"lightgcn": retriever_class("lightgcn").Config()}
+    )
+    candidates: int = Field(10, ge=1, le=1000, description="m: candidates per user for the ranker")
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _typed_models(cls, value: Any) -> dict[str, RetrieverConfig]:
+        if not isinstance(value, dict) or not value:
+            raise ValueError("give at least one model, as {name: {settings}}")
+        out = {}
+        for name, settings in value.items():
+            if name not in RETRIEVERS:
+                raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(RETRIEVERS))}")
+            config_type = retriever_class(name).Config
+            if isinstance(settings, config_type):
+                out[name] = settings
+            else:
+                out[name] = config_type(**(settings or {}))
+        return out
+
+    def model(self, name: str) -> RetrieverConfig:
+        """Settings of model `name` (its defaults when the config does not list it)."""
+        return self.models.get(name) or retriever_class(name).Config()
+
+
+class EvaluationConfig(Section):
+    """Cutoffs of HR@k and NDCG@k."""
+
+    ks: list[int] = Field(default_factory=lambda: [3, 5, 10, 20])
+
+    @field_validator("ks")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if not value or any(k < 1 for k in value):
+            raise ValueError("cutoffs must be a non-empty list of positive integers")
+        return sorted(set(value))
+
+
+class StudyConfig(Section):
+    """A whole study: data, backbones, evaluation, and where the run directory lives."""
+
+    name: str = Field("ml-100k", pattern=r"^[A-Za-z0-9._-]+$", description="run directory name")
+    runs_dir: Path = Field(Path("runs"), description="parent of run directories")
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        """runs_dir / name."""
+        return self.runs_dir / self.name
+
+    def to_yaml(self) -> str:
+        """The config as YAML (round-trips through `parse_config`)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def parse_config(data: dict[str, Any] | None, source: str = "<config>") -> StudyConfig:
+    """Validate a config mapping; errors name `source` and the key path."""
+    try:
+        return StudyConfig(**(data or {}))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    """Read and validate a YAML study config."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of keys, got {type(data).__name__}")
+    return parse_config(data, str(path))
+
+
+def override(config: StudyConfig, changes: dict[str, Any]) -> StudyConfig:
+    """A copy of `config` with dotted keys replaced, e.g. {"retrieval.candidates": 20}."""
+    data = config.model_dump(mode="json")
+    for dotted, value in changes.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            if not isinstance(node.get(key), dict):
+                raise ConfigError(f"override {dotted!r}: no section {key!r}")
+            node = node[key]
+        node[leaf] = value
+    return parse_config(data, "<overrides>")
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(p) for p in error["loc"]) or "<top>"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        problems.append(f"{source}: {key}: {message}")
+    return "\n".join(problems)

@@ -1,0 +1,33 @@
+"""Tables for the terminal and the report (Markdown)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+def markdown_table(rows: Iterable[Mapping[str, Any]], digits: int = 4) -> str:
+    """Rows of dicts as a Markdown table; columns in first-seen order, floats rounded."""
+    rows = list(rows)
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.{digits}f}" if abs(value) < 1e5 else f"{value:.3g}"
+        return "" if value is None else str(value)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def metrics_rows(summaries: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per retrieval summary (as `study.run_retrieval` returns): test metrics and time."""
+    rows = []
+    for summary in summaries:
+        row: dict[str, Any] = {"model": summary["model"]}
+        row.update(summary["test"])
+        row["train s"] = summary["train_seconds"]
+        row["peak MiB"] = summary.get("peak_rss_mib")
+        rows.append(row)
+    return rows

@@ -1,0 +1,75 @@
+import json
+
+import pytest
+
+from recranker.cli.main import main
+from recranker.testing import synthetic_frames
+
+
+@pytest.fixture()
+def csv_data(tmp_path):
+    log, items = synthetic_frames(n_users=40, n_items=40, per_user=16)
+    log.drop(columns="line").to_csv(tmp_path / "log.csv", index=False)
+    items.drop(columns="line").to_csv(tmp_path / "items.csv", index=False)
+    return tmp_path
+
+
+def flags(tmp_path, name="t"):
+    return [
+        "--format", "csv", "--path", str(tmp_path / "log.csv"), "--set", f"data.items_path={tmp_path / 'items.csv'}",
+        "--runs-dir", str(tmp_path / "runs"), "--name", name,
+    ]
+
+
+def test_data_prints_statistics(csv_data, capsys) -> None:
+    assert main(["data", *flags(csv_data)]) == 0
+    out = capsys.readouterr().out
+    assert "| users | items | interactions |" in out.replace("dataset | ", "")
+    assert "| log | 40 | 40 | 640 |" in out
+    assert (csv_data / "runs" / "t" / "split" / "_stage.json").exists()
+
+
+def test_retrieve_writes_candidates_and_evaluate_reads_them(csv_data, capsys) -> None:
+    assert main(["retrieve", "--model", "pop", "--candidates", "5", *flags(csv_data)]) == 0
+    folder = csv_data / "runs" / "t" / "retrieval" / "pop"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert set(metrics["test"]) >= {"HR@10", "NDCG@10", "candidate_recall@5"}
+    from recranker.types import Rankings
+
+    candidates = Rankings.load(folder / "candidates_test.npz")
+    assert candidates.depth == 5 and len(candidates) == 40
+    marker_time = (folder / "_stage.json").stat().st_mtime_ns
+    assert main(["retrieve", "--model", "pop", "--candidates", "5", *flags(csv_data)]) == 0
+    assert (folder / "_stage.json").stat().st_mtime_ns == marker_time  # finished stage skipped
+    capsys.readouterr()
+    assert main(["evaluate", *flags(csv_data)]) == 0
+    assert "| pop |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "log_text, message",
+    [
+        ("user,item,timestamp\nu1,i1,5\n", "log.csv, line 1: missing column 'rating'"),
+        ("user,item,rating,timestamp\nu1,i1,5,10\nu1,i2,five,11\n", "log.csv, line 3: rating 'five' is not a number"),
+        ("", "log.csv: the file is empty"),
+        ("user,item,rating,timestamp\nu1,zz,5,10\n", "log.csv, line 2: item 'zz' is not in the item table"),
+    ],
+)
+def test_bad_input_gives_one_message_and_leaves_nothing(csv_data, capsys, log_text, message) -> None:
+    (csv_data / "log.csv").write_text(log_text)
+    assert main(["data", *flags(csv_data)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (csv_data / "runs").exists()
+
+
+def test_single_interaction_user_is_left_out_with_a_warning(csv_data, caplog) -> None:
+    with (csv_data / "log.csv").open("a") as fh:
+        fh.write("lonely,i1,5,99\n")
+    assert main(["data", *flags(csv_data)]) == 0
+    assert any("'lonely' with 1 interaction" in r.getMessage() for r in caplog.records)
+
+
+def test_bad_config_value_is_exit_2(csv_data, capsys) -> None:
+    assert main(["data", *flags(csv_data), "--set", "retrieval.candidates=0"]) == 2
+    assert "retrieval.candidates" in capsys.readouterr().err

@@ -1,0 +1,61 @@
+import pytest
+
+from recranker.config import StudyConfig, load_config, override, parse_config
+from recranker.errors import ConfigError
+
+
+def test_defaults_and_yaml_round_trip(tmp_path) -> None:
+    cfg = StudyConfig()
+    assert cfg.data.format == "ml-100k" and cfg.retrieval.candidates == 10
+    assert list(cfg.retrieval.models) == ["lightgcn"]
+    path = tmp_path / "c.yaml"
+    path.write_text(cfg.to_yaml())
+    assert load_config(path) == cfg
+
+
+def test_model_settings_are_typed_per_model(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("retrieval:\n  models:\n    pop: {}\n    lightgcn: {epochs: 3}\n")
+    cfg = load_config(path)
+    assert cfg.retrieval.models["lightgcn"].epochs == 3
+    assert type(cfg.retrieval.models["lightgcn"]).__name__ == "LightGCNConfig"
+    assert load_config(path).model_dump() == cfg.model_dump()
+    assert "epochs: 3" in cfg.to_yaml()
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("retreival: {}\n", "retreival: unknown key"),
+        ("retrieval: {candidates: 0}\n", "retrieval.candidates: Input should be greater than or equal to 1"),
+        ("retrieval: {models: {nope: {}}}\n", "unknown model 'nope'"),
+        ("retrieval: {models: {lightgcn: {epochz: 3}}}\n", "epochz"),
+        ("data: {format: parquet}\n", "data.format"),
+        ("data: {liked_min: 3, disliked_max: 3}\n", "must be below liked_min"),
+        ("evaluation: {ks: [0]}\n", "positive integers"),
+        ("name: 'a b'\n", "name: String should match pattern"),
+        ("[1, 2]\n", "must be a mapping"),
+        ("data: {format: [\n", "line 2: not valid YAML"),
+    ],
+)
+def test_bad_configs_name_file_and_key(tmp_path, text: str, message: str) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_override_replaces_dotted_keys_and_validates() -> None:
+    cfg = override(StudyConfig(), {"retrieval.candidates": 25, "name": "x"})
+    assert cfg.retrieval.candidates == 25 and cfg.name == "x"
+    with pytest.raises(ConfigError, match="no section 'nope'"):
+        override(cfg, {"nope.x": 1})
+    with pytest.raises(ConfigError, match="retrieval.candidates"):
+        override(cfg, {"retrieval.candidates": -1})
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config("/nonexistent/study.yaml")
+    assert parse_config(None) == StudyConfig()
