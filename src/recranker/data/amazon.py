@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 import pandas as pd
 
-from recranker.data.dataset import Dataset, Feedback, _numbers
+from recranker.data.dataset import Dataset, Feedback, parse_numbers
 from recranker.data.filters import apply_k_core, drop_unknown_items
 from recranker.errors import DataError
 
@@ -127,8 +127,8 @@ def _read_reviews(path: Path) -> pd.DataFrame:
     frame = pd.DataFrame(columns)
     if len(frame) == 0:
         return frame
-    frame["rating"] = _numbers(frame, "rating", path, float)
-    frame["timestamp"] = _numbers(frame, "timestamp", path, int)
+    frame["rating"] = parse_numbers(frame, "rating", path, float)
+    frame["timestamp"] = parse_numbers(frame, "timestamp", path, int)
     if keys is REVIEW_KEYS["2023"]:
         frame["timestamp"] //= 1000
     return frame

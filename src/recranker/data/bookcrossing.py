@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recranker.data.dataset import Dataset, Feedback, _numbers, read_table
+from recranker.data.dataset import Dataset, Feedback, parse_numbers, read_table
 from recranker.data.filters import apply_k_core, drop_unknown_items
 from recranker.errors import DataError
 
@@ -82,7 +82,7 @@ def _read_ratings(path: Path) -> pd.DataFrame:
         required=("User-ID", "ISBN", "Book-Rating"),
     )
     frame = frame.rename(columns={"User-ID": "user", "ISBN": "item", "Book-Rating": "rating"})
-    rating = _numbers(frame, "rating", path, float)  # names the line of a non-number
+    rating = parse_numbers(frame, "rating", path, float)  # names the line of a non-number
     outside = ~rating.between(0, 10).to_numpy()
     if outside.any():
         row = frame[outside].iloc[0]

@@ -120,8 +120,8 @@ class Dataset:
                 raise DataError(log_path, f"empty {column} id", line=line)
         if implicit or "rating" not in frame:
             frame["rating"] = "1"
-        frame["rating"] = _numbers(frame, "rating", log_path, float)
-        frame["timestamp"] = _numbers(frame, "timestamp", log_path, int)
+        frame["rating"] = parse_numbers(frame, "rating", log_path, float)
+        frame["timestamp"] = parse_numbers(frame, "timestamp", log_path, int)
         frame = _drop_duplicates(frame, log_path, duplicates)
 
         items_text = _item_text(item_frame, items_path) if item_frame is not None else None
@@ -252,7 +252,7 @@ def read_table(
     return frame
 
 
-def _numbers(frame: pd.DataFrame, column: str, path: str | Path, kind: type) -> pd.Series:
+def parse_numbers(frame: pd.DataFrame, column: str, path: str | Path, kind: type) -> pd.Series:
     """Column `column` as numbers; a value that is not one is a `DataError` with its line."""
     values = pd.to_numeric(frame[column].astype(str).str.strip(), errors="coerce")
     bad = values.isna() | ~np.isfinite(values.to_numpy(np.float64, na_value=np.nan))

@@ -36,7 +36,7 @@ def normalized_adjacency(users: np.ndarray, items: np.ndarray, n_users: int, n_i
     inv_sqrt[degree > 0] = degree[degree > 0] ** -0.5
     values = inv_sqrt[adj.row] * adj.data * inv_sqrt[adj.col]
     index = torch.from_numpy(np.vstack([adj.row, adj.col]).astype(np.int64))  # (2, nnz)
-    return torch.sparse_coo_tensor(index, torch.from_numpy(values).float(), (n, n)).coalesce()
+    return torch.sparse_coo_tensor(index, torch.from_numpy(values).float(), (n, n), check_invariants=True).coalesce()
 
 
 class LightGCNConfig(RetrieverConfig):
