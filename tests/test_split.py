@@ -99,3 +99,10 @@ def test_sequences_are_time_ordered_liked_items() -> None:
     assert ds.item_ids[seq].tolist() == ["i2", "i1", "i4"]
     assert ds.item_ids[split.sequences("valid")[0]].tolist() == ["i2", "i1"]
     assert ds.item_ids[split.sequences("valid", liked_only=False)[0]].tolist() == ["i2", "i3", "i1"]
+
+
+def test_seen_can_be_limited_to_liked_items() -> None:
+    ds = make([("a", "i1", 5, 10), ("a", "i2", 1, 20), ("a", "i3", 5, 30), ("a", "i4", 5, 40)])
+    split = leave_one_out(ds)
+    assert sorted(ds.item_ids[split.seen("test").indices]) == ["i1", "i2", "i3"]
+    assert sorted(ds.item_ids[split.seen("test", liked_only=True).indices]) == ["i1", "i3"]

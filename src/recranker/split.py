@@ -75,12 +75,13 @@ class Split:
         """Target item code of each user in `users`, for `stage`."""
         return self.targets[f"{_check(stage)}_item"].to_numpy(np.int64)
 
-    def seen(self, stage: Stage) -> sp.csr_matrix:
-        """(n_users, n_items) 0/1 matrix of items each user interacted with before `stage`'s target.
-
-        These are excluded from the full ranking.
+    def seen(self, stage: Stage, *, liked_only: bool = False) -> sp.csr_matrix:
+        """(n_users, n_items) 0/1 matrix of items each user interacted with (or liked, when
+        `liked_only`) before `stage`'s target. These are excluded from the full ranking.
         """
         hist = self.history(stage)
+        if liked_only:
+            hist = hist[self.dataset.feedback.liked(hist["rating"].to_numpy())]
         data = np.ones(len(hist), dtype=np.float32)
         matrix = sp.csr_matrix(
             (data, (hist["user"].to_numpy(), hist["item"].to_numpy())),

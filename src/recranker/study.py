@@ -129,6 +129,9 @@ def evaluate_retriever(retriever, split: Split, cfg: StudyConfig, folder: Path) 
         means = summarize(table)
         summary[stage_name] = {k: v for k, v in means.items() if k in which}
         summary[stage_name][f"candidate_recall@{m}"] = means[f"HR@{m}"]
+    # RecBole's protocol on a liked-only log excludes only liked training items: kept for comparison
+    liked_only = retriever.evaluate(split, "test", ["HR@10", "NDCG@10"], exclude="liked")
+    summary["test_exclude_liked_only"] = summarize(liked_only)
     return summary
 
 

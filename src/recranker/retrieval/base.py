@@ -13,19 +13,22 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from recranker.artifacts import atomic_write
-from recranker.metrics import per_user, single_target_gains
+from recranker.metrics import Measure, per_user, single_target_gains
 from recranker.split import Split, Stage
 from recranker.types import Rankings
 
 log = logging.getLogger(__name__)
+
+Exclude = Literal["seen", "liked", "none"]
 
 
 class RetrieverConfig(BaseModel):
@@ -76,13 +79,20 @@ class Retriever(ABC):
         m: int,
         stage: Stage = "test",
         *,
-        exclude_seen: bool = True,
+        exclude: Exclude = "seen",
         batch_size: int = 1024,
     ) -> Rankings:
-        """Each user's m best items at `stage`, leaving out what the user saw before the target."""
+        """Each user's m best items at `stage`.
+
+        `exclude`: "seen" leaves out every item the user interacted with before the target (the
+        default), "liked" only the liked ones (RecBole's protocol on a liked-only log), "none"
+        nothing.
+        """
         split = self._require_split()
         users = np.asarray(users, dtype=np.int64)
-        seen = split.seen(stage) if exclude_seen else None
+        if exclude not in ("seen", "liked", "none"):
+            raise ValueError(f"exclude must be 'seen', 'liked' or 'none', got {exclude!r}")
+        seen = None if exclude == "none" else split.seen(stage, liked_only=exclude == "liked")
         items, scores = [], []
         for start in range(0, len(users), batch_size):
             batch = users[start : start + batch_size]
@@ -98,11 +108,13 @@ class Retriever(ABC):
         return Rankings(users, np.concatenate(items), np.concatenate(scores))
 
     # --------------------------------------------------------------------------- evaluation
-    def evaluate(self, split: Split, stage: Stage, which: list[str] | None = None):
+    def evaluate(
+        self, split: Split, stage: Stage, which: list[str] | None = None, *, exclude: Exclude = "seen"
+    ) -> pd.DataFrame:
         """Per-user full-ranking metrics at `stage` (a DataFrame, one column per measure)."""
         which = which or ["HR@10", "NDCG@10"]
-        depth = max(int(str(m).split("@")[1]) for m in which)
-        ranked = self.top_m(split.users, depth, stage)
+        depth = max(Measure.parse(m).k for m in which)
+        ranked = self.top_m(split.users, depth, stage, exclude=exclude)
         return per_user(ranked, single_target_gains(split.users, split.target_items(stage)), which)
 
     def validation_ndcg(self, split: Split, k: int = 10) -> float:
@@ -164,8 +176,16 @@ class TorchRetriever(Retriever):
             name = "cuda" if torch.cuda.is_available() else "cpu"
         return torch.device(name)
 
+    #: the logged validation measure early stopping watches, and whether higher is better
+    monitor: ClassVar[str] = "valid_ndcg@10"
+    monitor_higher: ClassVar[bool] = True
+
+    def validate(self, split: Split) -> dict[str, float]:
+        """Validation measures to log after an epoch; must include `monitor`."""
+        return {"valid_ndcg@10": self.validation_ndcg(split)}
+
     def fit(self, split: Split, *, progress: bool = True) -> "TorchRetriever":
-        """Train with early stopping; keeps the weights of the best validation epoch."""
+        """Train with early stopping on `monitor`; keeps the weights of the best evaluation."""
         cfg = self.config
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % (2**32))
@@ -173,31 +193,31 @@ class TorchRetriever(Retriever):
         self.split = split
         optimizer = self.build(split, generator)
         self.module.to(self.device)
-        best, best_state, bad, started = -1.0, None, 0, time.perf_counter()
+        sign = 1.0 if self.monitor_higher else -1.0
+        best, best_state, bad, started = -np.inf, None, 0, time.perf_counter()
         self.log = []
         bar = tqdm(range(1, cfg.epochs + 1), desc=f"fit {self.name}", disable=not progress, leave=False)
         for epoch in bar:
             self.module.train()
-            loss = self.train_epoch(split, optimizer, generator)
-            entry = {"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - started}
+            entry = {"epoch": epoch, "loss": self.train_epoch(split, optimizer, generator)}
             if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
                 self.module.eval()
                 with torch.no_grad():
-                    ndcg = self.validation_ndcg(split)
-                entry["valid_ndcg@10"] = ndcg
-                if ndcg > best:
-                    best, bad = ndcg, 0
+                    entry.update(self.validate(split))
+                value = sign * entry[self.monitor]
+                if value > best:
+                    best, bad = value, 0
                     best_state = copy.deepcopy(self.module.state_dict())
                 else:
                     bad += 1
-                bar.set_postfix(loss=f"{loss:.4f}", ndcg=f"{ndcg:.4f}", best=f"{best:.4f}")
-            self.log.append(entry)
+                bar.set_postfix(loss=f"{entry['loss']:.4f}", **{self.monitor: f"{entry[self.monitor]:.4f}"})
+            self.log.append({**entry, "seconds": time.perf_counter() - started})
             if bad >= cfg.patience:
                 break
         if best_state is not None:
             self.module.load_state_dict(best_state)
         self.module.eval()
-        log.info("%s: best valid NDCG@10 %.4f after %d epochs", self.name, best, len(self.log))
+        log.info("%s: best %s %.4f after %d epochs", self.name, self.monitor, sign * best, len(self.log))
         return self
 
     def state(self) -> dict[str, Any]:

@@ -63,6 +63,8 @@ class PairSampler:
     def is_positive(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Whether each (user, item) pair is a liked training interaction."""
         keys = users * self.n_items + items
+        if not len(self._keys):
+            return np.zeros(keys.shape, dtype=bool)
         at = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
         return self._keys[at] == keys
 
@@ -85,11 +87,15 @@ class PairSampler:
         neg = self.negatives(users, generator)
         for start in range(0, len(order), batch_size):
             part = slice(start, start + batch_size)
-            yield tuple(torch.from_numpy(a[part]).to(device) for a in (users, pos, neg))  # type: ignore[misc]
+            yield (
+                torch.from_numpy(users[part]).to(device),  # (B,)
+                torch.from_numpy(pos[part]).to(device),  # (B,)
+                torch.from_numpy(neg[part]).to(device),  # (B,)
+            )
 
 
 class BPRConfig(RetrieverConfig):
-    """Settings of BPR-MF (defaults tuned on ML-100K, see the retrieval benchmark notes)."""
+    """Settings of BPR-MF (defaults tuned on the default ML-100K split)."""
 
     dim: int = Field(128, ge=1, description="embedding size of users and items")
     lr: float = Field(5e-3, gt=0, description="Adam learning rate")

@@ -47,9 +47,11 @@ class SequenceConfig(RetrieverConfig):
 # ------------------------------------------------------------------------------- batching
 def pad_left(seqs: Sequence[np.ndarray], length: int) -> np.ndarray:
     """(N, length) int64 tokens: each sequence's last `length` item codes + 1, left-padded with 0."""
+    if length < 1:
+        raise ValueError(f"length must be >= 1, got {length}")
     out = np.zeros((len(seqs), length), dtype=np.int64)
     for row, seq in enumerate(seqs):
-        tail = np.asarray(seq, dtype=np.int64)[-length:] if length else seq[:0]
+        tail = np.asarray(seq, dtype=np.int64)[-length:]
         if len(tail):
             out[row, length - len(tail) :] = tail + 1
     return out

@@ -25,6 +25,9 @@ def synthetic_split() -> Split:
     return leave_one_out(synthetic_dataset(n_users=80, n_items=60, per_user=20))
 
 
+_FITTED: dict[type, Retriever] = {}
+
+
 class RetrieverContract:
     """Mixin: subclass it in a test module and implement `make`."""
 
@@ -33,9 +36,13 @@ class RetrieverContract:
     def make(self, seed: int = 0) -> Retriever:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    @pytest.fixture(scope="class")
+    @pytest.fixture()
     def fitted(self) -> Retriever:
-        return self.make(seed=0).fit(synthetic_split(), progress=False)
+        """The model fitted once per test class on the synthetic split."""
+        key = type(self)
+        if key not in _FITTED:
+            _FITTED[key] = self.make(seed=0).fit(synthetic_split(), progress=False)
+        return _FITTED[key]
 
     def test_scores_have_one_column_per_item(self, fitted: Retriever) -> None:
         split = synthetic_split()
