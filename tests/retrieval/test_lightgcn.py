@@ -43,7 +43,7 @@ def test_scores_use_the_restored_best_weights_not_a_stale_cache() -> None:
     model = small(epochs=12, eval_every=1, patience=2).fit(split, progress=False)
     with torch.no_grad():
         users, items = model.module.propagate()
-    expected = (users[split.users[:5]] @ items.T).numpy()
+    expected = (users[torch.as_tensor(split.users[:5].copy())] @ items.T).numpy()
     np.testing.assert_allclose(model.score_all(split.users[:5]), expected, rtol=1e-5, atol=1e-6)
     assert model.user_embeddings().shape == (split.n_users, 16)
 

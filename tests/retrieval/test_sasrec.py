@@ -31,13 +31,14 @@ def test_output_at_t_ignores_later_items(model: SASRec) -> None:
 
 def test_padding_does_not_change_the_scores(model: SASRec) -> None:
     tokens = torch.tensor([[0, 0, 0, 0, 0, 5, 9, 3, 7, 2, 11, 4]])
+    noise = torch.randn(6, model.module.items.embedding_dim, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         before = model.module(tokens)
-        model.module.items.weight[0] += 1.0  # what a padding key would carry, were it attended to
-        model.module.positions.weight[:5] += 1.0
+        model.module.items.weight[0] += noise[0]  # what a padding key would carry, were it attended to
+        model.module.positions.weight[:5] += noise[1:]
         after = model.module(tokens)
-        model.module.items.weight[0] -= 1.0
-        model.module.positions.weight[:5] -= 1.0
+        model.module.items.weight[0] -= noise[0]
+        model.module.positions.weight[:5] -= noise[1:]
     torch.testing.assert_close(before, after)
 
 

@@ -19,16 +19,22 @@ from recranker.retrieval.sequence import SequenceConfig, SequenceRetriever, pad_
 
 
 class BERT4RecConfig(SequenceConfig):
-    """BERT4Rec settings; the defaults are tuned on MovieLens-100K (valid NDCG@10)."""
+    """BERT4Rec settings; the defaults are tuned on MovieLens-100K (valid NDCG@10, two seeds).
 
+    Cloze training sits on a popularity-like plateau (valid NDCG@10 about 0.035) for its first
+    10-15 epochs before it learns the sequences: a high mask rate and a larger learning rate
+    shorten the plateau, and patience 10 keeps early stopping from ending the run on it.
+    """
+
+    patience: int = Field(10, ge=1, description="evaluations without improvement before stopping")
     max_len: int = Field(50, ge=2, description="positions the transformer reads ([MASK] included)")
     hidden: int = Field(64, ge=1, description="embedding and hidden size d")
     layers: int = Field(2, ge=1, description="transformer blocks")
     heads: int = Field(2, ge=1, description="attention heads (must divide hidden)")
     dropout: float = Field(0.2, ge=0.0, lt=1.0, description="dropout on embeddings, attention and blocks")
-    lr: float = Field(1e-3, gt=0.0, description="AdamW learning rate")
+    lr: float = Field(2e-3, gt=0.0, description="AdamW learning rate")
     batch_size: int = Field(128, ge=1, description="training windows per step")
-    mask_prob: float = Field(0.2, gt=0.0, le=1.0, description="chance that a training item is masked")
+    mask_prob: float = Field(0.4, gt=0.0, le=1.0, description="chance that a training item is masked")
 
 
 def mask_items(

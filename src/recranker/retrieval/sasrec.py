@@ -18,8 +18,13 @@ from recranker.retrieval.sequence import SequenceConfig, SequenceRetriever, pad_
 
 
 class SASRecConfig(SequenceConfig):
-    """SASRec settings; the defaults are tuned on MovieLens-100K (valid NDCG@10)."""
+    """SASRec settings; the defaults are tuned on MovieLens-100K (valid NDCG@10, two seeds).
 
+    Validation NDCG@10 still creeps up after 40-60 epochs and moves +-0.005 between epochs, so
+    patience is 10: with 5, runs stopped near epoch 15-25 at about 0.085 instead of 0.11.
+    """
+
+    patience: int = Field(10, ge=1, description="evaluations without improvement before stopping")
     max_len: int = Field(50, ge=2, description="positions the transformer reads (most recent items)")
     hidden: int = Field(64, ge=1, description="embedding and hidden size d")
     layers: int = Field(2, ge=1, description="transformer blocks")
