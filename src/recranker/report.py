@@ -27,7 +27,8 @@ def metrics_rows(summaries: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
     for summary in summaries:
         row: dict[str, Any] = {"model": summary["model"]}
         row.update(summary["test"])
-        row["train s"] = summary["train_seconds"]
-        row["peak MiB"] = summary.get("peak_rss_mib")
+        row["train s"] = f"{summary['train_seconds']:.1f}"
+        peak = summary.get("peak_rss_mib")
+        row["peak MiB"] = None if peak is None else f"{peak:.0f}"
         rows.append(row)
     return rows

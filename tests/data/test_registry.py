@@ -55,3 +55,11 @@ def test_unknown_option() -> None:
     expected = "dataset format 'ml-1m': got an unexpected keyword argument 'core'"
     with pytest.raises(ConfigError, match=expected):
         load_dataset("ml-1m", "data", core=5)
+
+
+def test_home_is_expanded_in_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "log.csv").write_text("user,item,rating,timestamp\nu1,i1,5,1\n")
+    (tmp_path / "items.csv").write_text("item,title\ni1,Heat\n")
+    data = load_dataset("csv", "~/log.csv", items_path="~/items.csv")
+    assert data.titles([0]) == ["Heat"]

@@ -42,12 +42,18 @@ FORMATS: Mapping[str, Callable[..., Dataset]] = MappingProxyType(
 def load_dataset(format: str, path: str | Path, **options: Any) -> Dataset:
     """Load the dataset at `path` with the loader of `format` (one of `FORMATS`).
 
-    An unknown format or an option the loader does not take is a `ConfigError`.
+    An unknown format or an option the loader does not take is a `ConfigError`. A leading `~` in
+    `path` or in an option ending in `path` is expanded to the home directory.
     """
     loader = FORMATS.get(format)
     if loader is None:
         known = ", ".join(FORMATS)
         raise ConfigError(f"unknown dataset format {format!r}; known formats: {known}")
+    path = Path(path).expanduser()
+    options = {
+        key: Path(value).expanduser() if key.endswith("path") and isinstance(value, (str, Path)) else value
+        for key, value in options.items()
+    }
     try:
         inspect.signature(loader).bind(path, **options)
     except TypeError as exc:

@@ -28,12 +28,7 @@ class BERT4RecConfig(SequenceConfig):
 
     patience: int = Field(10, ge=1, description="evaluations without improvement before stopping")
     max_len: int = Field(50, ge=2, description="positions the transformer reads ([MASK] included)")
-    hidden: int = Field(64, ge=1, description="embedding and hidden size d")
-    layers: int = Field(2, ge=1, description="transformer blocks")
-    heads: int = Field(2, ge=1, description="attention heads (must divide hidden)")
-    dropout: float = Field(0.2, ge=0.0, lt=1.0, description="dropout on embeddings, attention and blocks")
     lr: float = Field(2e-3, gt=0.0, description="AdamW learning rate")
-    batch_size: int = Field(128, ge=1, description="training windows per step")
     mask_prob: float = Field(0.4, gt=0.0, le=1.0, description="chance that a training item is masked")
 
 

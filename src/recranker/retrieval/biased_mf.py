@@ -37,7 +37,6 @@ class BiasedMFConfig(RetrieverConfig):
     batch_size: int = Field(1024, ge=1, description="ratings per step")
     init_std: float = Field(0.1, gt=0, description="standard deviation of the normal initial embeddings")
     epochs: int = Field(100, ge=0, description="most epochs to train")
-    patience: int = Field(5, ge=1, description="evaluations without improvement before stopping")
     eval_every: int = Field(1, ge=1, description="epochs between validation evaluations")
 
 

@@ -102,8 +102,6 @@ class BPRConfig(RetrieverConfig):
     l2: float = Field(1e-2, ge=0, description="weight of the L2 penalty on the batch embeddings")
     batch_size: int = Field(2048, ge=1, description="(user, positive, negative) triples per step")
     init_std: float = Field(0.1, gt=0, description="standard deviation of the normal initial embeddings")
-    epochs: int = Field(200, ge=0, description="most epochs to train")
-    patience: int = Field(5, ge=1, description="evaluations without improvement before stopping")
     eval_every: int = Field(2, ge=1, description="epochs between validation evaluations")
 
 

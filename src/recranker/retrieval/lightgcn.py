@@ -49,7 +49,6 @@ class LightGCNConfig(RetrieverConfig):
     batch_size: int = Field(4096, ge=1, description="(user, positive, negative) triples per step")
     init_std: float = Field(0.1, gt=0, description="standard deviation of the normal initial embeddings")
     epochs: int = Field(400, ge=0, description="most epochs to train")
-    patience: int = Field(5, ge=1, description="evaluations without improvement before stopping")
     eval_every: int = Field(5, ge=1, description="epochs between validation evaluations")
 
 

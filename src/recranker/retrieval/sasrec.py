@@ -25,13 +25,6 @@ class SASRecConfig(SequenceConfig):
     """
 
     patience: int = Field(10, ge=1, description="evaluations without improvement before stopping")
-    max_len: int = Field(50, ge=2, description="positions the transformer reads (most recent items)")
-    hidden: int = Field(64, ge=1, description="embedding and hidden size d")
-    layers: int = Field(2, ge=1, description="transformer blocks")
-    heads: int = Field(2, ge=1, description="attention heads (must divide hidden)")
-    dropout: float = Field(0.2, ge=0.0, lt=1.0, description="dropout on embeddings, attention and blocks")
-    lr: float = Field(1e-3, gt=0.0, description="AdamW learning rate")
-    batch_size: int = Field(128, ge=1, description="training windows per step")
 
 
 class SASRec(SequenceRetriever):
