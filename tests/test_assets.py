@@ -1,3 +1,4 @@
+import io
 import subprocess
 import zipfile
 from pathlib import Path
@@ -70,3 +71,22 @@ def test_real_fetched_copy_verifies() -> None:
     if not assets.is_fetched("ml-100k"):
         pytest.skip("ml-100k not fetched")
     assert assets.ml100k_content_sha256(assets.require("ml-100k")) == assets.ML100K_CONTENT_SHA256
+
+
+def test_grouplens_archive_is_read_and_verified(fake_home, monkeypatch) -> None:
+    u_data = "196\t242\t3\t881250949\n186\t302\t3\t891717742\n"
+    u_item = "242|Kolya (1996)|24-Jan-1997||url|0|0|0|0|0|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n"
+    blob = io.BytesIO()
+    with zipfile.ZipFile(blob, "w") as z:
+        for member, text in (("u.data", u_data), ("u.item", u_item), ("README", "MovieLens")):
+            z.writestr(f"ml-100k/{member}", text)
+
+    def fake_urlopen(url, timeout):
+        assert url == assets.GROUPLENS_ML100K
+        return io.BytesIO(blob.getvalue())
+
+    monkeypatch.setattr(assets.urllib.request, "urlopen", fake_urlopen)
+    monkeypatch.setattr(assets, "ML100K_CONTENT_SHA256", assets.ml100k_content_sha256_of_lines(INTER.splitlines()[1:]))
+    path = assets.fetch("ml-100k")
+    assert (path / "u.data").read_text() == u_data and (path / "u.item").read_text() == u_item
+    assert assets.fetched_source("ml-100k") == "grouplens"
