@@ -12,6 +12,7 @@ import copy
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -149,6 +150,24 @@ class Retriever(ABC):
         if self.split is None:
             raise RuntimeError(f"{self.name}: call fit(split) or attach(split) first")
         return self.split
+
+
+def minibatches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Shuffled row indices of `n` rows, `batch_size` at a time."""
+    order = torch.randperm(n, generator=generator)
+    yield from order.split(batch_size)
+
+
+def optimize(optimizer: torch.optim.Optimizer, losses: Iterable[torch.Tensor]) -> float:
+    """One optimizer step per loss of `losses` (computed lazily, after the previous step);
+    returns the mean loss, 0.0 when there were none."""
+    total, steps = 0.0, 0
+    for loss in losses:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total, steps = total + loss.item(), steps + 1
+    return total / max(steps, 1)
 
 
 class TorchRetriever(Retriever):

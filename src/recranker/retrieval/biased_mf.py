@@ -8,13 +8,14 @@ and early stopping watches that RMSE rather than validation NDCG (see `BiasedMF.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
 
-from recranker.retrieval.base import RetrieverConfig, TorchRetriever
+from recranker.retrieval.base import RetrieverConfig, TorchRetriever, minibatches, optimize
 from recranker.split import Split, Stage
 
 
@@ -106,16 +107,14 @@ class BiasedMF(TorchRetriever):
 
     def train_epoch(self, split: Split, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> float:
         """One pass over all training ratings in random order; returns the mean batch loss."""
-        order = torch.randperm(len(self._ratings), generator=generator)
-        total, steps = 0.0, 0
-        for batch in order.split(self.config.batch_size):
-            users, items, ratings = (t[batch].to(self.device) for t in (self._users, self._items, self._ratings))
-            loss = self.module(users, items, ratings, self.config.l2)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total, steps = total + loss.item(), steps + 1
-        return total / max(steps, 1)
+        columns = (self._users, self._items, self._ratings)
+
+        def losses() -> Iterator[torch.Tensor]:
+            for batch in minibatches(len(self._ratings), self.config.batch_size, generator):
+                users, items, ratings = (t[batch].to(self.device) for t in columns)
+                yield self.module(users, items, ratings, self.config.l2)
+
+        return optimize(optimizer, losses())
 
     @torch.no_grad()
     def predict_ratings(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:

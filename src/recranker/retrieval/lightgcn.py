@@ -16,7 +16,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from recranker.retrieval.base import RetrieverConfig, TorchRetriever
+from recranker.retrieval.base import RetrieverConfig, TorchRetriever, optimize
 from recranker.retrieval.bpr import PairSampler, bpr_loss, l2_penalty
 from recranker.split import Split, Stage
 
@@ -106,14 +106,8 @@ class LightGCN(TorchRetriever):
     def train_epoch(self, split: Split, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> float:
         """One pass over the liked training interactions, one propagation per batch."""
         self._cache = None
-        total, steps = 0.0, 0
-        for users, pos, neg in self.sampler.epoch(self.config.batch_size, generator, self.device):
-            loss = self.module(users, pos, neg, self.config.l2)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total, steps = total + loss.item(), steps + 1
-        return total / max(steps, 1)
+        batches = self.sampler.epoch(self.config.batch_size, generator, self.device)
+        return optimize(optimizer, (self.module(u, i, j, self.config.l2) for u, i, j in batches))
 
     @torch.no_grad()
     def propagated(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from recranker.retrieval.base import RetrieverConfig, TorchRetriever
+from recranker.retrieval.base import RetrieverConfig, TorchRetriever, minibatches, optimize
 from recranker.split import Split, Stage
 
 
@@ -74,12 +74,6 @@ def windows(seqs: Sequence[np.ndarray], size: int, step: int, min_len: int = 1) 
             if end <= size:
                 break
     return out
-
-
-def minibatches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """Shuffled row indices of `n` rows, `batch_size` at a time."""
-    order = torch.randperm(n, generator=generator)
-    yield from order.split(batch_size)
 
 
 # ------------------------------------------------------------------------------- the transformer
@@ -208,15 +202,13 @@ class SequenceRetriever(TorchRetriever):
 
     def train_epoch(self, split: Split, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> float:
         """One shuffled pass over the training windows; the mean loss per step."""
-        total, steps = 0.0, 0
-        for idx in minibatches(len(self._windows), self.config.batch_size, generator):
-            tokens, targets = self.make_batch(self._windows[idx], generator)  # (B, T), (B, T)
-            loss = self.module(tokens.to(self.device), targets.to(self.device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total, steps = total + loss.item(), steps + 1
-        return total / max(steps, 1)
+
+        def losses() -> Iterator[torch.Tensor]:
+            for idx in minibatches(len(self._windows), self.config.batch_size, generator):
+                tokens, targets = self.make_batch(self._windows[idx], generator)  # (B, T), (B, T)
+                yield self.module(tokens.to(self.device), targets.to(self.device))
+
+        return optimize(optimizer, losses())
 
     def attach(self, split: Split) -> "SequenceRetriever":
         """Use `split` for histories; forget histories read from another split."""
