@@ -22,13 +22,19 @@ from __future__ import annotations
 import csv
 import html
 import logging
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from recranker.data.dataset import Dataset, Feedback, parse_numbers, read_table
+from recranker.data.dataset import (
+    Dataset,
+    Feedback,
+    four_digit_year,
+    parse_numbers,
+    read_table,
+    require_columns,
+)
 from recranker.data.filters import apply_k_core, drop_unknown_items
 from recranker.errors import DataError
 
@@ -43,8 +49,6 @@ BOOK_COLUMNS = {
     "Year-Of-Publication": "year",
 }
 """Columns of `BX-Books.csv` that are read, and the item-frame column each one fills."""
-
-_YEAR = re.compile(r"^[1-9]\d{3}$")
 
 
 def load_bookcrossing(
@@ -114,14 +118,11 @@ def _read_books(path: Path) -> pd.DataFrame:
     frame[names[0]] = frame[names[0]].str.removeprefix('"')
     frame[names[-1]] = frame[names[-1]].str.removesuffix('"')
     frame.columns = [name.strip('"') for name in names] + ["line"]
-    for column in BOOK_COLUMNS:
-        if column not in frame:
-            found = ", ".join(name.strip('"') for name in names)
-            raise DataError(path, f"missing column {column!r} (found: {found})", line=1)
+    require_columns(frame, BOOK_COLUMNS, path)
     books = frame[[*BOOK_COLUMNS, "line"]].rename(columns=BOOK_COLUMNS)
     for column in ("title", "author"):
         books[column] = [_unescape(text) for text in books[column]]
-    books["year"] = [text.strip() if _YEAR.match(text.strip()) else "" for text in books["year"]]
+    books["year"] = [four_digit_year(text) for text in books["year"]]
     return books
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -23,6 +25,7 @@ from recranker.errors import DataError
 log = logging.getLogger(__name__)
 
 ITEM_TEXT_COLUMNS = ("title", "genres", "year", "author")
+_YEAR = re.compile(r"^[1-9]\d{3}$")
 
 
 @dataclass(frozen=True)
@@ -242,14 +245,32 @@ def read_table(
     except UnicodeDecodeError as exc:
         raise DataError(path, f"not {encoding} text ({exc.reason})") from None
     first_data_line = 1 if columns else 2
-    for column in required:
-        if column not in frame.columns:
-            found = ", ".join(map(str, frame.columns))
-            raise DataError(path, f"missing column {column!r} (found: {found})", line=1)
+    require_columns(frame, required, path)
     if len(frame) == 0:
         raise DataError(path, "the file has a header but no rows")
     frame["line"] = np.arange(first_data_line, first_data_line + len(frame))
     return frame
+
+
+def require_columns(
+    frame: pd.DataFrame, required: Iterable[str], path: str | Path, *, noun: str = "column"
+) -> None:
+    """A `DataError` on line 1 (the header) of `path` for the first name of `required` that is not
+    a column of `frame`, listing the columns found."""
+    for column in required:
+        if column not in frame.columns:
+            found = ", ".join(str(c) for c in frame.columns if c != "line")
+            raise DataError(path, f"missing {noun} {column!r} (found: {found})", line=1)
+
+
+def four_digit_year(text: str) -> str:
+    """`text` stripped when it is a year 1000-9999, else empty (for year fields such as "0" or "n/a").
+
+    >>> four_digit_year(" 1999 "), four_digit_year("0")
+    ('1999', '')
+    """
+    text = text.strip()
+    return text if _YEAR.match(text) else ""
 
 
 def parse_numbers(frame: pd.DataFrame, column: str, path: str | Path, kind: type) -> pd.Series:

@@ -9,12 +9,11 @@ name (the `:type` is ignored); a log without a `rating` field is implicit feedba
 from __future__ import annotations
 
 import csv
-import re
 from pathlib import Path
 
 import pandas as pd
 
-from recranker.data.dataset import Dataset, Feedback, read_table
+from recranker.data.dataset import Dataset, Feedback, four_digit_year, read_table, require_columns
 from recranker.errors import DataError
 
 TEXT_FIELDS = {
@@ -35,7 +34,6 @@ TEXT_FIELDS = {
 """RecBole item fields read as item text, and the text column each one fills."""
 
 _WORD_GENRES = {"class", "genre"}  # token_seq of one-word genres: "Animation Children's Comedy"
-_YEAR = re.compile(r"^[1-9]\d{3}$")
 
 
 def load_recbole(
@@ -56,12 +54,11 @@ def load_recbole(
     name = name or _infer_name(directory)
     inter_path, item_path = directory / f"{name}.inter", directory / f"{name}.item"
     log_frame, _ = _read_atomic(inter_path)
-    for field in ("user_id", "item_id", "timestamp"):
-        _require(log_frame, field, inter_path)
+    require_columns(log_frame, ("user_id", "item_id", "timestamp"), inter_path, noun="field")
     if implicit is None:
         implicit = "rating" not in log_frame
     if not implicit:
-        _require(log_frame, "rating", inter_path)
+        require_columns(log_frame, ("rating",), inter_path, noun="field")
     log_frame = log_frame.rename(columns={"user_id": "user", "item_id": "item"})
     items = _items(item_path) if item_path.exists() else None
     return Dataset.from_frames(
@@ -94,16 +91,10 @@ def _read_atomic(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
     return frame, {field.strip(): kind.strip() for field, _, kind in fields}
 
 
-def _require(frame: pd.DataFrame, field: str, path: Path) -> None:
-    if field not in frame:
-        found = ", ".join(str(c) for c in frame.columns if c != "line")
-        raise DataError(path, f"missing field {field!r} (found: {found})", line=1)
-
-
 def _items(path: Path) -> pd.DataFrame:
     """The item frame of a `.item` file: `item`, `line` and the text columns it has."""
     frame, types = _read_atomic(path)
-    _require(frame, "item_id", path)
+    require_columns(frame, ("item_id",), path, noun="field")
     items = pd.DataFrame({"item": frame["item_id"], "line": frame["line"]})
     for field, column in TEXT_FIELDS.items():
         if field not in frame or column in items:
@@ -112,6 +103,6 @@ def _items(path: Path) -> pd.DataFrame:
         if field in _WORD_GENRES and types[field] == "token_seq":
             values = values.map(lambda text: ", ".join(text.split()))
         if column == "year":
-            values = values.map(lambda text: text.strip() if _YEAR.match(text.strip()) else "")
+            values = values.map(four_digit_year)
         items[column] = values
     return items
