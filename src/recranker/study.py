@@ -76,10 +76,14 @@ def prepare_split(cfg: StudyConfig) -> Split:
     check_leakage(split)
     folder = stage.start()
     split.save(str(folder))
-    stats = {**dataset.stats(), "split_users": len(split.users), "train_interactions": len(split.train)}
-    write_json(folder / "stats.json", stats)
+    write_json(folder / "stats.json", split_stats(split))
     stage.finish({"users": len(split.users)})
     return split
+
+
+def split_stats(split: Split) -> dict[str, float | int | str]:
+    """The dataset's statistics with the split's user and training-interaction counts."""
+    return {**split.dataset.stats(), "split_users": len(split.users), "train_interactions": len(split.train)}
 
 
 def retrieval_stage(cfg: StudyConfig, model: str) -> Stage:
@@ -90,12 +94,16 @@ def retrieval_stage(cfg: StudyConfig, model: str) -> Stage:
     return Stage(cfg.run_dir, f"retrieval/{model}", inputs=inputs)
 
 
-def run_retrieval(cfg: StudyConfig, model: str, *, progress: bool = True) -> dict:
+def run_retrieval(
+    cfg: StudyConfig, model: str, *, split: Split | None = None, progress: bool = True
+) -> dict:
     """Train backbone `model`, evaluate it on the full ranking, write its candidates.
 
-    Returns the metrics summary (also in metrics.json).
+    `split` is `prepare_split(cfg)`'s result when the caller already has it. Returns the metrics
+    summary (also in metrics.json).
     """
-    split = prepare_split(cfg)
+    if split is None:
+        split = prepare_split(cfg)
     stage = retrieval_stage(cfg, model)
     if stage.done():
         log.info("retrieval/%s: done, reading %s", model, stage.path)

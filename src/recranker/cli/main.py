@@ -110,26 +110,23 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def cmd_data(args: argparse.Namespace) -> int:
     from recranker.report import markdown_table
-    from recranker.study import prepare_split
+    from recranker.study import prepare_split, split_stats
 
-    cfg = study_config(args)
-    split = prepare_split(cfg)
-    stats = split.dataset.stats()
-    stats.update(split_users=len(split.users), train_interactions=len(split.train))
-    print(markdown_table([stats]))
+    print(markdown_table([split_stats(prepare_split(study_config(args)))]))
     return 0
 
 
 def cmd_retrieve(args: argparse.Namespace) -> int:
     from recranker.config import override
     from recranker.report import markdown_table, metrics_rows
-    from recranker.study import run_retrieval
+    from recranker.study import prepare_split, run_retrieval
 
     cfg = study_config(args)
     if args.candidates is not None:
         cfg = override(cfg, {"retrieval.candidates": args.candidates})
     models = args.model or list(cfg.retrieval.models)
-    summaries = [run_retrieval(cfg, model) for model in models]
+    split = prepare_split(cfg)
+    summaries = [run_retrieval(cfg, model, split=split) for model in models]
     print(markdown_table(metrics_rows(summaries)))
     print(f"\ncandidates written under {cfg.run_dir / 'retrieval'}")
     return 0
@@ -137,10 +134,9 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from recranker.report import markdown_table
-
-    cfg = study_config(args)
     from recranker.study import collect_metrics
 
+    cfg = study_config(args)
     table = collect_metrics(cfg)
     if table.empty:
         raise RecrankerError(f"{cfg.run_dir}: no finished retrieval stage; run `recranker retrieve` first")
@@ -159,7 +155,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cfg = StudyConfig(name="demo", runs_dir=args.runs_dir)
     split = prepare_split(cfg)
     print(markdown_table([split.dataset.stats()]))
-    summary = run_retrieval(cfg, "lightgcn")
+    summary = run_retrieval(cfg, "lightgcn", split=split)
     print()
     print(markdown_table(metrics_rows([summary])))
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; run directory: {cfg.run_dir}")
