@@ -100,7 +100,6 @@ class StudyConfig(Section):
 
     name: str = Field("ml-100k", pattern=r"^[A-Za-z0-9._-]+$", description="run directory name")
     runs_dir: Path = Field(Path("runs"), description="parent of run directories")
-    seed: int = 0
     data: DataConfig = Field(default_factory=DataConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
