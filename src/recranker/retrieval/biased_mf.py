@@ -16,6 +16,7 @@ from pydantic import Field
 from torch import nn
 
 from recranker.retrieval.base import RetrieverConfig, TorchRetriever, minibatches, optimize
+from recranker.retrieval.bpr import l2_penalty
 from recranker.split import Split, Stage
 
 
@@ -69,7 +70,7 @@ class RatingMF(nn.Module):
         """Mean squared error plus L2 on the batch's factors and biases."""
         error = (self.predict(users, items) - ratings).pow(2).mean()
         params = (self.user(users), self.item(items), self.user_bias(users), self.item_bias(items))  # (B, .)
-        return error + l2 * sum(p.pow(2).sum() for p in params) / (2 * len(users))
+        return error + l2 * l2_penalty(*params)
 
 
 class BiasedMF(TorchRetriever):
