@@ -45,6 +45,7 @@ def load_retriever(path: str | Path, split: Split) -> Retriever:
     model.attach(split)
     if isinstance(model, TorchRetriever):
         model.build(split, torch.Generator().manual_seed(model.config.seed))
+        model.module.to(model.device)  # as `fit` does: scoring moves its inputs to this device
     model.load_state(payload["state"])
     model.log = payload.get("log", [])
     return model

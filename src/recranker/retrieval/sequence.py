@@ -189,7 +189,6 @@ class SequenceRetriever(TorchRetriever):
 
     def build(self, split: Split, generator: torch.Generator) -> torch.optim.Optimizer:
         """Make the transformer and its AdamW (decay on matrices only); cut the training windows."""
-        self.split = split
         self._queries: dict[Stage, torch.Tensor] = {}
         self._windows = torch.from_numpy(self.training_windows(split.sequences("valid")))  # (W, L)
         self.module = SequenceTransformer(split.n_items, self.n_tokens, self.config, causal=self.causal)
