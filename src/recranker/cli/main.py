@@ -1,4 +1,4 @@
-"""The `recranker` command: fetch, data, retrieve, evaluate, demo.
+"""The `recranker` command: fetch, data, retrieve, evaluate, sample, prompts, demo.
 
 Every subcommand reads the study config (`--config FILE`, defaults otherwise); flags override it.
 Errors on bad input end the command with one clear message and exit status 2.
@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     fetch = sub.add_parser("fetch", help="fetch a default asset into $RECRANKER_HOME")
-    fetch.add_argument("asset", choices=["ml-100k"])
+    from recranker.assets import ASSETS  # light: transformers is imported only when a model loads
+
+    fetch.add_argument("asset", choices=list(ASSETS))
     fetch.add_argument("--force", action="store_true", help="fetch again even if cached")
     fetch.set_defaults(func=cmd_fetch)
 
@@ -63,6 +65,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="print the metrics of a run's finished stages")
     _study_flags(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
+
+    sample = sub.add_parser("sample", help="sample the users of the instruction data (adaptive sampling)")
+    _study_flags(sample)
+    _instruction_flags(sample)
+    sample.set_defaults(func=cmd_sample)
+
+    prompts = sub.add_parser("prompts", help="build the instruction data: one JSONL file per task")
+    _study_flags(prompts)
+    _instruction_flags(prompts)
+    prompts.add_argument("--tasks", help="comma-separated subset of pointwise,pairwise,listwise")
+    prompts.add_argument("--tokenizer", help="tokenizer for budgets and lengths: smollm2-135m, a folder, an id, or none")
+    prompts.add_argument("--no-hints", action="store_true", help="leave the hints out of the prompts")
+    prompts.add_argument("--no-cross-fit", action="store_true", help="training hints from the full models (in-sample)")
+    prompts.set_defaults(func=cmd_prompts)
 
     demo = sub.add_parser("demo", help="fetch ML-100K, train LightGCN, print its metrics")
     demo.add_argument("--runs-dir", type=Path, default=Path("runs"))
@@ -82,6 +98,12 @@ def _study_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _instruction_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--instructions", type=int, help="sampled user instances N (instructions per task)")
+    parser.add_argument("--strategy", choices=["adaptive", "uniform", "importance", "clustering"],
+                        help="user sampling strategy")
+
+
 def study_config(args: argparse.Namespace):
     """The config from --config with the flags applied."""
     from recranker.config import StudyConfig, load_config, override
@@ -92,12 +114,30 @@ def study_config(args: argparse.Namespace):
         value = getattr(args, flag, None)
         if value is not None:
             changes[key] = str(value)
+    flags = {"instructions": "sampling.instructions", "strategy": "sampling.strategy", "tasks": "prompts.tasks",
+             "tokenizer": "prompts.tokenizer"}
+    for flag, key in flags.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            changes[key] = _flag_value(flag, value)
+    if getattr(args, "no_hints", False):
+        changes["prompts.hints.enabled"] = False
+    if getattr(args, "no_cross_fit", False):
+        changes["prompts.hints.cross_fit"] = False
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
             raise RecrankerError(f"--set {item!r}: expected KEY=VALUE")
         changes[key.strip()] = yaml.safe_load(value)
     return override(cfg, changes) if changes else cfg
+
+
+def _flag_value(flag: str, value: object) -> object:
+    if flag == "tasks":
+        return [t.strip() for t in str(value).split(",") if t.strip()]
+    if flag == "tokenizer" and str(value).lower() in ("none", "null", ""):
+        return None
+    return value
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
@@ -141,6 +181,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if table.empty:
         raise RecrankerError(f"{cfg.run_dir}: no finished retrieval stage; run `recranker retrieve` first")
     print(markdown_table(table.to_dict("records")))
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from recranker.report import markdown_table
+    from recranker.study import run_sample
+
+    cfg = study_config(args)
+    _, summary = run_sample(cfg)
+    print(markdown_table([summary]))
+    print(f"\nsample written to {cfg.run_dir / 'sample'}")
+    return 0
+
+
+def cmd_prompts(args: argparse.Namespace) -> int:
+    from recranker.report import markdown_table, prompt_rows
+    from recranker.study import run_prompts
+
+    cfg = study_config(args)
+    started = time.perf_counter()
+    stats = run_prompts(cfg)
+    print(markdown_table(prompt_rows(stats)))
+    tokens = "tokens" if stats["exact_tokens"] else "tokens (estimated: no tokenizer)"
+    print(f"\n{tokens}; prompts written under {cfg.run_dir / 'prompts'} in {time.perf_counter() - started:.0f} s")
     return 0
 
 

@@ -1,0 +1,204 @@
+"""Instruction data: one training conversation per sampled user instance and task.
+
+For instance i of user u and task t, a generator seeded with (seed, t, i) picks a held-out fold of
+u's training interactions that holds a liked one, draws the task's candidates from it (plus
+negatives, `recranker.candidates`), and shuffles history and candidates (position shifting).
+Hints are then computed in one batch per fold (`recranker.hints`) and each instance is rendered
+with `PromptRenderer`. Records are the chat-messages format TRL and LLaMA-Factory read, with
+metadata: the user, the items asked about in the order shown, their relevance labels (the user's
+rating, 0 for a non-interacted item), the permutation and the hint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from tqdm.auto import tqdm
+
+from recranker.candidates import CandidateCounts, Candidates, TrainingPools
+from recranker.hints import HintConfig, HintModels
+from recranker.prompts.render import IDENTIFIERS, PromptRenderer
+from recranker.prompts.templates import TASKS, Task
+
+DATASET_DOMAINS = {"ml-100k": "movies", "ml-1m": "movies", "bookcrossing": "books", "amazon": "products"}
+
+
+class PromptsConfig(BaseModel):
+    """How instruction data is built: tasks, templates, candidates per task, history budget,
+    position shifting and hints."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    tasks: list[Task] = Field(default_factory=lambda: list(TASKS))
+    domain: Literal["auto", "movies", "books", "products"] = Field(
+        "auto", description="template domain; auto: from the data format (movies when unknown)")
+    templates_dir: Path | None = Field(None, description="folder of <domain>/<task>.yaml replacing the packaged ones")
+    tokenizer: str | None = Field("smollm2-135m", description="tokenizer for budgets and lengths; null: estimate")
+    folds: int = Field(5, ge=2, le=20, description="k: held-out folds of training interactions (cross-fitting)")
+    seed: int = 0
+    shift_positions: bool = Field(True, description="shuffle history and candidates (off: time and hint order)")
+    history_tokens: int = Field(256, ge=1, description="token budget of the history lines")
+    history_items: int = Field(30, ge=1, description="most history lines")
+    title_chars: int = Field(80, ge=8, description="longest title shown")
+    pointwise: CandidateCounts = CandidateCounts(liked=1, neutral=1, disliked=1, negatives=0)
+    pairwise: CandidateCounts = CandidateCounts(liked=1, neutral=0, disliked=1, negatives=1)
+    listwise: CandidateCounts = CandidateCounts(liked=3, neutral=0, disliked=2, negatives=5)
+    listwise_top: int = Field(5, ge=1, description="identifiers in a listwise answer (top-n)")
+    hints: HintConfig = Field(default_factory=HintConfig)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> "PromptsConfig":
+        if not self.tasks:
+            raise ValueError("tasks: give at least one of " + ", ".join(TASKS))
+        p, q, r = self.pointwise, self.pairwise, self.listwise
+        if p.liked + p.neutral + p.disliked == 0:
+            raise ValueError("pointwise: needs rated candidates (liked, neutral or disliked > 0)")
+        if q.liked < 1 or q.total < 2:
+            raise ValueError("pairwise: needs liked >= 1 and at least one other candidate")
+        if not 2 <= r.total <= len(IDENTIFIERS):
+            raise ValueError(f"listwise: needs 2 to {len(IDENTIFIERS)} candidates, got {r.total}")
+        return self
+
+    def resolved_domain(self, data_format: str) -> str:
+        """The template domain for data of `data_format`."""
+        return DATASET_DOMAINS.get(data_format, "movies") if self.domain == "auto" else self.domain
+
+
+@dataclass
+class Draft:
+    """One instance before hints: its generator, fold and candidates, and what the task asks."""
+
+    index: int
+    user: int
+    fold: int
+    rng: np.random.Generator
+    candidates: Candidates
+    asked: np.ndarray  # positions into candidates, in the order the prompt shows them
+    answer: np.ndarray  # pointwise/pairwise: unused; listwise: positions into `asked`, best first
+
+
+TASK_INDEX = {task: k for k, task in enumerate(TASKS)}
+
+
+class InstructionBuilder:
+    """Builds the training records of each task for a sample of users."""
+
+    def __init__(self, pools: TrainingPools, renderer: PromptRenderer, hints: HintModels | None,
+                 config: PromptsConfig) -> None:
+        self.pools, self.renderer, self.hints, self.config = pools, renderer, hints, config
+        if hints is None and not config.shift_positions and "listwise" in config.tasks:
+            raise ValueError("listwise prompts without position shifting list candidates in the ranking "
+                             "model's order, so they need hint models")
+        self.dataset = pools.split.dataset
+
+    def build(self, task: str, users: np.ndarray, *, progress: bool = True) -> list[dict[str, Any]]:
+        """One record per entry of `users` (user codes, repeats allowed) for `task`."""
+        counts: CandidateCounts = getattr(self.config, task)
+        drafts = [self._draft(task, i, int(u), counts) for i, u in enumerate(users)]
+        values = self._hint_values(task, drafts)
+        render = getattr(self, f"_{task}")
+        bar = tqdm(drafts, desc=f"prompts {task}", disable=not progress, leave=False)
+        return [render(d, None if values is None else values[k]) for k, d in enumerate(bar)]
+
+    # ----------------------------------------------------------------------------- drafts
+    def _draft(self, task: str, index: int, user: int, counts: CandidateCounts) -> Draft:
+        rng = np.random.default_rng([self.config.seed, TASK_INDEX[task], index])
+        fold = int(rng.choice(self.pools.usable_folds(user)))
+        cands = self.pools.draw(user, fold, counts, rng)
+        grades = cands.grades
+        if task == "pointwise":
+            if not (grades > 0).any():  # the fold lacks the configured kinds: ask about a liked one
+                cands = self.pools.draw(user, fold, CandidateCounts(liked=1), rng)
+                grades = cands.grades
+            asked = np.array([rng.choice(np.flatnonzero(grades > 0))])
+        elif task == "pairwise":
+            liked = np.flatnonzero(self.dataset.feedback.liked(grades))
+            top = int(rng.choice(liked)) if len(liked) else int(np.argmax(grades))
+            other = int(rng.choice(np.flatnonzero(grades < grades[top])))
+            asked = np.array([top, other]) if rng.random() < 0.5 else np.array([other, top])
+        else:
+            asked = rng.permutation(len(grades))
+        order = np.lexsort((rng.random(len(asked)), -grades[asked]))  # best first, ties at random
+        return Draft(index, user, fold, rng, cands, asked, order)
+
+    def _hint_values(self, task: str, drafts: list[Draft]) -> np.ndarray | None:
+        """Per draft, the hint model's values for its asked items (None without hint models or when
+        neither hints nor the unshifted order need them)."""
+        needs_scores = task == "listwise" and not self.config.shift_positions
+        if self.hints is None or not (self.config.hints.enabled or needs_scores):
+            return None
+        users = np.array([d.user for d in drafts], dtype=np.int64)
+        items = np.stack([d.candidates.items[d.asked] for d in drafts])  # (n, c)
+        folds = np.array([d.fold for d in drafts]) if self.config.hints.cross_fit else None
+        if task == "pointwise":
+            return self.hints.ratings(users, items, folds)
+        return self.hints.scores(users, items, folds)
+
+    # ----------------------------------------------------------------------------- records
+    def _history(self, draft: Draft) -> tuple[tuple[np.ndarray, np.ndarray], np.random.Generator | None]:
+        rng = draft.rng if self.config.shift_positions else None
+        return self.pools.history(draft.user, draft.fold), rng
+
+    def _pointwise(self, d: Draft, hint: np.ndarray | None) -> dict[str, Any]:
+        history, rng = self._history(d)
+        target = int(d.candidates.items[d.asked[0]])
+        rating = float(d.candidates.grades[d.asked[0]])
+        shown = None if hint is None or not self.config.hints.enabled else float(hint[0])
+        prompt = self.renderer.pointwise(history, target, rating=rating, hint=shown, rng=rng)
+        return self._record("pointwise", d, prompt, [0], shown)
+
+    def _pairwise(self, d: Draft, hint: np.ndarray | None) -> dict[str, Any]:
+        history, rng = self._history(d)
+        first, second = (int(x) for x in d.candidates.items[d.asked])
+        first_preferred = bool(d.answer[0] == 0)
+        hint_first = None if hint is None or not self.config.hints.enabled else bool(hint[0] >= hint[1])
+        prompt = self.renderer.pairwise(history, first, second, first_preferred=first_preferred,
+                                        hint_first=hint_first, rng=rng)
+        return self._record("pairwise", d, prompt, [0, 1] if first_preferred else [1, 0],
+                            None if hint_first is None else int(not hint_first))
+
+    def _listwise(self, d: Draft, hint: np.ndarray | None) -> dict[str, Any]:
+        history, rng = self._history(d)
+        asked, answer = d.asked, d.answer
+        if not self.config.shift_positions:  # the order a retriever would list them in
+            by_score = np.argsort(-hint, kind="stable")
+            asked, hint = asked[by_score], hint[by_score]
+            answer = np.argsort(by_score)[answer]
+        hint_order = None if hint is None or not self.config.hints.enabled else np.argsort(-hint, kind="stable")
+        top = self.config.listwise_top
+        prompt = self.renderer.listwise(history, d.candidates.items[asked], top=top, answer_order=answer,
+                                        hint_order=hint_order, rng=rng)
+        permutation = np.empty(len(answer), dtype=np.int64)
+        permutation[answer] = np.arange(len(answer))
+        record = self._record("listwise", d, prompt, permutation.tolist(),
+                              None if hint_order is None else hint_order.tolist(), asked=asked)
+        record.update(identifiers=list(IDENTIFIERS[: len(asked)]), top=min(top, len(asked)))
+        return record
+
+    def _record(self, task: str, d: Draft, prompt, permutation: list[int], hint_value: Any,
+                asked: np.ndarray | None = None) -> dict[str, Any]:
+        asked = d.asked if asked is None else asked
+        items = d.candidates.items[asked]
+        hint = None
+        if hint_value is not None:
+            model = self.config.hints.rating_model if task == "pointwise" else self.config.hints.ranking_model
+            cross = self.hints is not None and self.hints.cross_fitted and self.config.hints.cross_fit
+            hint = {"model": model, "fold_model": d.fold if cross else None, "value": hint_value}
+        return {
+            "messages": prompt.with_answer(),
+            "task": task,
+            "instance": d.index,
+            "user": str(self.dataset.user_ids[d.user]),
+            "user_code": d.user,
+            "fold": d.fold,
+            "items": [str(self.dataset.item_ids[i]) for i in items],
+            "item_codes": items.tolist(),
+            "labels": d.candidates.grades[asked].tolist(),
+            "permutation": list(permutation),
+            "history": prompt.history,
+            "hint": hint,
+        }
