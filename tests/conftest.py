@@ -1,5 +1,49 @@
-"""Test-wide settings: one torch thread (tiny tensors run faster without thread hand-offs)."""
+"""Test-wide settings (one torch thread: tiny tensors run faster without thread hand-offs) and the
+shared fixtures of the instruction-data tests: the synthetic split, its training pools and quickly
+fitted hint models (built once per session, on first use)."""
 
+import pytest
 import torch
 
+from recranker.candidates import TrainingPools
+from recranker.hints import HintModels, fit_fold_models
+from recranker.prompts.render import PromptRenderer
+from recranker.prompts.templates import load_templates
+from recranker.prompts.text import TokenCounter
+from recranker.retrieval import make_retriever
+from recranker.testing import tiny_tokenizer
+from recranker.testing.retrievers import synthetic_split
+
 torch.set_num_threads(1)
+
+FOLDS = 3
+FAST = {"biased_mf": {"epochs": 5}, "lightgcn": {"epochs": 10, "eval_every": 5}}
+
+
+@pytest.fixture(scope="session")
+def split():
+    return synthetic_split()
+
+
+@pytest.fixture(scope="session")
+def pools(split):
+    return TrainingPools(split, FOLDS, seed=0)
+
+
+@pytest.fixture(scope="session")
+def hint_models(split, pools):
+    full = [make_retriever(name, FAST[name]).fit(split, progress=False) for name in ("biased_mf", "lightgcn")]
+    folds = [fit_fold_models(split, pools, name, make_retriever(name, FAST[name]).config, progress=False)
+             for name in ("biased_mf", "lightgcn")]
+    return HintModels(*full, *folds)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return tiny_tokenizer()
+
+
+@pytest.fixture()
+def renderer(split, tokenizer):
+    return PromptRenderer(split.dataset, load_templates("movies"), counter=TokenCounter(tokenizer),
+                          history_tokens=120, history_items=30)

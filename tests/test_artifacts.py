@@ -37,3 +37,12 @@ def test_fingerprint_is_stable_and_order_free() -> None:
     assert fingerprint({"a": 1, "b": 2}) == fingerprint({"b": 2, "a": 1})
     assert fingerprint({"a": 1}) != fingerprint({"a": 2})
     assert json.dumps(fingerprint(1)).count('"') == 2
+
+
+def test_starting_a_stage_again_removes_the_files_of_the_earlier_run(tmp_path) -> None:
+    stage = Stage(tmp_path, "prompts", inputs=fingerprint({"tasks": ["pointwise", "pairwise"]}))
+    write_json(stage.start() / "pointwise.json", {})
+    stage.finish()
+    again = Stage(tmp_path, "prompts", inputs=fingerprint({"tasks": ["pairwise"]}))
+    folder = again.start()
+    assert list(folder.iterdir()) == [] and (tmp_path / "prompts").is_dir()

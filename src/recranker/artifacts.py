@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -94,9 +95,12 @@ class Stage:
         return read_json(self.marker).get("inputs") == self.inputs
 
     def start(self) -> Path:
-        """Invalidate any earlier result and create the folder; returns it."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        """Invalidate any earlier result (the marker first, then every file of the folder, so no
+        file of a run with other inputs survives) and create the folder; returns it."""
         self.marker.unlink(missing_ok=True)
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
         return self.path
 
     def finish(self, info: dict[str, Any] | None = None) -> None:

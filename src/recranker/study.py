@@ -284,12 +284,12 @@ def run_prompts(cfg: StudyConfig, *, split: Split | None = None, progress: bool 
     if stage.done():
         log.info("prompts: done, reading %s", stage.path)
         return read_json(stage.path / "stats.json")
+    pcfg = cfg.prompts  # templates and tokenizer first: bad ones fail before any model is fitted
+    templates = load_templates(pcfg.resolved_domain(cfg.data.format), pcfg.templates_dir, tuple(pcfg.tasks))
+    tokenizer = assets.load_tokenizer(pcfg.tokenizer) if pcfg.tokenizer else None
     users, _ = run_sample(cfg, split=split, progress=progress)
-    pcfg = cfg.prompts
     pools = TrainingPools(split, pcfg.folds, pcfg.seed)
     hints = prepare_hints(cfg, split, pools, progress=progress)
-    tokenizer = assets.load_tokenizer(pcfg.tokenizer) if pcfg.tokenizer else None
-    templates = load_templates(pcfg.resolved_domain(cfg.data.format), pcfg.templates_dir, tuple(pcfg.tasks))
     renderer = PromptRenderer(split.dataset, templates, counter=TokenCounter(tokenizer),
                               history_tokens=pcfg.history_tokens, history_items=pcfg.history_items,
                               title_chars=pcfg.title_chars)

@@ -73,3 +73,69 @@ def test_single_interaction_user_is_left_out_with_a_warning(csv_data, caplog) ->
 def test_bad_config_value_is_exit_2(csv_data, capsys) -> None:
     assert main(["data", *flags(csv_data), "--set", "retrieval.candidates=0"]) == 2
     assert "retrieval.candidates" in capsys.readouterr().err
+
+
+FAST_MODELS = "retrieval.models={lightgcn: {epochs: 10, eval_every: 5}, biased_mf: {epochs: 5}}"
+
+
+def prompt_flags(tmp_path, *extra, tokenizer=("--tokenizer", "none")):
+    return [*flags(tmp_path), "--set", FAST_MODELS, "--set", "prompts.folds=3", "--instructions", "30",
+            *tokenizer, *extra]
+
+
+def test_sample_writes_users_and_is_skipped_when_done(csv_data, capsys) -> None:
+    assert main(["sample", *prompt_flags(csv_data, tokenizer=())]) == 0
+    assert "| adaptive | 30 |" in capsys.readouterr().out
+    folder = csv_data / "runs" / "t" / "sample"
+    marker = (folder / "_stage.json").stat().st_mtime_ns
+    assert main(["sample", *prompt_flags(csv_data, tokenizer=())]) == 0
+    assert (folder / "_stage.json").stat().st_mtime_ns == marker
+    assert main(["sample", *prompt_flags(csv_data, "--strategy", "uniform", tokenizer=())]) == 0
+    assert "| uniform | 30 |" in capsys.readouterr().out
+
+
+def test_prompts_writes_one_jsonl_per_task_with_statistics(csv_data, capsys) -> None:
+    from recranker.prompts.export import read_jsonl
+
+    assert main(["prompts", *prompt_flags(csv_data)]) == 0
+    out = capsys.readouterr().out
+    folder = csv_data / "runs" / "t" / "prompts"
+    for task in ("pointwise", "pairwise", "listwise"):
+        records = read_jsonl(folder / f"{task}.jsonl")
+        assert len(records) == 30 and all(r["hint"]["fold_model"] == r["fold"] for r in records)
+        assert f"| {task} | 30 |" in out
+    stats = json.loads((folder / "stats.json").read_text())
+    assert stats["exact_tokens"] is False and stats["tasks"]["listwise"]["prompt_max"] > 0
+    assert "estimated" in out
+    assert main(["prompts", *prompt_flags(csv_data, "--no-hints", "--tasks", "pairwise")]) == 0
+    assert not (folder / "pointwise.jsonl").exists()  # the stage ran again for the new settings
+    assert all(r["hint"] is None for r in read_jsonl(folder / "pairwise.jsonl"))
+
+
+def test_prompts_bad_template_is_one_message_and_writes_no_prompts(csv_data, capsys) -> None:
+    (csv_data / "tpl" / "movies").mkdir(parents=True)
+    (csv_data / "tpl" / "movies" / "pointwise.yaml").write_text("task: pointwise\nplaceholders: [x]\n")
+    args = prompt_flags(csv_data, "--tasks", "pointwise", "--set", f"prompts.templates_dir={csv_data / 'tpl'}")
+    assert main(["prompts", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pointwise.yaml: missing key 'system'" in err[0], err
+    assert not (csv_data / "runs" / "t" / "prompts").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--tasks", "pointwise,ranking"], "prompts.tasks.1"),
+        (["--set", "prompts.hints.ranking_model=nope"], "hints.ranking_model: unknown model 'nope'"),
+        (["--set", "sampling.rho=0"], "sampling.rho"),
+    ],
+)
+def test_prompts_bad_settings_are_exit_2(csv_data, capsys, extra, message) -> None:
+    assert main(["prompts", *prompt_flags(csv_data, *extra)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_prompts_missing_tokenizer_says_how_to_fetch_it(csv_data, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("RECRANKER_HOME", str(csv_data / "empty-home"))
+    assert main(["prompts", *prompt_flags(csv_data, tokenizer=())]) == 2
+    assert "recranker fetch smollm2-135m" in capsys.readouterr().err

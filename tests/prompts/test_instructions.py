@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from recranker.candidates import CandidateCounts
+from recranker.prompts.instructions import InstructionBuilder, PromptsConfig
+from recranker.prompts.render import IDENTIFIERS
+
+
+@pytest.fixture()
+def users(split):
+    return np.random.default_rng(0).choice(split.users, size=120)
+
+
+def build(pools, renderer, models, task, users, **settings):
+    config = PromptsConfig(folds=pools.k, tokenizer=None, **settings)
+    return InstructionBuilder(pools, renderer, models, config).build(task, users, progress=False)
+
+
+def test_one_record_per_instance_in_chat_format(pools, renderer, hint_models, users) -> None:
+    for task in ("pointwise", "pairwise", "listwise"):
+        records = build(pools, renderer, hint_models, task, users)
+        assert len(records) == len(users)
+        for r, user in zip(records, users):
+            roles = [m["role"] for m in r["messages"]]
+            assert roles == ["system", "user", "assistant"] and r["user_code"] == user and r["task"] == task
+            assert len(r["items"]) == len(r["labels"]) == len(r["permutation"]) == len(r["item_codes"])
+
+
+def test_answers_agree_with_the_labels(pools, renderer, hint_models, users) -> None:
+    for r in build(pools, renderer, hint_models, "pointwise", users):
+        assert r["messages"][-1]["content"] == str(int(r["labels"][0])) and r["labels"][0] >= 1
+    for r in build(pools, renderer, hint_models, "pairwise", users):
+        first_better = r["labels"][0] > r["labels"][1]
+        assert r["messages"][-1]["content"] == ("Yes" if first_better else "No")
+        assert r["permutation"] == ([0, 1] if first_better else [1, 0])
+    for r in build(pools, renderer, hint_models, "listwise", users):
+        letters = r["messages"][-1]["content"].split("\n")
+        assert len(letters) == r["top"] == 5
+        shown = [IDENTIFIERS.index(x) for x in letters]
+        labels = np.asarray(r["labels"])
+        assert list(labels[shown]) == sorted(labels, reverse=True)[:5]  # best first by grade
+        assert [r["permutation"][k] for k in shown] == list(range(5))
+
+
+def test_same_seed_same_records_other_seed_other_records(pools, renderer, hint_models, users) -> None:
+    a = build(pools, renderer, hint_models, "listwise", users)
+    b = build(pools, renderer, hint_models, "listwise", users)
+    c = build(pools, renderer, hint_models, "listwise", users, seed=1)
+    assert a == b and a != c
+
+
+def test_position_shifting_spreads_the_best_candidate_and_balances_pairs(pools, renderer, hint_models, split) -> None:
+    users = np.random.default_rng(1).choice(split.users, size=400)
+    listwise = build(pools, renderer, hint_models, "listwise", users)
+    best_position = np.array([r["permutation"].index(0) for r in listwise])
+    assert np.bincount(best_position, minlength=10).min() > 15  # every position holds the best sometimes
+    yes = np.mean([r["messages"][-1]["content"] == "Yes" for r in build(pools, renderer, hint_models, "pairwise", users)])
+    assert 0.4 < yes < 0.6
+
+
+def test_without_shifting_candidates_come_in_hint_order(pools, renderer, hint_models, users) -> None:
+    for r in build(pools, renderer, hint_models, "listwise", users, shift_positions=False):
+        assert r["hint"]["value"] == list(range(len(r["items"])))
+
+
+def test_hints_switch_off(pools, renderer, hint_models, users) -> None:
+    for task in ("pointwise", "pairwise", "listwise"):
+        records = build(pools, renderer, hint_models, task, users[:20], hints={"enabled": False})
+        assert all(r["hint"] is None and "Hint" not in r["messages"][1]["content"] for r in records)
+
+
+def test_cross_fitting_uses_fold_models_and_its_switch_the_full_ones(pools, renderer, hint_models, users) -> None:
+    crossed = build(pools, renderer, hint_models, "pointwise", users)
+    assert all(r["hint"]["fold_model"] == r["fold"] for r in crossed)
+    in_sample = build(pools, renderer, hint_models, "pointwise", users, hints={"cross_fit": False})
+    assert all(r["hint"]["fold_model"] is None for r in in_sample)
+    full = hint_models.ratings(np.array([r["user_code"] for r in in_sample]), np.array([r["item_codes"] for r in in_sample]))
+    np.testing.assert_allclose([r["hint"]["value"] for r in in_sample], full[:, 0])
+
+
+def test_candidate_counts_are_configurable(pools, renderer, hint_models, users) -> None:
+    counts = CandidateCounts(liked=2, disliked=1, negatives=12)
+    records = build(pools, renderer, hint_models, "listwise", users[:30], listwise=counts, listwise_top=2)
+    assert all(len(r["items"]) == 15 and len(r["messages"][-1]["content"].split("\n")) == 2 for r in records)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"pointwise": {"liked": 0, "neutral": 0, "disliked": 0, "negatives": 3}}, "pointwise: needs rated"),
+        ({"pairwise": {"liked": 0, "disliked": 1}}, "pairwise: needs liked"),
+        ({"listwise": {"liked": 10, "negatives": 20}}, "listwise: needs 2 to 26"),
+        ({"tasks": []}, "give at least one"),
+        ({"folds": 1}, "greater than or equal to 2"),
+    ],
+)
+def test_bad_settings_are_refused(settings, message) -> None:
+    with pytest.raises(ValidationError, match=message):
+        PromptsConfig(**settings)
