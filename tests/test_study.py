@@ -1,7 +1,7 @@
 import pytest
 
 from recranker import study
-from recranker.config import StudyConfig
+from recranker.config import StudyConfig, override
 from recranker.testing import synthetic_frames
 
 
@@ -30,3 +30,32 @@ def test_run_retrieval_uses_the_split_it_is_given(cfg, monkeypatch) -> None:
     monkeypatch.setattr(study, "prepare_split", no_second_load)
     summary = study.run_retrieval(cfg, "pop", split=split, progress=False)
     assert summary["model"] == "pop" and 0.0 <= summary["test"]["NDCG@10"] <= 1.0
+
+
+def instruction_cfg(cfg: StudyConfig) -> StudyConfig:
+    fast = {"lightgcn": {"epochs": 10, "eval_every": 5}, "biased_mf": {"epochs": 5}}
+    return override(cfg, {"retrieval.models": fast, "sampling.instructions": 40, "prompts.tokenizer": None,
+                          "prompts.folds": 3})
+
+
+def test_prompts_read_the_fitted_fold_models_back_and_stay_leak_free(cfg, monkeypatch) -> None:
+    from recranker.candidates import TrainingPools
+    from recranker.prompts.export import read_jsonl
+    from recranker.prompts.leakage import check_instruction_leakage
+
+    cfg = instruction_cfg(cfg)
+    stats = study.run_prompts(cfg, progress=False)
+    assert set(stats["tasks"]) == {"pointwise", "pairwise", "listwise"}
+
+    def no_refit(*args, **kwargs):
+        raise AssertionError("the fold models were fitted again")
+
+    monkeypatch.setattr(study, "fit_fold_models", no_refit)
+    changed = override(cfg, {"prompts.history_tokens": 64})
+    assert study.prompts_stage(changed).inputs != study.prompts_stage(cfg).inputs
+    study.run_prompts(changed, progress=False)
+    split = study.prepare_split(changed)
+    pools = TrainingPools(split, changed.prompts.folds, changed.prompts.seed)
+    hints = study.prepare_hints(changed, split, pools, progress=False)
+    records = [r for t in ("pointwise", "pairwise", "listwise") for r in read_jsonl(study.prompts_stage(changed).path / f"{t}.jsonl")]
+    assert check_instruction_leakage(records, split, hints) == 120
