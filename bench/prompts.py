@@ -30,7 +30,7 @@ from _common import write_section  # noqa: E402
 
 from recranker.artifacts import read_json  # noqa: E402
 from recranker.config import StudyConfig  # noqa: E402
-from recranker.hints import HintModels  # noqa: E402
+from recranker.hints import HintModels, hint_quality  # noqa: E402
 from recranker.prompts.export import read_jsonl  # noqa: E402
 
 TASKS = ("pointwise", "pairwise", "listwise")
@@ -84,8 +84,7 @@ def pointwise_rmse(cfg: StudyConfig, split, users: np.ndarray, hints: HintModels
     renderer = PromptRenderer(split.dataset, load_templates("movies"), counter=TokenCounter())
     config = cfg.prompts.model_copy(update={"folds": folds})
     records = InstructionBuilder(pools, renderer, models, config).build("pointwise", users, progress=False)
-    error = np.array([r["hint"]["value"] - r["labels"][0] for r in records])
-    return float(np.sqrt(np.mean(error**2)))
+    return hint_quality(records)["rmse"]
 
 
 def hint_gap(cfg: StudyConfig, extra_folds: int = 10) -> str:
@@ -119,10 +118,7 @@ def hint_gap(cfg: StudyConfig, extra_folds: int = 10) -> str:
 
 
 def training_quality(records: dict, split) -> tuple:
-    point = records["pointwise"]
-    truth = np.array([r["labels"][0] for r in point])
-    error = np.array([r["hint"]["value"] for r in point]) - truth
-    rmse = float(np.sqrt(np.mean(error**2)))
+    rmse = hint_quality(records["pointwise"])["rmse"]
     disliked = split.dataset.feedback.disliked
     by_kind: dict[str, list[bool]] = {"disliked": [], "negative": []}
     for r in records["pairwise"]:
@@ -132,7 +128,7 @@ def training_quality(records: dict, split) -> tuple:
             by_kind["negative"].append(correct)
         elif disliked(other):
             by_kind["disliked"].append(correct)
-    ndcg = float(np.mean([_ndcg(np.asarray(r["labels"])[r["hint"]["value"]]) for r in records["listwise"]]))
+    ndcg = hint_quality(records["listwise"])["ndcg"]
     return rmse, rmse, float(np.mean(by_kind["disliked"])), float(np.mean(by_kind["negative"])), ndcg
 
 
@@ -173,30 +169,9 @@ def test_time_quality(hints: HintModels, split, records: dict) -> tuple:
     return rmse, matched, float(np.mean(vs_disliked)), float(np.mean(vs_negative)), "-"
 
 
-def _ndcg(gains: np.ndarray) -> float:
-    discount = 1.0 / np.log2(np.arange(2, len(gains) + 2))
-    ideal = float((np.sort(gains)[::-1] * discount).sum())
-    return float((gains * discount).sum()) / ideal if ideal > 0 else 0.0
-
-
 def examples(cfg: StudyConfig) -> str:
     """One prompt per task and template domain (movies from the run; books and products render the
     same ML-100K instances through their templates: no book or product data is available offline)."""
-    out = ["# Example prompts", "", "Written by `python bench/prompts.py`: the first training instruction of "
-           "each task as its chat messages (system, user, assistant answer), as stored in the JSONL files. "
-           "Books and products templates are shown on the same ML-100K users (no book or product dataset "
-           "is available offline).", ""]
-    folder = cfg.run_dir / "prompts"
-    for domain in ("movies", "books", "products"):
-        for task in TASKS:
-            record = read_jsonl(folder / f"{task}.jsonl")[0] if domain == "movies" else _rerender(cfg, domain, task)
-            out += [f"## {domain} / {task}", "", "```text"]
-            out += [f"[{m['role']}]\n{m['content']}" for m in record["messages"]]
-            out += ["```", ""]
-    return "\n".join(out)
-
-
-def _rerender(cfg: StudyConfig, domain: str, task: str) -> dict:
     from recranker.candidates import TrainingPools
     from recranker.prompts.instructions import InstructionBuilder
     from recranker.prompts.render import PromptRenderer
@@ -207,9 +182,21 @@ def _rerender(cfg: StudyConfig, domain: str, task: str) -> dict:
     split = prepare_split(cfg)
     users, _ = run_sample(cfg, split=split)
     pools = TrainingPools(split, cfg.prompts.folds, cfg.prompts.seed)
-    renderer = PromptRenderer(split.dataset, load_templates(domain), counter=TokenCounter())
-    builder = InstructionBuilder(pools, renderer, prepare_hints(cfg, split, pools, progress=False), cfg.prompts)
-    return builder.build(task, users[:1], progress=False)[0]
+    hints = prepare_hints(cfg, split, pools, progress=False)
+    out = ["# Example prompts", "", "Written by `python bench/prompts.py`: the first training instruction of "
+           "each task as its chat messages (system, user, assistant answer), as stored in the JSONL files. "
+           "Books and products templates are shown on the same ML-100K users (no book or product dataset "
+           "is available offline).", ""]
+    for domain in ("movies", "books", "products"):
+        renderer = PromptRenderer(split.dataset, load_templates(domain), counter=TokenCounter())
+        builder = InstructionBuilder(pools, renderer, hints, cfg.prompts)
+        for task in TASKS:
+            record = (read_jsonl(cfg.run_dir / "prompts" / f"{task}.jsonl")[0] if domain == "movies"
+                      else builder.build(task, users[:1], progress=False)[0])
+            out += [f"## {domain} / {task}", "", "```text"]
+            out += [f"[{m['role']}]\n{m['content']}" for m in record["messages"]]
+            out += ["```", ""]
+    return "\n".join(out)
 
 
 def main() -> None:

@@ -19,8 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from recranker.candidates import TrainingPools
+from recranker.metrics import per_user
 from recranker.retrieval import Retriever, RetrieverConfig, make_retriever
 from recranker.split import Split
+from recranker.types import Rankings
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +121,10 @@ def hint_quality(records: list[dict]) -> dict[str, float]:
         out.update(rmse=float(np.sqrt(np.mean(error**2))), mae=float(np.mean(np.abs(error))))
     elif task == "pairwise":
         out["accuracy"] = float(np.mean([r["hint"]["value"] == r["permutation"].index(0) for r in hinted]))
-    else:
-        out["ndcg"] = float(np.mean([_ndcg(np.asarray(r["labels"])[r["hint"]["value"]]) for r in hinted]))
+    else:  # the hint's order of candidate positions as a ranked list, graded by the labels
+        rows = [r for r in hinted if max(r["labels"]) > 0]
+        order = np.array([r["hint"]["value"] for r in rows], dtype=np.int64)  # (n, c) positions, best first
+        ranked = Rankings(np.arange(len(rows)), order, np.zeros(order.shape))
+        gains = {k: {p: g for p, g in enumerate(r["labels"]) if g > 0} for k, r in enumerate(rows)}
+        out["ndcg"] = float(per_user(ranked, gains, [f"NDCG@{order.shape[1]}"]).iloc[:, 0].mean())
     return out
-
-
-def _ndcg(gains_in_order: np.ndarray) -> float:
-    discount = 1.0 / np.log2(np.arange(2, len(gains_in_order) + 2))
-    ideal = float((np.sort(gains_in_order)[::-1] * discount).sum())
-    return float((gains_in_order * discount).sum()) / ideal if ideal > 0 else 0.0

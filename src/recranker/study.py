@@ -254,7 +254,7 @@ def prepare_hints(cfg: StudyConfig, split: Split, pools: TrainingPools, *, progr
     per_fold = {}
     if stage.done():
         log.info("hints: done, reading %s", stage.path)
-        for name in names:
+        for name in dict.fromkeys(names):
             per_fold[name] = [load_retriever(stage.path / name / f"fold{f}.pt", split.holding_out(pools.fold_rows(f)))
                               for f in range(pools.k)]
     else:
