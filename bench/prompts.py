@@ -172,6 +172,7 @@ def test_time_quality(hints: HintModels, split, records: dict) -> tuple:
 def examples(cfg: StudyConfig) -> str:
     """One prompt per task and template domain (movies from the run; books and products render the
     same ML-100K instances through their templates: no book or product data is available offline)."""
+    from recranker import assets
     from recranker.candidates import TrainingPools
     from recranker.prompts.instructions import InstructionBuilder
     from recranker.prompts.render import PromptRenderer
@@ -187,8 +188,9 @@ def examples(cfg: StudyConfig) -> str:
            "each task as its chat messages (system, user, assistant answer), as stored in the JSONL files. "
            "Books and products templates are shown on the same ML-100K users (no book or product dataset "
            "is available offline).", ""]
+    counter = TokenCounter(assets.load_tokenizer(cfg.prompts.tokenizer))  # as the run's own prompts
     for domain in ("movies", "books", "products"):
-        renderer = PromptRenderer(split.dataset, load_templates(domain), counter=TokenCounter())
+        renderer = PromptRenderer(split.dataset, load_templates(domain), counter=counter)
         builder = InstructionBuilder(pools, renderer, hints, cfg.prompts)
         for task in TASKS:
             record = (read_jsonl(cfg.run_dir / "prompts" / f"{task}.jsonl")[0] if domain == "movies"
