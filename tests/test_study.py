@@ -59,3 +59,13 @@ def test_prompts_read_the_fitted_fold_models_back_and_stay_leak_free(cfg, monkey
     hints = study.prepare_hints(changed, split, pools, progress=False)
     records = [r for t in ("pointwise", "pairwise", "listwise") for r in read_jsonl(study.prompts_stage(changed).path / f"{t}.jsonl")]
     assert check_instruction_leakage(records, split, hints) == 120
+
+
+def test_hint_switches_do_not_invalidate_the_fold_models(cfg) -> None:
+    base = study.hints_stage(cfg).inputs
+    for change in ({"prompts.hints.enabled": False}, {"prompts.hints.cross_fit": False},
+                   {"prompts.shift_positions": False}, {"prompts.history_tokens": 64}):
+        assert study.hints_stage(override(cfg, change)).inputs == base, change
+    for change in ({"prompts.folds": 3}, {"prompts.seed": 1}, {"prompts.hints.ranking_model": "bpr"},
+                   {"retrieval.models": {"lightgcn": {"dim": 32}}}):
+        assert study.hints_stage(override(cfg, change)).inputs != base, change

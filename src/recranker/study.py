@@ -232,12 +232,13 @@ def fitted_backbone(cfg: StudyConfig, model: str, split: Split, *, progress: boo
 
 
 def hints_stage(cfg: StudyConfig) -> Stage:
-    """The cross-fitting stage: one hint model per fold (inputs: hint settings, folds, seed, the
-    hint models' settings, the split)."""
+    """The cross-fitting stage: one hint model per fold (inputs: which models and their settings,
+    the folds and their seed, the split; not the switches that only decide whether the fold
+    models are used, so toggling those never refits them)."""
     hints, prompts = cfg.prompts.hints, cfg.prompts
     models = {name: cfg.retrieval.model(name) for name in (hints.rating_model, hints.ranking_model)}
     return Stage(cfg.run_dir, "hints", inputs=fingerprint(
-        hints, prompts.folds, prompts.seed, models, split_stage(cfg).inputs))
+        [hints.rating_model, hints.ranking_model], prompts.folds, prompts.seed, models, split_stage(cfg).inputs))
 
 
 def prepare_hints(cfg: StudyConfig, split: Split, pools: TrainingPools, *, progress: bool = True) -> HintModels | None:
