@@ -40,6 +40,11 @@ class SamplingConfig(BaseModel):
     rho: float = Field(0.95, gt=0, le=1, description="repetition penalty: a user's c-th draw weighs rho^(c-1)")
     seed: int = Field(0, description="seed of the draws and of k-means")
 
+    @property
+    def uses_embeddings(self) -> bool:
+        """Whether the strategy clusters users on their embeddings (clustering, adaptive)."""
+        return self.strategy in ("adaptive", "clustering")
+
 
 def liked_train_counts(split: Split) -> np.ndarray:
     """Number of liked training interactions of each user in `split.users` (int64, same order)."""

@@ -161,9 +161,10 @@ def load_candidates(cfg: StudyConfig, model: str, stage: str) -> Rankings:
     return Rankings.load(folder / f"candidates_{stage}.npz")
 
 
-def load_backbone(cfg: StudyConfig, model: str):
-    """The trained backbone `model` of a finished retrieval stage."""
-    split = prepare_split(cfg)
+def load_backbone(cfg: StudyConfig, model: str, split: Split | None = None):
+    """The trained backbone `model` of a finished retrieval stage (`split`: the run's split, when
+    the caller already has it)."""
+    split = prepare_split(cfg) if split is None else split
     return load_retriever(retrieval_stage(cfg, model).path / "model.pt", split)
 
 
@@ -198,7 +199,7 @@ EMBEDDING_MODEL = "lightgcn"
 def sample_stage(cfg: StudyConfig) -> Stage:
     """The user-sampling stage (inputs: sampling settings, the split and, when clustering, LightGCN)."""
     upstream = split_stage(cfg).inputs
-    if cfg.sampling.strategy in ("adaptive", "clustering"):
+    if cfg.sampling.uses_embeddings:
         upstream = retrieval_stage(cfg, EMBEDDING_MODEL).inputs
     return Stage(cfg.run_dir, "sample", inputs=fingerprint(cfg.sampling, upstream))
 
@@ -213,7 +214,7 @@ def run_sample(cfg: StudyConfig, *, split: Split | None = None, progress: bool =
         with np.load(stage.path / "users.npz") as z:
             return z["users"], read_json(stage.path / "summary.json")
     embeddings = None
-    if cfg.sampling.strategy in ("adaptive", "clustering"):
+    if cfg.sampling.uses_embeddings:
         embeddings = fitted_backbone(cfg, EMBEDDING_MODEL, split, progress=progress).user_embeddings()
     users = sample_users(split, cfg.sampling, embeddings)
     folder = stage.start()
@@ -228,7 +229,7 @@ def run_sample(cfg: StudyConfig, *, split: Split | None = None, progress: bool =
 def fitted_backbone(cfg: StudyConfig, model: str, split: Split, *, progress: bool = True):
     """Backbone `model` fitted on the whole training set: its retrieval stage, run if needed."""
     run_retrieval(cfg, model, split=split, progress=progress)
-    return load_retriever(retrieval_stage(cfg, model).path / "model.pt", split)
+    return load_backbone(cfg, model, split)
 
 
 def hints_stage(cfg: StudyConfig) -> Stage:
