@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import IO, Any
 
 MARKER = "_stage.json"
+#: written when a resumable stage starts, so a rerun with the same inputs can go on from its files
+STARTED = "_started.json"
 
 
 @contextlib.contextmanager
@@ -38,6 +40,23 @@ def atomic_write(path: str | Path, *, binary: bool = False) -> Iterator[IO[Any]]
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """A temporary folder beside `path`; on success it replaces `path` (any earlier one is
+    removed), on error it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
@@ -102,6 +121,16 @@ class Stage:
             shutil.rmtree(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
         return self.path
+
+    def resume_or_start(self) -> bool:
+        """Like `start`, except that a folder left by an unfinished run with the same inputs is kept
+        (so that run can go on from its checkpoints); returns True when it was kept."""
+        started = self.path / STARTED
+        if not self.done() and started.exists() and read_json(started).get("inputs") == self.inputs:
+            return True
+        self.start()
+        write_json(started, {"inputs": self.inputs, "started": time.time()})
+        return False
 
     def finish(self, info: dict[str, Any] | None = None) -> None:
         """Mark the stage done with its inputs' fingerprint and `info`."""

@@ -12,6 +12,7 @@ retrieval:
 evaluation: {ks: [3, 5, 10, 20]}
 sampling: {strategy: adaptive, instructions: 5000}
 prompts: {tasks: [pointwise, pairwise, listwise], hints: {cross_fit: true}}
+tuning: {model: smollm2-135m, instructions: 200, epochs: 1, alro: {alpha: 0.1, beta: 0.01}}
 ```
 """
 
@@ -21,12 +22,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from recranker.errors import ConfigError
 from recranker.prompts.instructions import PromptsConfig
 from recranker.retrieval import RETRIEVERS, RetrieverConfig, retriever_class
 from recranker.sampling import SamplingConfig
+from recranker.tuning.config import TuningConfig
 
 Format = Literal["ml-100k", "ml-1m", "bookcrossing", "amazon", "recbole", "csv"]
 
@@ -109,6 +111,7 @@ class StudyConfig(Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     prompts: PromptsConfig = Field(default_factory=PromptsConfig)
+    tuning: TuningConfig = Field(default_factory=TuningConfig)
 
     @field_validator("prompts")
     @classmethod
@@ -120,6 +123,13 @@ class StudyConfig(Section):
         if value.hints.rating_model != "biased_mf":
             raise ValueError("hints.rating_model: only biased_mf predicts ratings")
         return value
+
+    @model_validator(mode="after")
+    def _tuned_tasks_are_built(self) -> "StudyConfig":
+        missing = [task for task in self.tuning.tasks if task not in self.prompts.tasks]
+        if missing:
+            raise ValueError(f"tuning.tasks: {', '.join(missing)} not in prompts.tasks, so no instructions are built for it")
+        return self
 
     @property
     def run_dir(self) -> Path:

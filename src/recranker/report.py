@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 
@@ -46,3 +47,30 @@ def prompt_rows(stats: Mapping[str, Any]) -> list[dict[str, Any]]:
         row["hint"] = ", ".join(f"{k} {v:.3f}" for k, v in quality.items() if k != "hinted") or "-"
         rows.append(row)
     return rows
+
+
+def plot_loss_curve(log_history: list[Mapping[str, Any]], path: str | Path, *, title: str = "") -> None:
+    """A PNG of the training loss and its terms (sft, rank, perm) per logged optimizer step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from recranker.artifacts import atomic_write
+
+    lines = [row for row in log_history if "loss" in row and "step" in row]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, label in (("loss", "total"), ("sft", "SFT (answer tokens)"), ("rank", "soft lambda"),
+                       ("perm", "permutation")):
+        points = [(row["step"], row[key]) for row in lines if key in row]
+        if points:
+            ax.plot(*zip(*points), marker="o" if len(points) < 30 else None, markersize=3, label=label)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_title(title or "training loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_write(path, binary=True) as fh:
+        fig.savefig(fh, format="png", dpi=110)
+    plt.close(fig)

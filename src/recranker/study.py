@@ -6,6 +6,8 @@
     sample/                users.npz (sampled user codes, draw order), summary.json
     hints/<model>/         fold<f>.pt: the hint model fitted without training fold f
     prompts/               <task>.jsonl (chat messages + metadata), stats.json
+    tune/                  adapter/ (or model/), base_model.txt, log.json, loss_curve.png,
+                           summary.json, config.yaml; checkpoints/ while it runs (resumed)
 
 A stage is skipped when its marker says it finished with the same inputs (config section and the
 fingerprints of the stages it reads); otherwise it runs again and overwrites its folder's files.
@@ -270,12 +272,17 @@ def prepare_hints(cfg: StudyConfig, split: Split, pools: TrainingPools, *, progr
     return HintModels(*full, per_fold[names[0]], per_fold[names[1]])
 
 
+#: version of the instruction records' layout: a change rebuilds earlier runs' prompts (2: listwise
+#: records carry the shuffled second view)
+PROMPTS_FORMAT = 2
+
+
 def prompts_stage(cfg: StudyConfig) -> Stage:
     """The instruction-data stage (inputs: prompt settings, the sample, the hint models)."""
     hints = cfg.prompts.hints
     upstream = [retrieval_stage(cfg, name).inputs for name in (hints.rating_model, hints.ranking_model)]
     return Stage(cfg.run_dir, "prompts", inputs=fingerprint(
-        cfg.prompts, sample_stage(cfg).inputs, hints_stage(cfg).inputs, upstream))
+        cfg.prompts, sample_stage(cfg).inputs, hints_stage(cfg).inputs, upstream, PROMPTS_FORMAT))
 
 
 def run_prompts(cfg: StudyConfig, *, split: Split | None = None, progress: bool = True) -> dict:
@@ -308,3 +315,59 @@ def run_prompts(cfg: StudyConfig, *, split: Split | None = None, progress: bool 
     write_json(folder / "stats.json", stats)
     stage.finish()
     return stats
+
+
+# ------------------------------------------------------------------------------ instruction tuning
+def tune_stage(cfg: StudyConfig) -> Stage:
+    """The tuning stage (inputs: tuning settings and the instruction data)."""
+    return Stage(cfg.run_dir, "tune", inputs=fingerprint(cfg.tuning, prompts_stage(cfg).inputs))
+
+
+def load_examples(cfg: StudyConfig, tokenizer) -> tuple[list[dict], dict]:
+    """The encoded training examples of the tuned tasks (the first `tuning.instructions` of each
+    file) and per-task counts."""
+    from recranker.tuning.data import encode_file
+
+    folder, tcfg = prompts_stage(cfg).path, cfg.tuning
+    examples, counts = [], {}
+    for task in tcfg.tasks:
+        encoded, dropped = encode_file(folder / f"{task}.jsonl", tokenizer, ranking=tcfg.alro.active,
+                                       limit=tcfg.instructions, max_length=tcfg.max_length)
+        if dropped:
+            log.warning("tune: %d %s examples longer than max_length=%d left out", dropped, task, tcfg.max_length)
+        examples += encoded
+        counts[task] = {"examples": len(encoded), "dropped": dropped,
+                        "with_ranking_terms": sum("rank" in e for e in encoded),
+                        "with_second_view": sum("view" in e for e in encoded)}
+    return examples, counts
+
+
+def run_tune(cfg: StudyConfig, *, progress: bool = True) -> dict:
+    """Tune the LLM on the run's instruction data (`recranker.tuning`), or read the finished
+    stage's summary; an interrupted run with the same inputs resumes from its last checkpoint."""
+    from recranker.tuning.model import load_causal_lm
+    from recranker.tuning.tune import tune
+
+    stage = tune_stage(cfg)
+    if stage.done():
+        log.info("tune: done, reading %s", stage.path)
+        return read_json(stage.path / "summary.json")
+    run_prompts(cfg, progress=progress)
+    tokenizer, model = load_causal_lm(cfg.tuning.model, cfg.tuning.dtype)
+    examples, counts = load_examples(cfg, tokenizer)
+    folder = stage.path
+    resumed = stage.resume_or_start()
+    with atomic_write(folder / "config.yaml") as fh:
+        fh.write(cfg.to_yaml())
+    summary = tune(cfg.tuning, tokenizer, model, examples, folder, base_model=portable_model_spec(cfg.tuning.model),
+                   progress=progress)
+    summary.update(tasks=counts, resumed=resumed, peak_rss_mib=peak_rss_mib(), model=cfg.tuning.model)
+    write_json(folder / "summary.json", summary)
+    stage.finish({"seconds": summary["seconds"]})
+    return summary
+
+
+def portable_model_spec(spec: str) -> str:
+    """`spec` as it can be loaded from any working directory (a local path made absolute)."""
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.exists() else spec

@@ -80,6 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
     prompts.add_argument("--no-cross-fit", action="store_true", help="training hints from the full models (in-sample)")
     prompts.set_defaults(func=cmd_prompts)
 
+    tune = sub.add_parser("tune", help="instruction-tune the LLM on the run's prompts (LoRA, ALRO losses)")
+    _study_flags(tune)
+    tune.add_argument("--model", help="smollm2-135m (default), a model folder, a .gguf file or a Hugging Face id")
+    tune.add_argument("--tasks", dest="tune_tasks", help="comma-separated subset of the built tasks to train on")
+    tune.add_argument("--limit", type=int, help="use the first N instructions of each task")
+    tune.add_argument("--epochs", type=float)
+    tune.add_argument("--max-steps", type=int, help="stop after N optimizer steps")
+    tune.add_argument("--batch-size", type=int)
+    tune.add_argument("--lr", type=float, help="learning rate")
+    tune.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
+    tune.add_argument("--no-alro", action="store_true", help="SFT only: no soft lambda, no permutation loss")
+    tune.add_argument("--no-soft-lambda", action="store_true", help="leave out the soft lambda loss")
+    tune.add_argument("--no-permutation", action="store_true", help="leave out the permutation-sensitive loss")
+    tune.add_argument("--merge", action="store_true", help="also export the model with the adapter merged in")
+    tune.set_defaults(func=cmd_tune)
+
     demo = sub.add_parser("demo", help="fetch ML-100K, train LightGCN, print its metrics")
     demo.add_argument("--runs-dir", type=Path, default=Path("runs"))
     demo.set_defaults(func=cmd_demo)
@@ -120,6 +136,21 @@ def study_config(args: argparse.Namespace):
         value = getattr(args, flag, None)
         if value is not None:
             changes[key] = _flag_value(flag, value)
+    tuning_flags = {"model": "tuning.model", "tune_tasks": "tuning.tasks", "limit": "tuning.instructions",
+                    "epochs": "tuning.epochs", "max_steps": "tuning.max_steps", "batch_size": "tuning.batch_size",
+                    "lr": "tuning.learning_rate"}
+    for flag, key in tuning_flags.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            changes[key] = _flag_value("tasks" if flag == "tune_tasks" else flag, value)
+    switches = {"full": ("tuning.method", "full"), "merge": ("tuning.merge", True),
+                "no_soft_lambda": ("tuning.alro.soft_lambda", False),
+                "no_permutation": ("tuning.alro.permutation", False)}
+    if getattr(args, "no_alro", False):
+        args.no_soft_lambda = args.no_permutation = True
+    for flag, (key, value) in switches.items():
+        if getattr(args, flag, False):
+            changes[key] = value
     if getattr(args, "no_hints", False):
         changes["prompts.hints.enabled"] = False
     if getattr(args, "no_cross_fit", False):
@@ -205,6 +236,21 @@ def cmd_prompts(args: argparse.Namespace) -> int:
     print(markdown_table(prompt_rows(stats)))
     tokens = "tokens" if stats["exact_tokens"] else "tokens (estimated: no tokenizer)"
     print(f"\n{tokens}; prompts written under {cfg.run_dir / 'prompts'} in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from recranker.report import markdown_table
+    from recranker.study import run_tune
+
+    cfg = study_config(args)
+    summary = run_tune(cfg)
+    rows = [{"task": task, **counts} for task, counts in summary["tasks"].items()]
+    print(markdown_table(rows))
+    print(f"\n{summary['steps']} steps over {summary['examples']} examples in {summary['seconds']:.0f} s, "
+          f"{summary['tokens_per_s']:.0f} tokens/s, final training loss {summary['train_loss']:.4f}, "
+          f"{summary['trainable_parameters']:,} trainable parameters")
+    print(f"adapter, log and loss curve written to {cfg.run_dir / 'tune'}")
     return 0
 
 

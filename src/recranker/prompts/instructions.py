@@ -6,11 +6,13 @@ negatives, `recranker.candidates`), and shuffles history and candidates (positio
 Hints are then computed in one batch per fold (`recranker.hints`) and each instance is rendered
 with `PromptRenderer`. Records are the chat-messages format TRL and LLaMA-Factory read, with
 metadata: the user, the items asked about in the order shown, their relevance labels (the user's
-rating, 0 for a non-interacted item), the permutation and the hint.
+rating, 0 for a non-interacted item), the permutation and the hint; a listwise record also
+carries a second view with the candidates shuffled (`shuffled`), for ALRO's permutation loss.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -170,6 +172,7 @@ class InstructionBuilder:
             answer = np.argsort(by_score)[answer]
         hint_order = None if hint is None or not self.config.hints.enabled else np.argsort(-hint, kind="stable")
         top = self.config.listwise_top
+        history_rng = copy.deepcopy(rng)  # the second view shows the same history in the same order
         prompt = self.renderer.listwise(history, d.candidates.items[asked], top=top, answer_order=answer,
                                         hint_order=hint_order, rng=rng)
         permutation = np.empty(len(answer), dtype=np.int64)
@@ -177,7 +180,24 @@ class InstructionBuilder:
         record = self._record("listwise", d, prompt, permutation.tolist(),
                               None if hint_order is None else hint_order.tolist(), asked=asked)
         record.update(identifiers=list(IDENTIFIERS[: len(asked)]), top=min(top, len(asked)))
+        record["shuffled"] = self._shuffled_view(d, history, asked, answer, hint_order, history_rng)
         return record
+
+    def _shuffled_view(self, d: Draft, history: tuple[np.ndarray, np.ndarray], asked: np.ndarray,
+                       answer: np.ndarray, hint_order: np.ndarray | None,
+                       rng: np.random.Generator | None) -> dict[str, Any]:
+        """The same listwise instance with its candidates shown in another order (the second view
+        of ALRO's permutation-sensitive loss): its messages and `order`, where order[p] is the
+        position in the first view of the candidate shown at position p. Drawn from its own
+        generator, so the first view is the same with or without it."""
+        shuffle = np.random.default_rng([self.config.seed, TASK_INDEX["listwise"], d.index, 1]).permutation(len(asked))
+        if len(asked) > 1 and (shuffle == np.arange(len(asked))).all():
+            shuffle = np.roll(shuffle, 1)
+        moved = np.argsort(shuffle)  # first-view position -> second-view position
+        prompt = self.renderer.listwise(
+            history, d.candidates.items[asked[shuffle]], top=self.config.listwise_top, answer_order=moved[answer],
+            hint_order=None if hint_order is None else moved[hint_order], rng=rng)
+        return {"messages": prompt.with_answer(), "order": shuffle.tolist()}
 
     def _record(self, task: str, d: Draft, prompt, permutation: list[int], hint_value: Any,
                 asked: np.ndarray | None = None) -> dict[str, Any]:

@@ -1,0 +1,79 @@
+"""Settings of instruction tuning (the `tuning` section of a study config)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from recranker.prompts.templates import TASKS, Task
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LoraConfig(_Section):
+    """LoRA adapter shape (peft)."""
+
+    rank: int = Field(8, ge=1, description="r")
+    alpha: float = Field(16.0, gt=0, description="scaling numerator: the update is (alpha / r) B A")
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="module names to adapt, or every linear layer but the output head")
+
+
+class AlroConfig(_Section):
+    """ALRO's objective L = L_sft + alpha L_rank + beta L_perm on listwise examples; each term
+    can be switched off for ablation (paper defaults alpha 0.1, beta 0.01, gamma 2)."""
+
+    soft_lambda: bool = Field(True, description="add the soft lambda loss")
+    permutation: bool = Field(True, description="add the permutation-sensitive loss (a second, shuffled view)")
+    alpha: float = Field(0.1, ge=0, description="weight of the soft lambda loss")
+    beta: float = Field(0.01, ge=0, description="weight of the permutation-sensitive loss")
+    gamma: float = Field(2.0, gt=0, description="temperature of the soft position")
+    sigma: float = Field(1.0, gt=0, description="steepness of the pairwise logistic in the lambda loss")
+
+    @property
+    def active(self) -> bool:
+        """Whether any ranking term is on."""
+        return self.soft_lambda or self.permutation
+
+
+class TuningConfig(_Section):
+    """Which model to tune, on which instruction data, how."""
+
+    model: str = Field("smollm2-135m", description="smollm2-135m, a model folder, a .gguf file or a Hugging Face id")
+    tasks: list[Task] = Field(default_factory=lambda: list(TASKS), description="instruction files to mix")
+    instructions: int | None = Field(None, ge=1, description="use only the first N records of each task file")
+    method: Literal["lora", "full"] = "lora"
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    alro: AlroConfig = Field(default_factory=AlroConfig)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (overrides epochs)")
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
+    learning_rate: float = Field(2e-4, gt=0)
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
+    max_length: int = Field(1024, ge=16, description="longer conversations are dropped (and counted)")
+    batching: Literal["length", "fixed"] = Field(
+        "length", description="length: length-grouped batches padded to their longest; fixed: random "
+        "batches padded to the longest example of the data (the naive baseline)")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    gradient_checkpointing: bool = False
+    save_steps: int = Field(50, ge=1, description="checkpoint every N steps (an interrupted run resumes)")
+    logging_steps: int = Field(5, ge=1)
+    seed: int = 0
+    merge: bool = Field(False, description="also export the model with the adapter merged in")
+
+    @model_validator(mode="after")
+    def _checks(self) -> "TuningConfig":
+        if not self.tasks:
+            raise ValueError("tasks: give at least one task")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ValueError("tasks: a task is listed twice")
+        if self.method == "full" and self.merge:
+            raise ValueError("merge: only a LoRA adapter can be merged; full fine-tuning saves the model")
+        return self

@@ -1,0 +1,118 @@
+import json
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from recranker.testing import tiny_causal_lm
+from recranker.tuning.config import AlroConfig, TuningConfig
+from recranker.tuning.data import encode_record
+from recranker.tuning.tune import tune
+
+
+@pytest.fixture(scope="module")
+def examples(records, tokenizer):
+    return [encode_record(r, tokenizer) for task in ("pointwise", "pairwise", "listwise") for r in records[task][:8]]
+
+
+def settings(**changes) -> TuningConfig:
+    base = {"max_steps": 4, "batch_size": 4, "logging_steps": 1, "save_steps": 2, "learning_rate": 5e-3,
+            "warmup_ratio": 0.0}
+    return TuningConfig(**{**base, **changes})
+
+
+def run(tmp_path, tokenizer, examples, cfg, name="run"):
+    model = tiny_causal_lm(tokenizer)
+    summary = tune(cfg, tokenizer, model, examples, tmp_path / name, base_model="tiny", progress=False)
+    return model, summary
+
+
+def test_lora_changes_the_adapter_and_leaves_the_base_weights_alone(tmp_path, tokenizer, examples) -> None:
+    before = {k: v.clone() for k, v in tiny_causal_lm(tokenizer).state_dict().items()}
+    model, summary = run(tmp_path, tokenizer, examples, settings())
+    lora = {k: v for k, v in model.state_dict().items() if "lora_" in k}
+    assert lora and any(v.abs().sum() > 0 for k, v in lora.items() if "lora_B" in k)  # B starts at zero
+    base = {k.replace("base_model.model.", "").replace(".base_layer", ""): v
+            for k, v in model.state_dict().items() if "lora_" not in k}
+    assert set(before) <= set(base)
+    assert all(torch.equal(before[k], base[k]) for k in before)
+    assert 0 < summary["trainable_parameters"] < summary["total_parameters"]
+    assert (tmp_path / "run" / "adapter" / "adapter_config.json").exists()
+    assert (tmp_path / "run" / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_full_fine_tuning_changes_the_base_weights(tmp_path, tokenizer, examples) -> None:
+    before = tiny_causal_lm(tokenizer).state_dict()
+    model, _ = run(tmp_path, tokenizer, examples, settings(method="full", max_steps=2))
+    after = model.state_dict()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert len(changed) == len(before)
+    assert (tmp_path / "run" / "model" / "config.json").exists()
+
+
+class Interrupt(TrainerCallback):
+    """Stops the process-like run right after `step` (as Ctrl-C would)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_resuming_an_interrupted_run_gives_the_uninterrupted_result(tmp_path, tokenizer, examples, monkeypatch) -> None:
+    cfg = settings(max_steps=6, save_steps=2)  # LoRA dropout on: the RNG state must be restored too
+    whole, _ = run(tmp_path, tokenizer, examples, cfg, "whole")
+    from recranker.tuning import tune as tune_module
+
+    original = tune_module.build_trainer
+
+    def interrupted(*args, **kwargs):
+        trainer = original(*args, **kwargs)
+        trainer.add_callback(Interrupt(3))
+        return trainer
+
+    monkeypatch.setattr(tune_module, "build_trainer", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, tokenizer, examples, cfg, "parts")
+    assert (tmp_path / "parts" / "checkpoints" / "checkpoint-2").exists()
+    monkeypatch.setattr(tune_module, "build_trainer", original)
+    resumed, summary = run(tmp_path, tokenizer, examples, cfg, "parts")
+    assert summary["resumed_from"] == "checkpoint-2" and summary["steps"] == 6
+    whole_state, resumed_state = whole.state_dict(), resumed.state_dict()
+    for key, value in whole_state.items():
+        assert torch.allclose(value, resumed_state[key], atol=1e-6), key
+    assert any("lora_B" in k and whole_state[k].abs().sum() > 0 for k in whole_state)
+
+
+def test_the_losses_go_down_on_a_toy_task(tmp_path, tokenizer, examples) -> None:
+    listwise = [e for e in examples if "rank" in e][:4]
+    cfg = settings(max_steps=60, batch_size=4, logging_steps=10, learning_rate=3e-3, save_steps=1000,
+                   method="full", alro=AlroConfig(alpha=1.0, beta=1.0, gamma=10.0))
+    run(tmp_path, tokenizer, listwise, cfg)
+    log = [row for row in json.loads((tmp_path / "run" / "log.json").read_text()) if "loss" in row]
+    first, last = log[0], log[-1]
+    for term in ("loss", "sft", "rank", "perm"):
+        assert last[term] < first[term], term
+
+
+def test_alro_switches_decide_which_terms_are_trained(tmp_path, tokenizer, examples) -> None:
+    for alro, terms in ((AlroConfig(permutation=False), {"sft", "rank"}), (AlroConfig(soft_lambda=False), {"sft", "perm"}),
+                        (AlroConfig(soft_lambda=False, permutation=False), {"sft"})):
+        name = f"{alro.soft_lambda}-{alro.permutation}"
+        run(tmp_path, tokenizer, examples, settings(max_steps=3, alro=alro, batch_size=24), name)
+        rows = [r for r in json.loads((tmp_path / name / "log.json").read_text()) if "loss" in r]
+        assert {"sft", "rank", "perm"} & set(rows[0]) == terms
+
+
+def test_merged_export_gives_the_adapted_models_logits(tmp_path, tokenizer, examples) -> None:
+    from transformers import AutoModelForCausalLM
+
+    model, _ = run(tmp_path, tokenizer, examples, settings(max_steps=2, merge=True))
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "merged").eval()
+    ids = torch.tensor([examples[0]["input_ids"]])
+    base = tiny_causal_lm(tokenizer)
+    assert torch.allclose(merged(ids).logits, model.eval()(ids).logits, atol=1e-5)
+    assert not torch.allclose(merged(ids).logits, base(ids).logits, atol=1e-5)
