@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from recranker.artifacts import Stage, atomic_write, fingerprint, read_json, write_json
+from recranker.artifacts import Stage, atomic_dir, atomic_write, fingerprint, read_json, write_json
 
 
 def test_atomic_write_leaves_nothing_on_error(tmp_path) -> None:
@@ -46,3 +46,32 @@ def test_starting_a_stage_again_removes_the_files_of_the_earlier_run(tmp_path) -
     again = Stage(tmp_path, "prompts", inputs=fingerprint({"tasks": ["pairwise"]}))
     folder = again.start()
     assert list(folder.iterdir()) == [] and (tmp_path / "prompts").is_dir()
+
+
+def test_atomic_dir_replaces_the_folder_only_when_complete(tmp_path) -> None:
+    target = tmp_path / "adapter"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("one")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "b.txt").write_text("half")
+            raise RuntimeError("interrupted")
+    assert sorted(p.name for p in target.iterdir()) == ["a.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]
+    with atomic_dir(target) as tmp:
+        (tmp / "c.txt").write_text("two")
+    assert sorted(p.name for p in target.iterdir()) == ["c.txt"]
+
+
+def test_a_resumable_stage_keeps_an_unfinished_run_with_the_same_inputs(tmp_path) -> None:
+    stage = Stage(tmp_path, "tune", inputs="a")
+    assert stage.resume_or_start() is False
+    (stage.path / "checkpoint-2").mkdir()
+    assert Stage(tmp_path, "tune", inputs="a").resume_or_start() is True
+    assert (stage.path / "checkpoint-2").exists()
+    assert Stage(tmp_path, "tune", inputs="b").resume_or_start() is False  # other inputs: start over
+    assert not (stage.path / "checkpoint-2").exists()
+    finished = Stage(tmp_path, "tune", inputs="b")
+    finished.finish()
+    (stage.path / "checkpoint-9").mkdir()
+    assert finished.resume_or_start() is False  # a finished stage is never resumed

@@ -36,6 +36,11 @@ def test_model_settings_are_typed_per_model(tmp_path) -> None:
         ("name: 'a b'\n", "name: String should match pattern"),
         ("[1, 2]\n", "must be a mapping"),
         ("data: {format: [\n", "line 2: not valid YAML"),
+        ("tuning: {alro: {gamma: 0}}\n", "tuning.alro.gamma: Input should be greater than 0"),
+        ("tuning: {method: qlora}\n", "tuning.method"),
+        ("tuning: {tasks: [listwise, listwise]}\n", "a task is listed twice"),
+        ("tuning: {method: full, merge: true}\n", "only a LoRA adapter can be merged"),
+        ("tuning: {lora: {rnak: 4}}\n", "tuning.lora.rnak: unknown key"),
     ],
 )
 def test_bad_configs_name_file_and_key(tmp_path, text: str, message: str) -> None:

@@ -69,7 +69,10 @@ def plot_loss_curve(log_history: list[Mapping[str, Any]], path: str | Path, *, t
     ax.set_ylabel("loss")
     ax.set_title(title or "training loss")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if lines:
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no logged steps", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     with atomic_write(path, binary=True) as fh:
         fig.savefig(fh, format="png", dpi=110)

@@ -6,7 +6,7 @@
     sample/                users.npz (sampled user codes, draw order), summary.json
     hints/<model>/         fold<f>.pt: the hint model fitted without training fold f
     prompts/               <task>.jsonl (chat messages + metadata), stats.json
-    tune/                  adapter/ (or model/), base_model.txt, log.json, loss_curve.png,
+    tune/<variant>/        adapter/ (or model/), base_model.txt, log.json, loss_curve.png,
                            summary.json, config.yaml; checkpoints/ while it runs (resumed)
 
 A stage is skipped when its marker says it finished with the same inputs (config section and the
@@ -319,8 +319,8 @@ def run_prompts(cfg: StudyConfig, *, split: Split | None = None, progress: bool 
 
 # ------------------------------------------------------------------------------ instruction tuning
 def tune_stage(cfg: StudyConfig) -> Stage:
-    """The tuning stage (inputs: tuning settings and the instruction data)."""
-    return Stage(cfg.run_dir, "tune", inputs=fingerprint(cfg.tuning, prompts_stage(cfg).inputs))
+    """The tuning stage of variant `tuning.variant` (inputs: tuning settings, the instruction data)."""
+    return Stage(cfg.run_dir, f"tune/{cfg.tuning.variant}", inputs=fingerprint(cfg.tuning, prompts_stage(cfg).inputs))
 
 
 def load_examples(cfg: StudyConfig, tokenizer) -> tuple[list[dict], dict]:

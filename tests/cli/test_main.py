@@ -139,3 +139,49 @@ def test_prompts_missing_tokenizer_says_how_to_fetch_it(csv_data, capsys, monkey
     monkeypatch.setenv("RECRANKER_HOME", str(csv_data / "empty-home"))
     assert main(["prompts", *prompt_flags(csv_data, tokenizer=())]) == 2
     assert "recranker fetch smollm2-135m" in capsys.readouterr().err
+
+
+@pytest.fixture()
+def tiny_model_dir(tmp_path):
+    from recranker.testing import tiny_causal_lm, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    tiny_causal_lm(tokenizer).save_pretrained(tmp_path / "tiny-lm")
+    tokenizer.save_pretrained(tmp_path / "tiny-lm")
+    return tmp_path / "tiny-lm"
+
+
+def test_tune_trains_an_adapter_on_the_built_prompts_and_is_skipped_when_done(csv_data, tiny_model_dir, capsys) -> None:
+    args = ["tune", *prompt_flags(csv_data), "--model", str(tiny_model_dir), "--max-steps", "3", "--batch-size", "8",
+            "--tasks", "pairwise,listwise", "--limit", "12"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "| listwise | 12 | 0 | 12 | 12 |" in out and "| pairwise | 12 | 0 | 0 | 0 |" in out
+    assert "3 steps over 24 examples" in out
+    assert main([*args, "--variant", "sft", "--no-alro"]) == 0
+    assert (csv_data / "runs" / "t" / "tune" / "sft" / "adapter").exists()
+    folder = csv_data / "runs" / "t" / "tune" / "main"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["steps"] == 3 and summary["tokens"] > 0 and summary["resumed"] is False
+    for name in ("adapter/adapter_config.json", "log.json", "loss_curve.png", "config.yaml", "base_model.txt"):
+        assert (folder / name).exists(), name
+    assert "max_steps: 3" in (folder / "config.yaml").read_text()
+    marker = (folder / "_stage.json").stat().st_mtime_ns
+    assert main(args) == 0
+    assert (folder / "_stage.json").stat().st_mtime_ns == marker
+    assert main([*args[:-2], "--limit", "8", "--no-alro"]) == 0  # other inputs: trained again
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["examples"] == 16 and summary["tasks"]["listwise"]["with_ranking_terms"] == 0
+
+    from recranker.tuning.model import load_tuned
+
+    tokenizer, model = load_tuned(folder)
+    assert model.peft_config and tokenizer.pad_token == "<|pad|>"
+
+
+def test_tune_errors_are_one_message(csv_data, capsys) -> None:
+    missing = csv_data / "no-such-model"
+    assert main(["tune", *prompt_flags(csv_data), "--model", str(missing)]) == 2
+    assert "no-such-model" in capsys.readouterr().err
+    assert main(["tune", *prompt_flags(csv_data, "--set", "prompts.tasks=[pairwise]"), "--tasks", "listwise"]) == 2
+    assert "tuning.tasks: listwise not in prompts.tasks" in capsys.readouterr().err

@@ -103,3 +103,13 @@ def test_encode_file_limits_and_drops_overlong_conversations(records, tokenizer,
     lengths = sorted(len(encode_record(r, tokenizer)["input_ids"]) for r in records["pairwise"])
     examples, dropped = encode_file(path, tokenizer, max_length=lengths[5])
     assert dropped == sum(n > lengths[5] for n in lengths) and len(examples) + dropped == len(lengths)
+
+
+def test_fixed_padding_with_all_logits_targets_every_answer_token_in_place(records, tokenizer) -> None:
+    examples = [encode_record(r, tokenizer, ranking=False) for r in (records["pointwise"][0], records["pairwise"][0])]
+    ours = Collator(tokenizer.pad_token_id)(examples)
+    naive = Collator(tokenizer.pad_token_id, pad_to=300, all_logits=True)(examples)
+    assert naive["keep"] == 300 and naive["targets"].shape == (2, 300)
+    for b in range(2):  # the same answer tokens, in the last columns of both
+        assert naive["targets"][b, -ours["keep"]:].tolist() == ours["targets"][b].tolist()
+        assert (naive["targets"][b, : 300 - ours["keep"]] == IGNORE).all()

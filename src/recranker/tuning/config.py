@@ -18,7 +18,8 @@ class LoraConfig(_Section):
 
     rank: int = Field(8, ge=1, description="r")
     alpha: float = Field(16.0, gt=0, description="scaling numerator: the update is (alpha / r) B A")
-    dropout: float = Field(0.05, ge=0, lt=1)
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapter's input (each adapted "
+                           "layer keeps its own dropped copy for backward: memory)")
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear", description="module names to adapt, or every linear layer but the output head")
 
@@ -43,6 +44,8 @@ class AlroConfig(_Section):
 class TuningConfig(_Section):
     """Which model to tune, on which instruction data, how."""
 
+    variant: str = Field("main", pattern=r"^[A-Za-z0-9._-]+$",
+                         description="name of this tuning under tune/ (several variants can share a run)")
     model: str = Field("smollm2-135m", description="smollm2-135m, a model folder, a .gguf file or a Hugging Face id")
     tasks: list[Task] = Field(default_factory=lambda: list(TASKS), description="instruction files to mix")
     instructions: int | None = Field(None, ge=1, description="use only the first N records of each task file")
@@ -51,16 +54,19 @@ class TuningConfig(_Section):
     alro: AlroConfig = Field(default_factory=AlroConfig)
     epochs: float = Field(1.0, gt=0)
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (overrides epochs)")
-    batch_size: int = Field(8, ge=1)
-    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
+    batch_size: int = Field(4, ge=1, description="examples per forward pass (memory grows with it)")
+    grad_accum: int = Field(2, ge=1, description="gradient accumulation steps (examples per update: batch_size x grad_accum)")
     learning_rate: float = Field(2e-4, gt=0)
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
     max_length: int = Field(1024, ge=16, description="longer conversations are dropped (and counted)")
     batching: Literal["length", "fixed"] = Field(
-        "length", description="length: length-grouped batches padded to their longest; fixed: random "
-        "batches padded to the longest example of the data (the naive baseline)")
+        "length", description="length: length-grouped batches padded to their longest row, logits of the "
+        "answer positions only; fixed: the naive baseline, random batches padded to fixed_length and "
+        "logits of every position")
+    fixed_length: int | None = Field(None, ge=16, description="fixed batching: pad every row to this "
+                                     "(default: the longest example of the data)")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     gradient_checkpointing: bool = False
     save_steps: int = Field(50, ge=1, description="checkpoint every N steps (an interrupted run resumes)")

@@ -9,7 +9,8 @@ finds the answer positions of the identifier tokens and the identifier token of 
 `Collator` pads on the left, so every sequence ends at the last column and all answers sit in
 the last K columns: the model then computes logits for those K positions only
 (`logits_to_keep=K`), not for the whole prompt. Batches of similar length come from the Trainer's
-length-grouped sampler; `pad_to` gives the naive fixed-length padding the benchmark compares with.
+length-grouped sampler; `pad_to` and `all_logits` give the naive fixed-length padding with logits
+of every position that the benchmark compares with.
 """
 
 from __future__ import annotations
@@ -133,14 +134,16 @@ class Collator:
 
     Keys: `input_ids`, `attention_mask`, `position_ids` (R, L) with R = B rows plus one per second
     view; `targets` (B, K): the answer token each kept logit must predict (IGNORE elsewhere);
-    `keep` K; `tokens` the number of real tokens. With `ranking`: `rank_slots` (B, T) kept-logit
+    `keep` K (`all_logits`: every position); `tokens` the number of real tokens. With `ranking`: `rank_slots` (B, T) kept-logit
     index of each answer identifier, `rank_tokens`, `rank_grades`, `rank_mask` (B, M),
     `rank_position_mask` (B, T); with `views` also `view_rows` (B,) (-1: none), `view_slots` (B, T)
     and `view_tokens` (B, M).
     """
 
-    def __init__(self, pad_id: int, *, ranking: bool = False, views: bool = False, pad_to: int | None = None) -> None:
+    def __init__(self, pad_id: int, *, ranking: bool = False, views: bool = False, pad_to: int | None = None,
+                 all_logits: bool = False) -> None:
         self.pad_id, self.ranking, self.views, self.pad_to = pad_id, ranking, views, pad_to
+        self.all_logits = all_logits
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         rows = [(e["input_ids"], e["answer_start"]) for e in examples]
@@ -156,7 +159,7 @@ class Collator:
             if width > self.pad_to:
                 raise ValueError(f"an example has {width} tokens, more than pad_to={self.pad_to}")
             width = self.pad_to
-        keep = max(len(ids) - start for ids, start in rows) + 1
+        keep = width if self.all_logits else max(len(ids) - start for ids, start in rows) + 1
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for r, (ids, _) in enumerate(rows):

@@ -45,6 +45,7 @@ def training_arguments(cfg: TuningConfig, output_dir: Path, *, progress: bool = 
         lr_scheduler_type=cfg.scheduler,
         warmup_steps=cfg.warmup_ratio,
         logging_steps=cfg.logging_steps,
+        logging_first_step=True,
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=2,
@@ -61,10 +62,13 @@ def training_arguments(cfg: TuningConfig, output_dir: Path, *, progress: bool = 
 
 
 def collator_for(cfg: TuningConfig, tokenizer: Any, examples: list[dict[str, Any]]) -> Collator:
-    """The batch collator of `cfg` (fixed batching pads to the longest example of the data)."""
+    """The batch collator of `cfg` (fixed batching: every row padded to `fixed_length` or the
+    longest example of the data, logits of every position)."""
+    if cfg.batching == "length":
+        return Collator(tokenizer.pad_token_id, ranking=cfg.alro.active, views=cfg.alro.permutation)
     longest = max(max(len(e["input_ids"]), len(e.get("view", {}).get("input_ids", []))) for e in examples)
     return Collator(tokenizer.pad_token_id, ranking=cfg.alro.active, views=cfg.alro.permutation,
-                    pad_to=longest if cfg.batching == "fixed" else None)
+                    pad_to=cfg.fixed_length or longest, all_logits=True)
 
 
 def build_trainer(cfg: TuningConfig, tokenizer: Any, model: Any, examples: list[dict[str, Any]],
