@@ -6,7 +6,7 @@ task, mixed): variant `alro` (SFT + soft lambda + permutation loss, paper weight
 the loss curves are copied to bench/ and the sizes, times and losses go to the section
 "tuning-runs" of BENCHMARKS.md (with --write).
 
-    python bench/tuning_runs.py [--name bench-prompts] [--limit 96] [--write]
+    python bench/tuning_runs.py [--name bench-prompts] [--limit 128] [--write]
 """
 
 from __future__ import annotations
@@ -31,15 +31,16 @@ def main() -> None:
     parser.add_argument("--name", default="bench-prompts", help="run whose prompts/ to train on")
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--instructions", type=int, default=5000, help="the run's sampling.instructions")
-    parser.add_argument("--limit", type=int, default=96, help="instructions per task (first N)")
+    parser.add_argument("--limit", type=int, default=128, help="instructions per task (first N)")
     parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--logging-steps", type=int, default=2)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     rows = []
     for variant, extra in VARIANTS.items():
         command = [sys.executable, "-m", "recranker.cli.main", "tune", "--name", args.name, "--runs-dir", args.runs_dir,
                    "--instructions", str(args.instructions), "--limit", str(args.limit), "--epochs", str(args.epochs),
-                   "--variant", variant, *extra]
+                   "--variant", variant, "--set", f"tuning.logging_steps={args.logging_steps}", *extra]
         started = time.perf_counter()
         subprocess.run(command, check=True)
         wall = time.perf_counter() - started
