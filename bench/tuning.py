@@ -1,6 +1,6 @@
 """Benchmark: tuning throughput of length-grouped batches against naive fixed-length padding.
 
-Every run trains SmolLM2-135M-Instruct with LoRA (the default settings: batch 4, 2 accumulation
+Every run trains SmolLM2-135M-Instruct with LoRA (the default settings: batch 2, 4 accumulation
 steps, SFT only, so only the batching differs) for one epoch over the same ML-100K instructions
 (the first N of each task's JSONL, mixed), each in its own process so its peak memory is its own:
 
@@ -114,10 +114,12 @@ def main() -> None:
 
 
 def report(results: list[dict], args: argparse.Namespace) -> str:
+    from recranker.tuning.config import TuningConfig
+
     ours, naive = results[0], results[1]
     lines = [
-        f"SmolLM2-135M-Instruct, LoRA (r 8, all linear layers), float32, SFT only, batch 4 x 2 accumulation "
-        f"steps, one epoch over the same {ours['examples']} ML-100K instructions ({args.per_task} per task, "
+        f"SmolLM2-135M-Instruct, LoRA (r 8, all linear layers), float32, SFT only, batch {TuningConfig().batch_size} "
+        f"x {TuningConfig().grad_accum} accumulation steps, one epoch over the same {ours['examples']} ML-100K instructions ({args.per_task} per task, "
         f"mixed); device: {ours['device']}. Tokens/s counts real prompt + answer tokens (no padding).",
         "",
         "| batching | steps | seconds | real tokens | padded tokens | padding share | tokens/s | peak memory MiB |",

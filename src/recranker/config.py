@@ -126,7 +126,7 @@ class StudyConfig(Section):
 
     @model_validator(mode="after")
     def _tuned_tasks_are_built(self) -> "StudyConfig":
-        missing = [task for task in self.tuning.tasks if task not in self.prompts.tasks]
+        missing = [task for task in self.tuning.tasks or [] if task not in self.prompts.tasks]
         if missing:
             raise ValueError(f"tuning.tasks: {', '.join(missing)} not in prompts.tasks, so no instructions are built for it")
         return self

@@ -60,8 +60,8 @@ def plot_loss_curve(log_history: list[Mapping[str, Any]], path: str | Path, *, t
 
     lines = [row for row in log_history if "loss" in row and "step" in row]
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key, label in (("loss", "total"), ("sft", "SFT (answer tokens)"), ("rank", "soft lambda"),
-                       ("perm", "permutation")):
+    for key, label in (("loss", "total"), ("sft", "SFT (answer tokens)"), ("rank", "soft lambda (unweighted)"),
+                       ("perm", "permutation (unweighted)")):
         points = [(row["step"], row[key]) for row in lines if key in row]
         if points:
             ax.plot(*zip(*points), marker="o" if len(points) < 30 else None, markersize=3, label=label)

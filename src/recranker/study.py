@@ -330,7 +330,7 @@ def load_examples(cfg: StudyConfig, tokenizer) -> tuple[list[dict], dict]:
 
     folder, tcfg = prompts_stage(cfg).path, cfg.tuning
     examples, counts = [], {}
-    for task in tcfg.tasks:
+    for task in tcfg.tasks or cfg.prompts.tasks:
         encoded, dropped = encode_file(folder / f"{task}.jsonl", tokenizer, ranking=tcfg.alro.active,
                                        limit=tcfg.instructions, max_length=tcfg.max_length)
         if dropped:

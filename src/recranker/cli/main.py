@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     _instruction_flags(tune)
     tune.add_argument("--tokenizer", help="tokenizer of the prompts' token budgets (when they are built here)")
     tune.add_argument("--variant", help="name of this tuning under tune/ (default: main)")
-    tune.add_argument("--model", help="smollm2-135m (default), a model folder, a .gguf file or a Hugging Face id")
+    tune.add_argument("--model", dest="tune_model", help="smollm2-135m (default), a model folder, a .gguf file or a Hugging Face id")
     tune.add_argument("--tasks", dest="tune_tasks", help="comma-separated subset of the built tasks to train on")
     tune.add_argument("--limit", type=int, help="use the first N instructions of each task")
     tune.add_argument("--epochs", type=float)
@@ -139,7 +139,7 @@ def study_config(args: argparse.Namespace):
         value = getattr(args, flag, None)
         if value is not None:
             changes[key] = _flag_value(flag, value)
-    tuning_flags = {"variant": "tuning.variant", "model": "tuning.model", "tune_tasks": "tuning.tasks", "limit": "tuning.instructions",
+    tuning_flags = {"variant": "tuning.variant", "tune_model": "tuning.model", "tune_tasks": "tuning.tasks", "limit": "tuning.instructions",
                     "epochs": "tuning.epochs", "max_steps": "tuning.max_steps", "batch_size": "tuning.batch_size",
                     "lr": "tuning.learning_rate"}
     for flag, key in tuning_flags.items():

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from recranker.prompts.templates import TASKS, Task
+from recranker.prompts.templates import Task
 
 
 class _Section(BaseModel):
@@ -47,15 +47,16 @@ class TuningConfig(_Section):
     variant: str = Field("main", pattern=r"^[A-Za-z0-9._-]+$",
                          description="name of this tuning under tune/ (several variants can share a run)")
     model: str = Field("smollm2-135m", description="smollm2-135m, a model folder, a .gguf file or a Hugging Face id")
-    tasks: list[Task] = Field(default_factory=lambda: list(TASKS), description="instruction files to mix")
+    tasks: list[Task] | None = Field(None, description="instruction files to mix (default: every task built)")
     instructions: int | None = Field(None, ge=1, description="use only the first N records of each task file")
     method: Literal["lora", "full"] = "lora"
     lora: LoraConfig = Field(default_factory=LoraConfig)
     alro: AlroConfig = Field(default_factory=AlroConfig)
     epochs: float = Field(1.0, gt=0)
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (overrides epochs)")
-    batch_size: int = Field(4, ge=1, description="examples per forward pass (memory grows with it)")
-    grad_accum: int = Field(2, ge=1, description="gradient accumulation steps (examples per update: batch_size x grad_accum)")
+    batch_size: int = Field(2, ge=1, description="examples per forward pass (memory grows with it; with the "
+                            "permutation loss a listwise example brings a second row)")
+    grad_accum: int = Field(4, ge=1, description="gradient accumulation steps (examples per update: batch_size x grad_accum)")
     learning_rate: float = Field(2e-4, gt=0)
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
@@ -76,9 +77,9 @@ class TuningConfig(_Section):
 
     @model_validator(mode="after")
     def _checks(self) -> "TuningConfig":
-        if not self.tasks:
+        if self.tasks is not None and not self.tasks:
             raise ValueError("tasks: give at least one task")
-        if len(set(self.tasks)) != len(self.tasks):
+        if self.tasks is not None and len(set(self.tasks)) != len(self.tasks):
             raise ValueError("tasks: a task is listed twice")
         if self.method == "full" and self.merge:
             raise ValueError("merge: only a LoRA adapter can be merged; full fine-tuning saves the model")
