@@ -1,6 +1,6 @@
 """Benchmark: real tuning runs on ML-100K with the default model, with and without ALRO's losses.
 
-Runs `recranker tune` twice on the same instructions of a run directory (the first N of each
+Runs `recranker tune` twice (a finished variant is read back, not retrained) on the same instructions of a run directory (the first N of each
 task, mixed): variant `alro` (SFT + soft lambda + permutation loss, paper weights) and variant
 `sft` (`--no-alro`). Each writes its adapter, log and loss curve under runs/<name>/tune/<variant>/;
 the loss curves are copied to bench/ and the sizes, times and losses go to the section
@@ -61,17 +61,20 @@ def report(rows: list, args: argparse.Namespace) -> str:
         f"SmolLM2-135M-Instruct, LoRA with the default settings, {args.epochs:g} epoch over the first {args.limit} "
         f"ML-100K instructions of each task (run `{args.name}`), mixed.",
         "",
-        "| variant | examples | listwise with 2nd view | steps | tokens | wall s | train s | tokens/s | peak RSS MiB "
-        "| first logged loss (sft / rank / perm) | last logged loss (sft / rank / perm) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | examples | listwise with 2nd view | steps | tokens | train s | tokens/s | peak RSS MiB "
+        "| mean logged loss, first half of the steps (sft / rank / perm) | second half |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for variant, wall, s, log in rows:
-        def terms(r: dict) -> str:
-            return " / ".join(f"{r[k]:.3f}" if k in r else "-" for k in ("sft", "rank", "perm"))
+    for variant, _, s, log in rows:
+        half = s["steps"] / 2
+
+        def terms(part: list[dict]) -> str:
+            means = [[r[k] for r in part if k in r] for k in ("sft", "rank", "perm")]
+            return " / ".join(f"{sum(m) / len(m):.3f}" if m else "-" for m in means)
         views = s["tasks"].get("listwise", {}).get("with_second_view", 0)
-        lines.append(f"| {variant} | {s['examples']} | {views} | {s['steps']} | {s['tokens']:,} | {wall:.0f} | "
-                     f"{s['seconds']:.0f} | {s['tokens_per_s']:.0f} | {s['peak_rss_mib']:.0f} | {terms(log[0])} | "
-                     f"{terms(log[-1])} |")
+        lines.append(f"| {variant} | {s['examples']} | {views} | {s['steps']} | {s['tokens']:,} | "
+                     f"{s['seconds']:.0f} | {s['tokens_per_s']:.0f} | {s['peak_rss_mib']:.0f} | "
+                     f"{terms([r for r in log if r['step'] <= half])} | {terms([r for r in log if r['step'] > half])} |")
     lines += ["", "Loss curves: " + ", ".join(f"`bench/tuning_loss_{v}.png`" for v, *_ in rows)
               + f" (also `runs/{args.name}/tune/<variant>/loss_curve.png`)."]
     return "\n".join(lines)
