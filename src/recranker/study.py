@@ -34,6 +34,7 @@ from recranker.prompts.text import TokenCounter
 from recranker.sampling import sample_summary, sample_users
 from recranker.artifacts import Stage, atomic_write, fingerprint, read_json, write_json
 from recranker.config import DataConfig, StudyConfig
+from recranker.errors import DataError
 from recranker.data.dataset import Dataset, Feedback
 from recranker.metrics import per_user, single_target_gains, summarize
 from recranker.retrieval import load_retriever, make_retriever
@@ -355,6 +356,9 @@ def run_tune(cfg: StudyConfig, *, progress: bool = True) -> dict:
     run_prompts(cfg, progress=progress)
     tokenizer, model = load_causal_lm(cfg.tuning.model, cfg.tuning.dtype)
     examples, counts = load_examples(cfg, tokenizer)
+    if not examples:
+        raise DataError(prompts_stage(cfg).path, f"no training examples: the instruction files are empty or every "
+                        f"conversation is longer than tuning.max_length={cfg.tuning.max_length}")
     folder = stage.path
     resumed = stage.resume_or_start()
     with atomic_write(folder / "config.yaml") as fh:

@@ -185,3 +185,11 @@ def test_tune_errors_are_one_message(csv_data, capsys) -> None:
     assert "no-such-model" in capsys.readouterr().err
     assert main(["tune", *prompt_flags(csv_data, "--set", "prompts.tasks=[pairwise]"), "--tasks", "listwise"]) == 2
     assert "tuning.tasks: listwise not in prompts.tasks" in capsys.readouterr().err
+
+
+def test_tune_with_nothing_to_train_on_is_one_message_and_writes_no_adapter(csv_data, tiny_model_dir, capsys) -> None:
+    args = ["tune", *prompt_flags(csv_data), "--model", str(tiny_model_dir), "--set", "tuning.max_length=16"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "no training examples" in err and "max_length=16" in err
+    assert not (csv_data / "runs" / "t" / "tune").exists()

@@ -29,7 +29,7 @@ from recranker.tuning.trainer import ProgressBar, RankerTrainer
 log = logging.getLogger(__name__)
 
 
-def training_arguments(cfg: TuningConfig, output_dir: Path, *, progress: bool = True) -> Any:
+def training_arguments(cfg: TuningConfig, output_dir: Path) -> Any:
     """The `TrainingArguments` of `cfg` (checkpoints in `output_dir`)."""
     from transformers import TrainingArguments
 
@@ -78,7 +78,7 @@ def build_trainer(cfg: TuningConfig, tokenizer: Any, model: Any, examples: list[
 
     if not examples:
         raise ValueError("no training examples")
-    trainer = RankerTrainer(model=model, args=training_arguments(cfg, output_dir, progress=progress),
+    trainer = RankerTrainer(model=model, args=training_arguments(cfg, output_dir),
                             train_dataset=examples, data_collator=collator_for(cfg, tokenizer, examples),
                             processing_class=tokenizer, alro=cfg.alro)
     trainer.remove_callback(ProgressCallback)
