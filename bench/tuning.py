@@ -47,9 +47,8 @@ def worker(args: argparse.Namespace) -> None:
     from recranker.study import peak_rss_mib
     from recranker.tuning.config import AlroConfig, TuningConfig
     from recranker.tuning.data import encode_file
-    from recranker.tuning.model import load_causal_lm
+    from recranker.tuning.model import load_causal_lm, prepare_model
     from recranker.tuning.tune import build_trainer
-    from recranker.tuning.model import prepare_model
 
     torch.set_num_threads(args.threads) if args.threads else None
     tokenizer, model = load_causal_lm(args.model)

@@ -236,19 +236,25 @@ def model_path(spec: str) -> Path | str:
     return spec
 
 
-def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
-    """The tokenizer of model `spec` (see `model_path`; a path to a .gguf file also works)."""
-    from transformers import AutoTokenizer
-
+def load_pretrained(auto_class: type, spec: str, what: str, **options: object) -> object:
+    """`auto_class.from_pretrained` on model `spec` (see `model_path`; a path to a .gguf file is
+    read with `gguf_file=`), with `options`; FetchError naming `what` when nothing loads."""
     path = Path(spec).expanduser()
     try:
         if path.suffix == ".gguf" and path.is_file():
-            return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-        return AutoTokenizer.from_pretrained(model_path(spec))
+            return auto_class.from_pretrained(path.parent, gguf_file=path.name, **options)
+        return auto_class.from_pretrained(model_path(spec), **options)
     except FetchError:
         raise
     except Exception as exc:  # noqa: BLE001 - transformers raises OSError, ValueError, KeyError...
-        raise FetchError(f"could not load a tokenizer from {spec!r}: {type(exc).__name__}: {exc}") from exc
+        raise FetchError(f"could not load {what} from {spec!r}: {type(exc).__name__}: {exc}") from exc
+
+
+def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
+    """The tokenizer of model `spec` (see `load_pretrained`)."""
+    from transformers import AutoTokenizer
+
+    return load_pretrained(AutoTokenizer, spec, "a tokenizer")
 
 
 def ml100k_content_sha256(folder: Path) -> str:

@@ -21,16 +21,7 @@ def load_causal_lm(spec: str, dtype: str = "float32") -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM
 
     tokenizer = assets.load_tokenizer(spec)
-    path = Path(spec).expanduser()
-    try:
-        if path.suffix == ".gguf" and path.is_file():
-            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=DTYPES[dtype])
-        else:
-            model = AutoModelForCausalLM.from_pretrained(assets.model_path(spec), dtype=DTYPES[dtype])
-    except assets.FetchError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - transformers raises OSError, ValueError, KeyError...
-        raise assets.FetchError(f"could not load a causal LM from {spec!r}: {type(exc).__name__}: {exc}") from exc
+    model = assets.load_pretrained(AutoModelForCausalLM, spec, "a causal LM", dtype=DTYPES[dtype])
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer, model
