@@ -133,31 +133,13 @@ def study_config(args: argparse.Namespace):
         value = getattr(args, flag, None)
         if value is not None:
             changes[key] = str(value)
-    flags = {"instructions": "sampling.instructions", "strategy": "sampling.strategy", "tasks": "prompts.tasks",
-             "tokenizer": "prompts.tokenizer"}
-    for flag, key in flags.items():
+    for flag, key in FLAGS.items():
         value = getattr(args, flag, None)
         if value is not None:
             changes[key] = _flag_value(flag, value)
-    tuning_flags = {"variant": "tuning.variant", "tune_model": "tuning.model", "tune_tasks": "tuning.tasks", "limit": "tuning.instructions",
-                    "epochs": "tuning.epochs", "max_steps": "tuning.max_steps", "batch_size": "tuning.batch_size",
-                    "lr": "tuning.learning_rate"}
-    for flag, key in tuning_flags.items():
-        value = getattr(args, flag, None)
-        if value is not None:
-            changes[key] = _flag_value("tasks" if flag == "tune_tasks" else flag, value)
-    switches = {"full": ("tuning.method", "full"), "merge": ("tuning.merge", True),
-                "no_soft_lambda": ("tuning.alro.soft_lambda", False),
-                "no_permutation": ("tuning.alro.permutation", False)}
-    if getattr(args, "no_alro", False):
-        args.no_soft_lambda = args.no_permutation = True
-    for flag, (key, value) in switches.items():
+    for flag, settings in SWITCHES.items():
         if getattr(args, flag, False):
-            changes[key] = value
-    if getattr(args, "no_hints", False):
-        changes["prompts.hints.enabled"] = False
-    if getattr(args, "no_cross_fit", False):
-        changes["prompts.hints.cross_fit"] = False
+            changes.update(settings)
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
@@ -166,8 +148,27 @@ def study_config(args: argparse.Namespace):
     return override(cfg, changes) if changes else cfg
 
 
+#: value flag (argparse dest) -> config key
+FLAGS = {
+    "instructions": "sampling.instructions", "strategy": "sampling.strategy", "tasks": "prompts.tasks",
+    "tokenizer": "prompts.tokenizer", "variant": "tuning.variant", "tune_model": "tuning.model",
+    "tune_tasks": "tuning.tasks", "limit": "tuning.instructions", "epochs": "tuning.epochs",
+    "max_steps": "tuning.max_steps", "batch_size": "tuning.batch_size", "lr": "tuning.learning_rate",
+}
+#: on/off flag -> the config values it sets
+SWITCHES = {
+    "no_hints": {"prompts.hints.enabled": False},
+    "no_cross_fit": {"prompts.hints.cross_fit": False},
+    "full": {"tuning.method": "full"},
+    "merge": {"tuning.merge": True},
+    "no_soft_lambda": {"tuning.alro.soft_lambda": False},
+    "no_permutation": {"tuning.alro.permutation": False},
+    "no_alro": {"tuning.alro.soft_lambda": False, "tuning.alro.permutation": False},
+}
+
+
 def _flag_value(flag: str, value: object) -> object:
-    if flag == "tasks":
+    if flag in ("tasks", "tune_tasks"):
         return [t.strip() for t in str(value).split(",") if t.strip()]
     if flag == "tokenizer" and str(value).lower() in ("none", "null", ""):
         return None
