@@ -289,11 +289,11 @@ def prompts_stage(cfg: StudyConfig) -> Stage:
 def run_prompts(cfg: StudyConfig, *, split: Split | None = None, progress: bool = True) -> dict:
     """Build the instruction data of every configured task (`recranker.prompts`) into
     prompts/<task>.jsonl, or read the finished stage's statistics."""
-    split = prepare_split(cfg) if split is None else split
     stage = prompts_stage(cfg)
     if stage.done():
         log.info("prompts: done, reading %s", stage.path)
         return read_json(stage.path / "stats.json")
+    split = prepare_split(cfg) if split is None else split
     pcfg = cfg.prompts  # templates and tokenizer first: bad ones fail before any model is fitted
     templates = load_templates(pcfg.resolved_domain(cfg.data.format), pcfg.templates_dir, tuple(pcfg.tasks))
     tokenizer = assets.load_tokenizer(pcfg.tokenizer) if pcfg.tokenizer else None
