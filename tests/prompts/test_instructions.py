@@ -67,7 +67,7 @@ def test_without_shifting_candidates_come_in_hint_order(pools, renderer, hint_mo
 def test_hints_switch_off(pools, renderer, hint_models, users) -> None:
     for task in ("pointwise", "pairwise", "listwise"):
         records = build(pools, renderer, hint_models, task, users[:20], hints={"enabled": False})
-        assert all(r["hint"] is None and "Hint" not in r["messages"][1]["content"] for r in records)
+        assert all(r["hint"] is None and "collaborative-filtering" not in r["messages"][1]["content"] for r in records)
 
 
 def test_cross_fitting_uses_fold_models_and_its_switch_the_full_ones(pools, renderer, hint_models, users) -> None:

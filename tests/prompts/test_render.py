@@ -34,29 +34,39 @@ def test_history_without_shifting_is_in_time_order_and_with_shifting_is_permuted
     assert len(orders) > 1 and all(sorted(o) == sorted(unshifted.tolist()) for o in orders)
 
 
-def test_each_task_shows_its_kind_of_history(renderer, split) -> None:
+def test_every_task_shows_the_same_history_so_prompts_share_a_prefix(renderer, split) -> None:
+    from recranker.prompts.text import chat_text
+
     items, ratings = history(split)
-    liked = split.dataset.feedback.liked
-    _, shown_ratings, _ = renderer.history("listwise", items, ratings, None)
-    assert liked(shown_ratings).all()
-    _, pair_ratings, _ = renderer.history("pairwise", items, ratings, None)
-    assert (liked(pair_ratings) | split.dataset.feedback.disliked(pair_ratings)).all()
+    shown = {task: renderer.history(task, items, ratings, np.random.default_rng(3))[0].tolist()
+             for task in ("pointwise", "pairwise", "listwise")}
+    assert shown["pointwise"] == shown["pairwise"] == shown["listwise"]
+    texts = [chat_text(p.messages) for p in (
+        renderer.pointwise((items, ratings), 5, rng=np.random.default_rng(3)),
+        renderer.pairwise((items, ratings), 5, 6, rng=np.random.default_rng(3)),
+        renderer.listwise((items, ratings), np.array([5, 6, 7]), top=2, rng=np.random.default_rng(3)))]
+    history_block = "\n".join(renderer.history("pointwise", items, ratings, np.random.default_rng(3))[2])
+    shared = len(texts[0])
+    for text in texts[1:]:
+        shared = next(k for k in range(min(shared, len(text)) + 1) if k == min(shared, len(text)) or text[k] != texts[0][k])
+    assert history_block in texts[0][:shared]
 
 
 def test_pointwise_prompt_and_answer(renderer, split) -> None:
     prompt = renderer.pointwise(history(split), 5, rating=4.0, hint=3.64)
     user = prompt.messages[1]["content"]
-    assert f'"{renderer.titles[5]}"' in user and "predicts a rating of 3.6" in user
+    assert f'"{renderer.titles[5]}"' in user and "predicts 3.6" in user
     assert prompt.answer == "4" and prompt.with_answer()[-1] == {"role": "assistant", "content": "4"}
-    assert "Hint" not in renderer.pointwise(history(split), 5).messages[1]["content"]
+    assert "collaborative-filtering" not in renderer.pointwise(history(split), 5).messages[1]["content"]
     assert renderer.pointwise(history(split), 5).answer is None
 
 
 def test_pairwise_prompt_and_answer(renderer, split) -> None:
     prompt = renderer.pairwise(history(split), 3, 7, first_preferred=False, hint_first=True)
     user = prompt.messages[1]["content"]
-    assert f'prefer the movie "{renderer.titles[3]}" over the movie "{renderer.titles[7]}"' in user
-    assert f'prefers "{renderer.titles[3]}"' in user and prompt.answer == "No"
+    assert f'prefer "{renderer.titles[3]}" over "{renderer.titles[7]}"' in user
+    assert "prefers the first one" in user and prompt.answer == "No"
+    assert "prefers the second one" in renderer.pairwise(history(split), 3, 7, hint_first=False).messages[1]["content"]
 
 
 def test_listwise_prompt_and_answer(renderer, split) -> None:
@@ -66,7 +76,7 @@ def test_listwise_prompt_and_answer(renderer, split) -> None:
     user = prompt.messages[1]["content"]
     for k, item in enumerate(candidates):
         assert f"{IDENTIFIERS[k]}. {renderer.titles[item]}" in user
-    assert "ranks them A, C, B, D" in user and "best 3 movies" in user
+    assert "ranks them A, C, B, D" in user and "best 3 first" in user
     assert prompt.answer == "C\nA\nD"
 
 

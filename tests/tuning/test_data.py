@@ -76,8 +76,8 @@ def test_second_view_aligns_each_candidate_with_its_own_identifier(records, toke
 
 def test_views_become_extra_rows_and_fixed_padding_pads_every_batch_alike(records, tokenizer) -> None:
     examples = [encode_record(r, tokenizer) for r in (records["pointwise"][0], records["listwise"][0])]
-    batch = Collator(tokenizer.pad_token_id, ranking=True, views=True, pad_to=400)(examples)
-    assert batch["input_ids"].shape == (3, 400) and batch["targets"].shape[0] == 2
+    batch = Collator(tokenizer.pad_token_id, ranking=True, views=True, pad_to=800)(examples)
+    assert batch["input_ids"].shape == (3, 800) and batch["targets"].shape[0] == 2
     assert batch["view_rows"].tolist() == [-1, 2]
     assert batch["rank_mask"][0].sum() == 0 and batch["rank_mask"][1].sum() == len(records["listwise"][0]["items"])
     with pytest.raises(ValueError, match="more than pad_to=10"):
@@ -108,8 +108,8 @@ def test_encode_file_limits_and_drops_overlong_conversations(records, tokenizer,
 def test_fixed_padding_with_all_logits_targets_every_answer_token_in_place(records, tokenizer) -> None:
     examples = [encode_record(r, tokenizer, ranking=False) for r in (records["pointwise"][0], records["pairwise"][0])]
     ours = Collator(tokenizer.pad_token_id)(examples)
-    naive = Collator(tokenizer.pad_token_id, pad_to=300, all_logits=True)(examples)
-    assert naive["keep"] == 300 and naive["targets"].shape == (2, 300)
+    naive = Collator(tokenizer.pad_token_id, pad_to=800, all_logits=True)(examples)
+    assert naive["keep"] == 800 and naive["targets"].shape == (2, 800)
     for b in range(2):  # the same answer tokens, in the last columns of both
         assert naive["targets"][b, -ours["keep"]:].tolist() == ours["targets"][b].tolist()
-        assert (naive["targets"][b, : 300 - ours["keep"]] == IGNORE).all()
+        assert (naive["targets"][b, : 800 - ours["keep"]] == IGNORE).all()

@@ -59,14 +59,12 @@ class PromptRenderer:
     # ----------------------------------------------------------------------------- history
     def history(self, task: str, items: np.ndarray, ratings: np.ndarray,
                 rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """The history lines of `task` from items and ratings given most recent first: the task's
-        kind of interactions (pointwise: all rated, pairwise: liked and disliked, listwise: liked),
-        the most recent that fit the budget, then shuffled with `rng` (position shifting) or, with
-        no `rng`, in time order. Returns the items, ratings and lines, in the order shown."""
-        feedback = self.dataset.feedback
-        liked, disliked = feedback.liked(ratings), feedback.disliked(ratings)
-        keep = {"pointwise": np.ones(len(items), bool), "pairwise": liked | disliked, "listwise": liked}[task]
-        items, ratings = np.asarray(items)[keep], np.asarray(ratings)[keep]
+        """The history lines of `task` (its template's `history_item`) from items and ratings given
+        most recent first: the most recent rated interactions that fit the budget, shuffled with `rng` (position shifting) or, with no
+        `rng`, in time order. Every task shows the same lines (RecRanker's prompts all show "the
+        historical interactions of a user"), so one user's prompts of all tasks share a prefix.
+        Returns the items, ratings and lines, in the order shown."""
+        items, ratings = np.asarray(items), np.asarray(ratings)
         template = self.templates[task]
         lines = [template.render("history_item", title=self.titles[i], rating=format_rating(r))
                  for i, r in zip(items[: self.history_items], ratings[: self.history_items])]
@@ -102,10 +100,13 @@ class PromptRenderer:
         t = self.templates["pairwise"]
         items, ratings, lines = self.history("pairwise", *history, rng)
         liked = self.dataset.feedback.liked(ratings)
-        hint_text = "" if hint_first is None else t.render("hint", preferred=self.titles[first if hint_first else second])
+        disliked = self.dataset.feedback.disliked(ratings)
+        hint_text = "" if hint_first is None else t.render(
+            "hint", preferred=self.titles[first if hint_first else second], which="first" if hint_first else "second")
         user = t.render_user(
+            history=self._block("pairwise", lines),
             liked=self._block("pairwise", [line for line, ok in zip(lines, liked) if ok]),
-            disliked=self._block("pairwise", [line for line, ok in zip(lines, liked) if not ok]),
+            disliked=self._block("pairwise", [line for line, bad in zip(lines, disliked) if bad]),
             first=self.titles[first], second=self.titles[second], hint=hint_text,
         )
         answer = None if first_preferred is None else t.pieces["answer_yes" if first_preferred else "answer_no"]

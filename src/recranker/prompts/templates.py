@@ -5,7 +5,12 @@ A template is a YAML mapping: `task`, `domain`, the `placeholders` its `user` te
 `{name}`; a literal brace is written `{{` or `}}`. On load every piece is checked against the
 task's schema: a piece that is missing, a placeholder that is undeclared, unused or unknown, or a
 declared list that differs from what `user` uses is a `TemplateError` naming the file and line.
-The same template renders training and inference prompts.
+The same template renders training and inference prompts. A pairwise hint names the preferred
+item by `{preferred}` (its title) or `{which}` ("first" or "second").
+
+The packaged templates of a domain share their system text and their history block, so every
+prompt of one user starts with the same tokens and the ranker computes that prefix once
+(`recranker.ranking`); custom templates that differ there still work, only slower.
 """
 
 from __future__ import annotations
@@ -34,15 +39,15 @@ SCHEMA: dict[str, dict[str, tuple[frozenset[str], frozenset[str]]]] = {
         "answer": (frozenset({"rating"}), frozenset({"rating"})),
     },
     "pairwise": {
-        "user": (frozenset({"liked", "disliked", "first", "second", "hint"}), frozenset({"liked", "first", "second"})),
-        "history_item": (frozenset({"title"}), frozenset({"title"})),
-        "hint": (frozenset({"preferred"}), frozenset({"preferred"})),
+        "user": (frozenset({"history", "liked", "disliked", "first", "second", "hint"}), frozenset({"first", "second"})),
+        "history_item": (frozenset({"title", "rating"}), frozenset({"title"})),
+        "hint": (frozenset({"preferred", "which"}), frozenset()),
         "answer_yes": (frozenset(), frozenset()),
         "answer_no": (frozenset(), frozenset()),
     },
     "listwise": {
         "user": (frozenset({"history", "candidates", "count", "top", "hint"}), frozenset({"history", "candidates"})),
-        "history_item": (frozenset({"title"}), frozenset({"title"})),
+        "history_item": (frozenset({"title", "rating"}), frozenset({"title"})),
         "candidate_item": (frozenset({"id", "title"}), frozenset({"id", "title"})),
         "hint": (frozenset({"order"}), frozenset({"order"})),
         "answer_separator": (frozenset(), frozenset()),
