@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 def markdown_table(rows: Iterable[Mapping[str, Any]], digits: int = 4) -> str:
     """Rows of dicts as a Markdown table; columns in first-seen order, floats rounded."""
@@ -77,3 +79,140 @@ def plot_loss_curve(log_history: list[Mapping[str, Any]], path: str | Path, *, t
     with atomic_write(path, binary=True) as fh:
         fig.savefig(fh, format="png", dpi=110)
     plt.close(fig)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    from recranker.artifacts import atomic_write
+
+    fig.tight_layout()
+    with atomic_write(path, binary=True) as fh:
+        fig.savefig(fh, format="png", dpi=110)
+    _pyplot().close(fig)
+
+
+def system_rows(summary: Mapping[str, Any], metrics: list[str], *, conditional: bool = False) -> list[dict[str, Any]]:
+    """One row per system of one backbone: each metric, with `*` when its paired t-test against
+    the backbone has p < 0.05 (the p-value in brackets)."""
+    rows = []
+    for s in summary["systems"]:
+        row: dict[str, Any] = {"system": s["system"]}
+        for metric in metrics:
+            value = s[f"cond {metric}" if conditional else metric]
+            p = s.get(f"p {metric}")
+            mark = "" if p is None or conditional else (f" (p={p:.3f}){'*' if p < 0.05 else ''}")
+            row[metric] = "-" if value is None else f"{value:.4f}{mark}"
+        rows.append(row)
+    return rows
+
+
+def cost_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Seconds and tokens per user of each LLM pass of one backbone."""
+    rows = []
+    for name, cost in summary["cost"].items():
+        tokens = cost.get("tokens_per_user") or {}
+        rows.append({"pass": name, "users": cost["users"], "seconds": f"{cost['seconds']:.0f}",
+                     "s/user": "-" if cost.get("seconds_per_user") is None else f"{cost['seconds_per_user']:.2f}",
+                     "prompt tokens/user": f"{tokens.get('prompt_tokens', 0):.0f}",
+                     "computed tokens/user": f"{tokens.get('computed_tokens', 0):.0f}",
+                     "generated tokens/user": f"{tokens.get('generated_tokens', 0):.1f}", "device": cost.get("device")})
+    return rows
+
+
+def listwise_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Parse outcomes of the generated listwise answers per LLM system."""
+    rows = []
+    for system, stats in summary["listwise"].items():
+        if stats.get("answers"):
+            rows.append({"system": system, "answers": stats["answers"],
+                         **{k: f"{stats[k]:.3f}" for k in ("ok", "repaired", "unparsable")}})
+    return rows
+
+
+def plot_systems(results: Mapping[str, Any], path: Path) -> None:
+    """Bar chart: each system's population metrics, one panel per backbone."""
+    plt = _pyplot()
+    backbones = list(results["backbones"])
+    metrics = [m for m in results["metrics"] if m.endswith(("@3", "@5"))] or results["metrics"][:4]
+    fig, axes = plt.subplots(1, len(backbones), figsize=(6 * len(backbones), 4.5), squeeze=False)
+    for ax, backbone in zip(axes[0], backbones):
+        systems = results["backbones"][backbone]["systems"]
+        x = range(len(systems))
+        width = 0.8 / len(metrics)
+        for k, metric in enumerate(metrics):
+            ax.bar([i + k * width for i in x], [s[metric] for s in systems], width, label=metric)
+        ax.set_xticks([i + 0.4 - width / 2 for i in x], [s["system"] for s in systems], rotation=35, ha="right")
+        ax.set_title(f"{backbone} candidates")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_position_bias(results: Mapping[str, Any], path: Path) -> None:
+    """Share of listwise answers whose top candidate sat at each shown position (A, B, ...), for
+    the untuned and the tuned LLM: flat is unbiased (candidates are shuffled)."""
+    plt = _pyplot()
+    backbones = list(results["backbones"])
+    fig, axes = plt.subplots(1, len(backbones), figsize=(6 * len(backbones), 4), squeeze=False)
+    for ax, backbone in zip(axes[0], backbones):
+        for system, stats in results["backbones"][backbone]["listwise"].items():
+            if system == "no_hints":
+                continue
+            for key, style in (("top1_position_logits", "-"), ("top1_position_generated", "--")):
+                counts = np.asarray(stats.get(key) or [], dtype=float)
+                if counts.sum():
+                    label = f"{'untuned' if system == 'zero_shot' else 'tuned'} ({key.rsplit('_', 1)[1]})"
+                    ax.plot(range(len(counts)), counts / counts.sum(), style, marker="o", label=label)
+        ax.axhline(1 / max(1, results.get("candidates", 10)), color="grey", lw=0.8)
+        ax.set_xlabel("shown position of the top-ranked candidate (0 = A)")
+        ax.set_ylabel("share of answers")
+        ax.set_title(f"listwise position bias, {backbone} candidates")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def write_report(cfg: Any, results: Mapping[str, Any]) -> Path:
+    """runs/<name>/report/report.md with the tables and the PNG plots beside it."""
+    from recranker.artifacts import atomic_write
+
+    folder = Path(cfg.run_dir) / "report"
+    folder.mkdir(parents=True, exist_ok=True)
+    results = {**results, "candidates": cfg.retrieval.candidates}
+    metrics = results["metrics"]
+    lines = [f"# recranker study `{cfg.name}`", "",
+             f"Data: {cfg.data.format}; candidates m = {cfg.retrieval.candidates}; LLM: "
+             f"{cfg.ranking.model or cfg.tuning.model} ({'untuned' if cfg.ranking.model else 'tuned: tune/' + cfg.tuning.variant}); "
+             f"relevance: {'graded (future ratings)' if results['graded'] else 'the test target'}.",
+             "Population metrics average over all evaluated test users (a missed target scores 0); `*`: paired "
+             "t-test against the backbone, p < 0.05. Conditional metrics average over the users whose target is "
+             "among the candidates.", ""]
+    for backbone, summary in results["backbones"].items():
+        w = summary["weights"]
+        tuned = summary["weight_tuning"]
+        lines += [f"## {backbone}", "",
+                  f"{summary['users']} test users, {summary['covered']} with the target among the candidates. "
+                  f"Hybrid weights (point, pair, list) = ({w[0]:.2f}, {w[1]:.2f}, {w[2]:.2f})"
+                  + (f", tuned on {tuned['valid_users']} validation users ({tuned['metric']} "
+                     f"{tuned['valid_value']:.4f})." if tuned.get("tuned") else ", as configured."), "",
+                  "### Population", "", markdown_table(system_rows(summary, metrics)), "",
+                  "### Conditional (target among the candidates)", "",
+                  markdown_table(system_rows(summary, metrics, conditional=True)), ""]
+        listwise = listwise_rows(summary)
+        if listwise:
+            lines += ["### Listwise answers (generated, parsed)", "", markdown_table(listwise), ""]
+        lines += ["### Cost per LLM pass", "", markdown_table(cost_rows(summary)), ""]
+    plot_systems(results, folder / "systems.png")
+    plot_position_bias(results, folder / "position_bias.png")
+    lines += ["![metrics per system](systems.png)", "", "![listwise position bias](position_bias.png)", ""]
+    with atomic_write(folder / "report.md") as fh:
+        fh.write("\n".join(lines))
+    return folder / "report.md"

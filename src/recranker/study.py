@@ -273,9 +273,10 @@ def prepare_hints(cfg: StudyConfig, split: Split, pools: TrainingPools, *, progr
     return HintModels(*full, per_fold[names[0]], per_fold[names[1]])
 
 
-#: version of the instruction records' layout: a change rebuilds earlier runs' prompts (2: listwise
+#: version of the instruction records' layout: a change rebuilds earlier runs' prompts (3: one history for
+#: every task; 2: listwise
 #: records carry the shuffled second view)
-PROMPTS_FORMAT = 2
+PROMPTS_FORMAT = 3
 
 
 def prompts_stage(cfg: StudyConfig) -> Stage:
@@ -375,3 +376,209 @@ def portable_model_spec(spec: str) -> str:
     """`spec` as it can be loaded from any working directory (a local path made absolute)."""
     path = Path(spec).expanduser()
     return str(path.resolve()) if path.exists() else spec
+
+
+# ------------------------------------------------------------------------------ LLM ranking
+#: version of the ranking outputs' layout and prompts: a change reruns earlier runs' ranking
+RANKING_FORMAT = 1
+#: the LLM systems a run ranks with: the tuned model with hints, and the baselines' models
+SYSTEMS = {"tuned": "the tuned LLM, hints in the prompts", "no_hints": "the tuned LLM, no hints",
+           "zero_shot": "the untuned LLM, hints in the prompts"}
+
+
+def ranking_systems(cfg: StudyConfig) -> list[str]:
+    """The LLM passes the config asks for (tuned first, then no_hints and zero_shot baselines)."""
+    return ["tuned"] + [s for s in ("no_hints", "zero_shot") if s in cfg.ranking.baselines]
+
+
+def ranking_model_inputs(cfg: StudyConfig, system: str) -> str:
+    """What identifies the LLM of `system`: the tune stage's inputs, or the untuned model spec."""
+    if cfg.ranking.model is not None:
+        return fingerprint("model", cfg.ranking.model)
+    if system == "zero_shot":
+        return fingerprint("model", cfg.tuning.model)
+    return tune_stage(cfg).inputs
+
+
+def rank_stage(cfg: StudyConfig, backbone: str, system: str, stage: str) -> Stage:
+    """LLM ranking of `backbone`'s candidates at `stage` by `system` (inputs: the ranking settings
+    that change what the LLM is asked, the model, the prompts' settings, the candidates)."""
+    r = cfg.ranking
+    asked = [r.tasks, r.pairs, r.generate, r.max_new_tokens, r.seed, r.test_users, r.valid_users,
+             r.bootstrap if "bootstrapping" in r.baselines else 1, r.constants.listwise_top]
+    p = cfg.prompts
+    shown = [p.domain, p.templates_dir, p.history_tokens, p.history_items, p.title_chars,
+             p.hints.rating_model, p.hints.ranking_model, system != "no_hints" and p.hints.enabled]
+    return Stage(cfg.run_dir, f"rank/{backbone}/{system}/{stage}", inputs=fingerprint(
+        asked, shown, ranking_model_inputs(cfg, system), retrieval_stage(cfg, backbone).inputs, RANKING_FORMAT))
+
+
+def evaluated_users(cfg: StudyConfig, split: Split, stage: str) -> np.ndarray:
+    """Positions (into `split.users`) of the users evaluated at `stage`: all, or a seeded sample
+    of `ranking.test_users` / `ranking.valid_users`, ascending."""
+    wanted = cfg.ranking.test_users if stage == "test" else cfg.ranking.valid_users
+    n = len(split.users)
+    if wanted is None or wanted >= n:
+        return np.arange(n)
+    rng = np.random.default_rng([cfg.ranking.seed, 7, 0 if stage == "valid" else 1])
+    return np.sort(rng.choice(n, size=wanted, replace=False))
+
+
+def llm_candidates(cfg: StudyConfig, split: Split, backbone: str, stage: str) -> tuple[Rankings, np.ndarray]:
+    """The candidates the LLM reorders at `stage`: those of the evaluated users whose target is
+    among them (for every other user each reordering scores 0, so asking the LLM would change no
+    metric), and the evaluated users' positions in the candidates file."""
+    candidates = load_candidates(cfg, backbone, stage)
+    rows = evaluated_users(cfg, split, stage)
+    targets = split.target_items(stage)[rows]
+    covered = (candidates.items[rows] == targets[:, None]).any(axis=1)
+    keep = rows[covered]
+    return Rankings(candidates.users[keep], candidates.items[keep], candidates.scores[keep]), rows
+
+
+class ModelCache:
+    """Loads each LLM of a run once (tuned: the adapter merged into the base for speed)."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, tuple] = {}
+
+    def get(self, cfg: StudyConfig, system: str) -> tuple:
+        from recranker.tuning.model import load_causal_lm, load_tuned
+
+        key = ranking_model_inputs(cfg, system)
+        if key not in self._models:
+            self._models.clear()  # one model in memory at a time
+            if cfg.ranking.model is not None:
+                tokenizer, model = load_causal_lm(cfg.ranking.model, cfg.tuning.dtype)
+            elif system == "zero_shot":
+                tokenizer, model = load_causal_lm(cfg.tuning.model, cfg.tuning.dtype)
+            else:
+                run_tune(cfg)
+                tokenizer, model = load_tuned(tune_stage(cfg).path, cfg.tuning.dtype)
+                if hasattr(model, "merge_and_unload"):
+                    model = model.merge_and_unload()
+            if tokenizer.pad_token_id is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            if torch_device() != "cpu":
+                model = model.to(torch_device())
+            self._models[key] = (tokenizer, model.eval())
+        return self._models[key]
+
+
+def torch_device() -> str:
+    """cuda when a GPU is visible, else cpu."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run_rank(cfg: StudyConfig, backbone: str, system: str, stage: str, *, split: Split, models: ModelCache,
+             progress: bool = True):
+    """The LLM's outputs on `backbone`'s candidates (`recranker.ranking.llm`), or the finished
+    stage's; an interrupted stage goes on from the chunks of users it saved."""
+    from recranker.ranking.backend import TransformersBackend
+    from recranker.ranking.llm import LLMRanker, RankerOutputs
+
+    stage_obj = rank_stage(cfg, backbone, system, stage)
+    if stage_obj.done():
+        log.info("rank/%s/%s/%s: done, reading %s", backbone, system, stage, stage_obj.path)
+        return RankerOutputs.load(stage_obj.path / "outputs.npz"), read_json(stage_obj.path / "summary.json")
+    candidates, _ = llm_candidates(cfg, split, backbone, stage)
+    tokenizer, model = models.get(cfg, system)
+    folder = stage_obj.path
+    resumed = stage_obj.resume_or_start()
+    parts = sorted(folder.glob("part-*.npz")) if resumed else []
+    done = [RankerOutputs.load(p) for p in parts]
+    seen = set(np.concatenate([d.users for d in done]).tolist()) if done else set()
+    todo = np.array([u not in seen for u in candidates.users], dtype=bool)
+    pcfg = cfg.prompts
+    templates = load_templates(pcfg.resolved_domain(cfg.data.format), pcfg.templates_dir, tuple(cfg.ranking.tasks))
+    renderer = PromptRenderer(split.dataset, templates, counter=TokenCounter(tokenizer),
+                              history_tokens=pcfg.history_tokens, history_items=pcfg.history_items,
+                              title_chars=pcfg.title_chars)
+    hints = None
+    if system != "no_hints" and pcfg.hints.enabled:
+        names = (pcfg.hints.rating_model, pcfg.hints.ranking_model)
+        hints = HintModels(*[fitted_backbone(cfg, name, split, progress=progress) for name in names])
+    backend = TransformersBackend(model, tokenizer, batch_tokens=cfg.ranking.batch_tokens,
+                                  prefix_tokens=cfg.ranking.prefix_tokens)
+    ranker = LLMRanker(backend, renderer, split, hints, cfg.ranking)
+    counter = [len(parts)]
+
+    def save(part) -> None:
+        part.save(folder / f"part-{counter[0]:05d}.npz")
+        counter[0] += 1
+
+    started = time.perf_counter()
+    remaining = Rankings(candidates.users[todo], candidates.items[todo], candidates.scores[todo])
+    fresh = ranker.rank(remaining, stage, progress=progress, on_chunk=save) if todo.any() else None
+    seconds = time.perf_counter() - started
+    outputs = RankerOutputs.concat(done + ([fresh] if fresh is not None else []))
+    order = np.argsort(outputs.users)
+    outputs = outputs.select(order)
+    outputs.save(folder / "outputs.npz")
+    for part in folder.glob("part-*.npz"):
+        part.unlink()
+    users_now = int(todo.sum())
+    summary = {"backbone": backbone, "system": system, "stage": stage, "users": len(outputs),
+               "users_this_run": users_now, "seconds": seconds, "resumed": resumed,
+               "seconds_per_user": seconds / users_now if users_now else None,
+               "usage": backend.usage.as_dict(), "device": torch_device(),
+               "tokens_per_user": {k: v / users_now for k, v in backend.usage.as_dict().items()
+                                   if k.endswith("tokens")} if users_now else None}
+    write_json(folder / "summary.json", summary)
+    stage_obj.finish({"seconds": seconds})
+    return outputs, summary
+
+
+def run_study(cfg: StudyConfig, *, report: bool = True, progress: bool = True) -> dict | None:
+    """The whole study, stage by stage (each skipped when done): split, backbones, instruction
+    data, tuning, LLM ranking of every backbone's candidates by every system, then (with
+    `report`) results and report. Returns the results summary (None without `report`)."""
+    split = prepare_split(cfg)
+    for model in cfg.retrieval.models:
+        run_retrieval(cfg, model, split=split, progress=progress)
+    if cfg.ranking.model is None:
+        run_tune(cfg, progress=progress)
+    models = ModelCache()
+    outputs: dict = {}
+    for system, backbone, stage in ranking_passes(cfg):
+        outputs[backbone, system, stage] = run_rank(cfg, backbone, system, stage, split=split, models=models,
+                                                    progress=progress)
+    if not report:
+        return None
+    return _results_and_report(cfg, split, outputs)[0]
+
+
+def ranking_passes(cfg: StudyConfig) -> list[tuple[str, str, str]]:
+    """(system, backbone, stage) of every LLM pass of the study, in the order they run (one model
+    loaded at a time): validation users only where the hybrid's weights are tuned."""
+    passes = []
+    for system in ranking_systems(cfg):
+        for backbone in cfg.retrieval.models:
+            stages = ["valid", "test"] if system == "tuned" and cfg.ranking.tune_weights else ["test"]
+            passes += [(system, backbone, stage) for stage in stages]
+    return passes
+
+
+def study_report(cfg: StudyConfig) -> tuple[dict, Path]:
+    """Results and report from the finished LLM passes (DataError naming the first one missing)."""
+    from recranker.ranking.llm import RankerOutputs
+
+    outputs = {}
+    for system, backbone, stage in ranking_passes(cfg):
+        stage_obj = rank_stage(cfg, backbone, system, stage)
+        if not stage_obj.done():
+            raise DataError(stage_obj.path, "this LLM pass has not finished with the config's settings; "
+                            "run `recranker rank` (or `recranker run`) first")
+        outputs[backbone, system, stage] = (RankerOutputs.load(stage_obj.path / "outputs.npz"),
+                                            read_json(stage_obj.path / "summary.json"))
+    return _results_and_report(cfg, prepare_split(cfg), outputs)
+
+
+def _results_and_report(cfg: StudyConfig, split: Split, outputs: dict) -> tuple[dict, Path]:
+    from recranker.ranking.results import study_results
+    from recranker.report import write_report
+
+    results = study_results(cfg, split, outputs)
+    return results, write_report(cfg, results)

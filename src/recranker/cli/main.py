@@ -1,4 +1,4 @@
-"""The `recranker` command: fetch, data, retrieve, evaluate, sample, prompts, demo.
+"""The `recranker` command: fetch, data, retrieve, evaluate, sample, prompts, tune, rank, report, run, demo.
 
 Every subcommand reads the study config (`--config FILE`, defaults otherwise); flags override it.
 Errors on bad input end the command with one clear message and exit status 2.
@@ -99,8 +99,25 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--merge", action="store_true", help="also export the model with the adapter merged in")
     tune.set_defaults(func=cmd_tune)
 
-    demo = sub.add_parser("demo", help="fetch ML-100K, train LightGCN, print its metrics")
+    rank = sub.add_parser("rank", help="rank every backbone's candidates with the LLM (tuned, and the baselines)")
+    _study_flags(rank)
+    _ranking_flags(rank)
+    rank.set_defaults(func=cmd_rank)
+
+    report = sub.add_parser("report", help="evaluate the finished LLM ranking and write the report (Markdown + PNG)")
+    _study_flags(report)
+    _ranking_flags(report)
+    report.set_defaults(func=cmd_report)
+
+    run = sub.add_parser("run", help="the whole study of a config, stage by stage (resumable), ending with its report")
+    run.add_argument("config_file", type=Path, metavar="CONFIG", help="study config (YAML), e.g. configs/ml-100k-cpu.yaml")
+    _study_flags(run)
+    _ranking_flags(run)
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="the whole pipeline on ML-100K with the default LLM, sized for a 2-core CPU")
     demo.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    demo.add_argument("--name", default="demo", help="run name")
     demo.set_defaults(func=cmd_demo)
     return parser
 
@@ -123,11 +140,19 @@ def _instruction_flags(parser: argparse.ArgumentParser) -> None:
                         help="user sampling strategy")
 
 
+def _ranking_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rank-model", help="rank with this LLM (untuned) instead of the run's tuned model")
+    parser.add_argument("--test-users", type=int, help="evaluate a seeded sample of N test users")
+    parser.add_argument("--listwise", choices=["logits", "generate"], help="listwise order the hybrid uses")
+    parser.add_argument("--weights", help="hybrid weights a1,a2,a3 (sum 1); they are then not tuned")
+
+
 def study_config(args: argparse.Namespace):
-    """The config from --config with the flags applied."""
+    """The config from --config (or the positional CONFIG of `run`) with the flags applied."""
     from recranker.config import StudyConfig, load_config, override
 
-    cfg = load_config(args.config) if args.config else StudyConfig()
+    path = getattr(args, "config_file", None) or args.config
+    cfg = load_config(path) if path else StudyConfig()
     changes: dict[str, object] = {}
     for flag, key in (("name", "name"), ("runs_dir", "runs_dir"), ("format", "data.format"), ("path", "data.path")):
         value = getattr(args, flag, None)
@@ -140,6 +165,13 @@ def study_config(args: argparse.Namespace):
     for flag, settings in SWITCHES.items():
         if getattr(args, flag, False):
             changes.update(settings)
+    weights = getattr(args, "weights", None)
+    if weights is not None:
+        try:
+            changes["ranking.weights"] = [float(w) for w in weights.split(",")]
+        except ValueError:
+            raise RecrankerError(f"--weights {weights!r}: expected three numbers a1,a2,a3") from None
+        changes["ranking.tune_weights"] = False
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
@@ -154,6 +186,7 @@ FLAGS = {
     "tokenizer": "prompts.tokenizer", "variant": "tuning.variant", "tune_model": "tuning.model",
     "tune_tasks": "tuning.tasks", "limit": "tuning.instructions", "epochs": "tuning.epochs",
     "max_steps": "tuning.max_steps", "batch_size": "tuning.batch_size", "lr": "tuning.learning_rate",
+    "rank_model": "ranking.model", "test_users": "ranking.test_users", "listwise": "ranking.listwise",
 }
 #: on/off flag -> the config values it sets
 SWITCHES = {
@@ -258,21 +291,60 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rank(args: argparse.Namespace) -> int:
+    from recranker.study import run_study
+
+    cfg = study_config(args)
+    run_study(cfg, report=False)
+    print(f"LLM outputs written under {cfg.run_dir / 'rank'}; `recranker report` evaluates them")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from recranker.study import study_report
+
+    cfg = study_config(args)
+    results, path = study_report(cfg)
+    print_results(results)
+    print(f"\nreport: {path}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from recranker.study import run_study
+
+    cfg = study_config(args)
+    started = time.perf_counter()
+    results = run_study(cfg)
+    print_results(results)
+    print(f"\nstudy finished in {time.perf_counter() - started:.0f} s; report: {cfg.run_dir / 'report' / 'report.md'}")
+    return 0
+
+
+def print_results(results: dict, systems: tuple[str, ...] | None = None) -> None:
+    """The population table of each backbone (all systems, or those named)."""
+    from recranker.report import markdown_table, system_rows
+
+    for backbone, summary in results["backbones"].items():
+        rows = [r for r in system_rows(summary, results["metrics"]) if systems is None or r["system"] in systems]
+        print(f"\n{backbone}: {summary['users']} test users, {summary['covered']} with the target among the candidates")
+        print(markdown_table(rows))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from recranker import assets
-    from recranker.config import StudyConfig
-    from recranker.report import markdown_table, metrics_rows
-    from recranker.study import prepare_split, run_retrieval
+    from recranker.config import demo_config
+    from recranker.report import markdown_table
+    from recranker.study import prepare_split, run_study
 
     started = time.perf_counter()
     assets.fetch("ml-100k")
-    cfg = StudyConfig(name="demo", runs_dir=args.runs_dir)
-    split = prepare_split(cfg)
-    print(markdown_table([split.dataset.stats()]))
-    summary = run_retrieval(cfg, "lightgcn", split=split)
-    print()
-    print(markdown_table(metrics_rows([summary])))
-    print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; run directory: {cfg.run_dir}")
+    assets.fetch("smollm2-135m")
+    cfg = demo_config(args.runs_dir, args.name)
+    print(markdown_table([prepare_split(cfg).dataset.stats()]))
+    results = run_study(cfg)
+    print_results(results)
+    print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; report: {cfg.run_dir / 'report' / 'report.md'}")
     return 0
 
 

@@ -1,0 +1,247 @@
+"""LLM backends of the ranker: next-token log-probabilities, and short greedy answers, for many
+prompts at once.
+
+The ranker asks a backend for `Request`s: a prompt's full text, the group it belongs to (one
+user) and how many tokens to generate (0: only the next-token distribution). For every request the
+backend returns the log-probabilities of the next token over the whole vocabulary, read at the
+asked token ids (rating digits, Yes/No, listwise identifiers), and the greedy continuation when
+asked for one.
+
+`TransformersBackend` (CPU or GPU) does the work a naive loop would repeat only once:
+
+- the tokens every prompt of a group starts with (system text and the user's history, about 300
+  tokens) are computed once per group, and their keys and values (a KV cache) serve all of the
+  group's prompts; only each prompt's own suffix (the question, ~20-40 tokens) is computed after;
+- groups are processed several at a time and suffixes are batched across groups, sorted by length
+  (left padding, so the next-token position is the last column of every row);
+- only the last position's logits are computed (`logits_to_keep=1`), never the ~49k-way logits of
+  every prompt token;
+- greedy answers are decoded for all generating rows of a batch together, reusing the cache.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Request:
+    """One prompt: its full text (chat template applied, ending where the answer starts), its group
+    (prompts of one group share a prefix, e.g. one user's) and how many tokens to generate."""
+
+    text: str
+    group: int
+    max_new_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Output:
+    """The answer to one `Request`: `logprobs[k]` is the log-probability (full-vocabulary softmax)
+    that the next token is the k-th asked token id; `text` the greedy continuation (None when no
+    token was asked for)."""
+
+    logprobs: np.ndarray
+    text: str | None = None
+
+
+@dataclass
+class Usage:
+    """What a backend has done so far: prompt tokens asked, tokens actually computed (shared
+    prefixes once, no padding), generated tokens, forward passes and seconds."""
+
+    prompt_tokens: int = 0
+    computed_tokens: int = 0
+    generated_tokens: int = 0
+    forward_passes: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(vars(self))
+
+
+class Backend(ABC):
+    """Anything that answers `Request`s (transformers now; vLLM or an OpenAI-compatible server
+    would implement the same method)."""
+
+    usage: Usage
+
+    @abstractmethod
+    def run(self, requests: Sequence[Request], token_ids: Sequence[int]) -> list[Output]:
+        """One `Output` per request, in order."""
+
+    @abstractmethod
+    def token_id(self, text: str) -> int:
+        """The id of `text` when it is one token of the model's vocabulary; ValueError otherwise."""
+
+
+@dataclass
+class _Group:
+    prefix: list[int]
+    rows: list[int] = field(default_factory=list)  # request indices
+
+
+def shared_prefix(sequences: Sequence[Sequence[int]]) -> int:
+    """Length of the longest common prefix of `sequences`, leaving every sequence at least one
+    token of its own."""
+    shortest = min(len(s) for s in sequences)
+    first = sequences[0]
+    n = 0
+    while n < shortest - 1 and all(s[n] == first[n] for s in sequences):
+        n += 1
+    return n
+
+
+class TransformersBackend(Backend):
+    """A transformers causal LM (a peft model works too) on its device.
+
+    `batch_tokens` bounds the suffix tokens of one forward pass and `prefix_tokens` the prefix
+    tokens of one prefix pass (both in real tokens, padding excluded); `share_prefix=False`
+    computes every prompt whole (for comparisons).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, *, batch_tokens: int = 1024, prefix_tokens: int = 4096,
+                 share_prefix: bool = True) -> None:
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.batch_tokens, self.prefix_tokens, self.share_prefix = batch_tokens, prefix_tokens, share_prefix
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.stop_ids = {i for i in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>"))
+                         if isinstance(i, int) and i >= 0 and i != tokenizer.unk_token_id}
+        self.usage = Usage()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def token_id(self, text: str) -> int:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise ValueError(f"{text!r} is {len(ids)} tokens for this tokenizer; the ranker reads answers that are one token")
+        return int(ids[0])
+
+    # ----------------------------------------------------------------------------- public
+    @torch.inference_mode()
+    def run(self, requests: Sequence[Request], token_ids: Sequence[int]) -> list[Output]:
+        started = time.perf_counter()
+        encoded = self.tokenizer([r.text for r in requests], add_special_tokens=False)["input_ids"]
+        self.usage.prompt_tokens += sum(len(ids) for ids in encoded)
+        groups: dict[int, _Group] = {}
+        for k, r in enumerate(requests):
+            key = r.group if self.share_prefix else -1 - k
+            groups.setdefault(key, _Group([])).rows.append(k)
+        for g in groups.values():
+            g.prefix = encoded[g.rows[0]][: shared_prefix([encoded[k] for k in g.rows])]
+        wanted = torch.tensor(list(token_ids), dtype=torch.long)
+        outputs: list[Output | None] = [None] * len(requests)
+        for chunk in self._chunks(list(groups.values())):
+            self._run_chunk(chunk, requests, encoded, wanted, outputs)
+        self.usage.seconds += time.perf_counter() - started
+        return outputs  # type: ignore[return-value]
+
+    # ----------------------------------------------------------------------------- internals
+    def _chunks(self, groups: list[_Group]) -> list[list[_Group]]:
+        chunks, current, tokens = [], [], 0
+        for g in groups:
+            if current and tokens + len(g.prefix) > self.prefix_tokens:
+                chunks.append(current)
+                current, tokens = [], 0
+            current.append(g)
+            tokens += len(g.prefix)
+        return chunks + ([current] if current else [])
+
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any) -> Any:
+        self.usage.forward_passes += 1
+        return self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                          position_ids=positions.to(self.device), past_key_values=cache, use_cache=True,
+                          logits_to_keep=1)
+
+    def _run_chunk(self, chunk: list[_Group], requests, encoded, wanted, outputs) -> None:
+        from transformers import DynamicCache
+
+        # 1. the prefixes of the chunk's groups, left-padded, in one pass: their keys and values
+        width = max(len(g.prefix) for g in chunk)
+        prefix_mask = torch.zeros(len(chunk), width, dtype=torch.long)
+        prefix_ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
+        for i, g in enumerate(chunk):
+            if g.prefix:
+                prefix_ids[i, width - len(g.prefix):] = torch.tensor(g.prefix)
+                prefix_mask[i, width - len(g.prefix):] = 1
+        kv = None
+        if width:
+            positions = (prefix_mask.cumsum(1) - 1).clamp(min=0)
+            out = self._forward(prefix_ids, prefix_mask, positions, DynamicCache(config=self.model.config))
+            self.usage.computed_tokens += int(prefix_mask.sum())
+            kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        prefix_len = prefix_mask.sum(1)
+
+        # 2. every suffix, batched across groups by length; generating rows in batches of their own
+        rows = [(i, k) for i, g in enumerate(chunk) for k in g.rows]
+        suffix = {k: encoded[k][len(chunk[i].prefix):] for i, k in rows}
+        rows.sort(key=lambda r: (requests[r[1]].max_new_tokens > 0, len(suffix[r[1]])))
+        for batch in self._batches(rows, suffix, requests):
+            group_rows = torch.tensor([i for i, _ in batch])
+            cache = DynamicCache(config=self.model.config)
+            if kv is not None:
+                cache = DynamicCache(ddp_cache_data=[(k[group_rows], v[group_rows]) for k, v in kv],
+                                     config=self.model.config)
+            length = max(len(suffix[k]) for _, k in batch)
+            ids = torch.full((len(batch), length), self.pad_id, dtype=torch.long)
+            mask = torch.zeros(len(batch), length, dtype=torch.long)
+            for b, (_, k) in enumerate(batch):
+                ids[b, length - len(suffix[k]):] = torch.tensor(suffix[k])
+                mask[b, length - len(suffix[k]):] = 1
+            positions = prefix_len[group_rows, None] + (mask.cumsum(1) - 1).clamp(min=0)
+            full_mask = torch.cat([prefix_mask[group_rows], mask], dim=1)
+            out = self._forward(ids, full_mask, positions, cache)
+            self.usage.computed_tokens += int(mask.sum())
+            logits = out.logits[:, -1].float()
+            logprobs = torch.log_softmax(logits, dim=-1)[:, wanted.to(logits.device)].cpu().numpy()
+            steps = max(requests[k].max_new_tokens for _, k in batch)
+            texts = self._decode(logits, out.past_key_values, full_mask, positions[:, -1], steps) if steps else None
+            for b, (_, k) in enumerate(batch):
+                text = None
+                if requests[k].max_new_tokens:
+                    text = self.tokenizer.decode(texts[b][: requests[k].max_new_tokens], skip_special_tokens=True)
+                outputs[k] = Output(logprobs[b], text)
+
+    def _batches(self, rows, suffix, requests) -> list[list[tuple[int, int]]]:
+        batches, current = [], []
+        for row in rows:
+            generating = requests[row[1]].max_new_tokens > 0
+            tokens = (len(current) + 1) * len(suffix[row[1]])
+            if current and (tokens > self.batch_tokens or generating != (requests[current[0][1]].max_new_tokens > 0)):
+                batches.append(current)
+                current = []
+            current.append(row)
+        return batches + ([current] if current else [])
+
+    def _decode(self, logits: torch.Tensor, cache: Any, mask: torch.Tensor, last: torch.Tensor,
+                steps: int) -> list[list[int]]:
+        """Greedy decoding of `steps` tokens for every row, continuing from `cache`; rows that emit
+        a stop token keep stepping on padding (their later tokens are cut)."""
+        tokens: list[list[int]] = [[] for _ in range(logits.shape[0])]
+        done = torch.zeros(logits.shape[0], dtype=torch.bool)
+        position = last.clone()
+        for step in range(steps):
+            nxt = logits.argmax(-1).cpu()
+            for b in range(len(tokens)):
+                if not done[b]:
+                    if int(nxt[b]) in self.stop_ids:
+                        done[b] = True
+                    else:
+                        tokens[b].append(int(nxt[b]))
+                        self.usage.generated_tokens += 1
+            if done.all() or step == steps - 1:
+                break
+            mask = torch.cat([mask, torch.ones(len(tokens), 1, dtype=mask.dtype)], dim=1)
+            position = position + 1
+            nxt = torch.where(done, torch.full_like(nxt, self.pad_id), nxt)
+            out = self._forward(nxt[:, None], mask, position[:, None], cache)
+            cache, logits = out.past_key_values, out.logits[:, -1].float()
+        return tokens

@@ -1,0 +1,84 @@
+"""Settings of LLM ranking, the hybrid and the baselines (DESIGN section 7)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from recranker.prompts.templates import TASKS, Task
+
+Baseline = Literal["zero_shot", "no_hints", "bootstrapping"]
+BASELINES: tuple[Baseline, ...] = ("zero_shot", "no_hints", "bootstrapping")
+
+
+class UtilityConstants(BaseModel):
+    """The utility constants of RecRanker's hybrid ranking, as its official code sets them.
+
+    U_retrieval = retrieval * (m - r) for the candidate at backbone rank r (0-based);
+    pointwise adds pointwise * P (P the expected rating); pairwise gives the winner of a pair
+    `pairwise` when both orders agree and each item pairwise / 2 when they disagree; listwise adds
+    listwise * (listwise_top - p) to the candidate at position p < listwise_top (0-based).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    retrieval: float = Field(0.05, ge=0)
+    pointwise: float = Field(1.0, ge=0)
+    pairwise: float = Field(0.5, ge=0)
+    listwise: float = Field(0.025, ge=0)
+    listwise_top: int = Field(5, ge=1)
+
+
+class RankingConfig(BaseModel):
+    """How the LLM ranks each user's candidates and how the hybrid combines the tasks."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    model: str | None = Field(None, description="LLM to rank with; null: the run's tuned model (tune/<variant>)")
+    tasks: list[Task] = Field(default_factory=lambda: list(TASKS))
+    listwise: Literal["generate", "logits"] = Field(
+        "logits", description="listwise order the hybrid uses: one pass's identifier logits, or the parsed generation")
+    generate: bool = Field(True, description="also generate and parse listwise answers (the generated-order system, "
+                           "the unparsable rate); off saves the decoding steps")
+    pairs: Literal["adjacent", "all"] = Field("adjacent", description="pairs asked: neighbours in the backbone's order, or all")
+    max_new_tokens: int = Field(24, ge=1, description="tokens generated for a listwise answer")
+    bootstrap: int = Field(3, ge=1, description="listwise passes (shuffled candidates) the bootstrapping baseline averages")
+    baselines: list[Baseline] = Field(default_factory=lambda: list(BASELINES))
+    weights: tuple[float, float, float] = Field((1 / 3, 1 / 3, 1 / 3), description="a1, a2, a3 of the hybrid")
+    tune_weights: bool = Field(True, description="choose the weights on validation users (grid over the simplex)")
+    weight_step: float = Field(0.1, gt=0, le=0.5)
+    tune_metric: str = Field("NDCG@3", description="what the weight grid maximises on validation users")
+    test_users: int | None = Field(None, ge=1, description="evaluate a seeded sample of test users; null: all")
+    valid_users: int | None = Field(None, ge=1, description="validation users the weights are tuned on; null: all")
+    constants: UtilityConstants = Field(default_factory=UtilityConstants)
+    batch_tokens: int = Field(1024, ge=16, description="suffix tokens per forward pass")
+    prefix_tokens: int = Field(4096, ge=16, description="prefix tokens per prefix pass")
+    seed: int = 0
+
+    @field_validator("weights")
+    @classmethod
+    def _simplex(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(w < 0 for w in value) or abs(sum(value) - 1) > 1e-6:
+            raise ValueError("weights must be three non-negative numbers that sum to 1")
+        return value
+
+    @model_validator(mode="after")
+    def _generated_when_used(self) -> "RankingConfig":
+        if self.listwise == "generate" and not self.generate:
+            raise ValueError("listwise: generate needs generate: true")
+        return self
+
+    @field_validator("tasks")
+    @classmethod
+    def _some_task(cls, value: list[Task]) -> list[Task]:
+        if not value:
+            raise ValueError("give at least one of " + ", ".join(TASKS))
+        return list(dict.fromkeys(value))
+
+    @field_validator("tune_metric")
+    @classmethod
+    def _measure(cls, value: str) -> str:
+        from recranker.metrics import Measure
+
+        return str(Measure.parse(value))

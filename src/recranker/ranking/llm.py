@@ -1,0 +1,220 @@
+"""The LLM as ranker of each user's candidates: pointwise, pairwise and listwise, from logits.
+
+For a user with candidates c[0..m-1] (the backbone's top-m, best first) the ranker asks
+
+- pointwise: "how would the user rate c[j]?" for every j; the expected rating under the
+  next-token distribution over the rating tokens "1".."5" (renormalised over those five);
+- pairwise: "would the user prefer a over b?" for the pairs (neighbours in the backbone's order,
+  or all) in both orders; P(Yes) from the next-token logits of Yes and No;
+- listwise: "rank these candidates" with the candidates shuffled (position shifting): the greedy
+  answer parsed into an order (`parse_order`) and, from the same forward pass, the log-probability
+  of each candidate's identifier at the first answer position (the one-pass order). The
+  bootstrapping baseline asks `bootstrap` listwise prompts with different shuffles.
+
+Every prompt of a user shows the same history in the same (shuffled) order, so the backend
+computes the user's prefix once. Results are `RankerOutputs`, arrays aligned with the candidates,
+from which `recranker.ranking.hybrid` derives the utilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from recranker.artifacts import atomic_write
+from recranker.hints import HintModels
+from recranker.prompts.render import IDENTIFIERS, PromptRenderer
+from recranker.prompts.text import chat_text
+from recranker.ranking.backend import Backend, Request
+from recranker.ranking.config import RankingConfig
+from recranker.ranking.parse import UNPARSABLE, parse_order
+from recranker.split import Split
+from recranker.types import Rankings
+
+STAGE_INDEX = {"valid": 0, "test": 1}
+
+
+@dataclass
+class RankerOutputs:
+    """What the LLM said about each user's candidates (columns in the backbone's order).
+
+    | field          | shape     | meaning                                                         |
+    |----------------|-----------|-----------------------------------------------------------------|
+    | users          | (U,)      | user codes                                                      |
+    | items          | (U, m)    | candidates, backbone order                                      |
+    | point          | (U, m)    | expected rating (NaN: task not run)                             |
+    | pairs          | (P, 2)    | the asked pairs, as candidate columns (a, b)                    |
+    | pair_yes       | (U, P, 2) | P(Yes) for "a over b" and for "b over a"                        |
+    | list_shown     | (U, B, m) | per listwise pass, the column shown at each prompt position     |
+    | list_rank      | (U, B, m) | position of each column in the parsed generated order           |
+    | list_status    | (U, B)    | 0 ok, 1 repaired, 2 unparsable, -1 not generated                |
+    | list_logprob   | (U, B, m) | log-probability of each column's identifier at the first answer position |
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    point: np.ndarray
+    pairs: np.ndarray
+    pair_yes: np.ndarray
+    list_shown: np.ndarray
+    list_rank: np.ndarray
+    list_status: np.ndarray
+    list_logprob: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def save(self, path: str | Path) -> None:
+        with atomic_write(path, binary=True) as fh:
+            np.savez(fh, **{f.name: getattr(self, f.name) for f in fields(self)})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RankerOutputs":
+        with np.load(path) as z:
+            return cls(**{f.name: z[f.name] for f in fields(cls)})
+
+    @classmethod
+    def concat(cls, parts: Sequence["RankerOutputs"]) -> "RankerOutputs":
+        shared = {"pairs"}
+        return cls(**{f.name: parts[0].pairs if f.name in shared else np.concatenate([getattr(p, f.name) for p in parts])
+                      for f in fields(cls)})
+
+    def select(self, rows: np.ndarray) -> "RankerOutputs":
+        return RankerOutputs(**{f.name: getattr(self, f.name) if f.name == "pairs" else getattr(self, f.name)[rows]
+                                for f in fields(self)})
+
+
+def pair_columns(m: int, kind: str) -> np.ndarray:
+    """(P, 2) candidate columns asked as pairs: neighbours (j, j+1) or every j < k."""
+    if kind == "adjacent":
+        return np.array([(j, j + 1) for j in range(m - 1)], dtype=np.int64).reshape(-1, 2)
+    return np.array([(j, k) for j in range(m) for k in range(j + 1, m)], dtype=np.int64).reshape(-1, 2)
+
+
+class LLMRanker:
+    """Asks `backend` the configured tasks about users' candidates.
+
+    `hints` (the hint models fitted on the whole training set) fill the prompts' hints; None
+    leaves them out (the no-hints ablation). The history shown for stage s is everything the user
+    did before the stage's target.
+    """
+
+    def __init__(self, backend: Backend, renderer: PromptRenderer, split: Split, hints: HintModels | None,
+                 config: RankingConfig) -> None:
+        self.backend, self.renderer, self.split, self.hints, self.config = backend, renderer, split, hints, config
+        templates = renderer.templates
+        self.rating_tokens = [backend.token_id(templates["pointwise"].render("answer", rating=str(r)))
+                              for r in range(1, 6)] if "pointwise" in templates else []
+        self.yes_no = ([backend.token_id(templates["pairwise"].pieces[k]) for k in ("answer_yes", "answer_no")]
+                       if "pairwise" in templates else [])
+        self.identifier_tokens = [backend.token_id(letter) for letter in IDENTIFIERS]
+        self.token_ids = self.rating_tokens + self.yes_no + self.identifier_tokens
+        self._histories: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
+
+    # ----------------------------------------------------------------------------- inputs
+    def history(self, stage: str, user: int) -> tuple[np.ndarray, np.ndarray]:
+        """Items and ratings of `user` before `stage`'s target, most recent first."""
+        if stage not in self._histories:
+            frame = self.split.history(stage)
+            by_user = {}
+            for u, rows in frame.groupby("user", sort=False):
+                by_user[int(u)] = (rows["item"].to_numpy()[::-1], rows["rating"].to_numpy()[::-1])
+            self._histories[stage] = by_user
+        return self._histories[stage].get(user, (np.zeros(0, np.int64), np.zeros(0)))
+
+    def _rng(self, stage: str, user: int, *extra: int) -> np.random.Generator:
+        return np.random.default_rng([self.config.seed, STAGE_INDEX[stage], user, *extra])
+
+    # ----------------------------------------------------------------------------- ranking
+    def rank(self, candidates: Rankings, stage: str, *, chunk: int = 16, progress: bool = True,
+             on_chunk=None) -> RankerOutputs:
+        """`RankerOutputs` for every user of `candidates`; `on_chunk(outputs)` sees each chunk of
+        users as it finishes (to save progress)."""
+        parts = []
+        bar = tqdm(total=len(candidates), desc=f"LLM ranking ({stage})", unit="user", disable=not progress)
+        for start in range(0, len(candidates), chunk):
+            rows = np.arange(start, min(start + chunk, len(candidates)))
+            part = self.rank_chunk(Rankings(candidates.users[rows], candidates.items[rows], candidates.scores[rows]), stage)
+            if on_chunk is not None:
+                on_chunk(part)
+            parts.append(part)
+            bar.update(len(rows))
+        bar.close()
+        if not parts:
+            return self.rank_chunk(candidates, stage)
+        return RankerOutputs.concat(parts)
+
+    def rank_chunk(self, candidates: Rankings, stage: str) -> RankerOutputs:
+        """`RankerOutputs` of a few users, their prompts sent to the backend together."""
+        cfg, tasks = self.config, set(self.config.tasks)
+        users, items = candidates.users, candidates.items
+        n, m = items.shape
+        passes = cfg.bootstrap if "bootstrapping" in cfg.baselines else 1
+        pairs = pair_columns(m, cfg.pairs)
+        ratings = scores = None
+        if self.hints is not None:
+            ratings = self.hints.rating.predict_ratings(users, items) if "pointwise" in tasks else None
+            scores = self.hints.ranking.score(users, items, stage)
+        requests: list[Request] = []
+        where: list[tuple[str, int, int]] = []  # (task, row, index) per request
+        shown = np.zeros((n, passes, m), dtype=np.int64)
+        for row, user in enumerate(users.tolist()):
+            history = self.history(stage, user)
+            if "pointwise" in tasks:
+                for j in range(m):
+                    hint = None if ratings is None else float(ratings[row, j])
+                    prompt = self.renderer.pointwise(history, int(items[row, j]), hint=hint, rng=self._rng(stage, user))
+                    requests.append(self._request(prompt, row))
+                    where.append(("pointwise", row, j))
+            if "pairwise" in tasks:
+                for p, (a, b) in enumerate(pairs):
+                    for side, (x, y) in enumerate(((a, b), (b, a))):
+                        hint = None if scores is None else bool(scores[row, x] >= scores[row, y])
+                        prompt = self.renderer.pairwise(history, int(items[row, x]), int(items[row, y]),
+                                                        hint_first=hint, rng=self._rng(stage, user))
+                        requests.append(self._request(prompt, row))
+                        where.append(("pairwise", row, 2 * p + side))
+            if "listwise" in tasks:
+                for k in range(passes):
+                    order = self._rng(stage, user, 1 + k).permutation(m)
+                    shown[row, k] = order
+                    hint = None if scores is None else np.argsort(-scores[row, order], kind="stable")
+                    prompt = self.renderer.listwise(history, items[row, order], top=cfg.constants.listwise_top,
+                                                    hint_order=hint, rng=self._rng(stage, user))
+                    requests.append(self._request(prompt, row, cfg.max_new_tokens if cfg.generate else 0))
+                    where.append(("listwise", row, k))
+        outputs = self.backend.run(requests, self.token_ids) if requests else []
+        point = np.full((n, m), np.nan)
+        pair_yes = np.full((n, len(pairs), 2), np.nan)
+        list_rank = np.tile(np.arange(m), (n, passes, 1))
+        list_status = np.full((n, passes), -1, dtype=np.int64)  # -1: not generated
+        list_logprob = np.full((n, passes, m), np.nan)
+        r, y = len(self.rating_tokens), len(self.yes_no)
+        for (task, row, k), out in zip(where, outputs):
+            if task == "pointwise":
+                probs = _softmax(out.logprobs[:r])
+                point[row, k] = float(probs @ np.arange(1, 6))
+            elif task == "pairwise":
+                pair_yes[row, k // 2, k % 2] = float(_softmax(out.logprobs[r:r + y])[0])
+            else:
+                list_logprob[row, k, shown[row, k]] = out.logprobs[r + y: r + y + m]
+                if out.text is None:
+                    continue
+                backbone_order = np.argsort(shown[row, k])  # shown positions, backbone's best first
+                order, status = parse_order(out.text or "", IDENTIFIERS[:m], cfg.constants.listwise_top, backbone_order)
+                columns = shown[row, k][order]
+                list_rank[row, k, columns] = np.arange(m)
+                list_status[row, k] = status
+        return RankerOutputs(users, items, point, pairs, pair_yes, shown, list_rank, list_status, list_logprob)
+
+    def _request(self, prompt, row: int, max_new_tokens: int = 0) -> Request:
+        return Request(chat_text(prompt.messages, self.backend.tokenizer, generation_prompt=True), row, max_new_tokens)
+
+
+def _softmax(logprobs: np.ndarray) -> np.ndarray:
+    z = np.exp(logprobs - logprobs.max())
+    return z / z.sum()

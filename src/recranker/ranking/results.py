@@ -1,0 +1,181 @@
+"""A study's results: every system's lists, per-user metrics, significance against the backbone.
+
+For each backbone the evaluated test users are the population. The LLM reorders the candidates of
+the users whose target is among them; every other user keeps the backbone's list, which scores 0
+under any reordering, so the population metrics are exactly those of running the LLM on everyone.
+The conditional metrics average over the covered users only.
+
+Systems (rows of the report):
+
+| name            | list                                                                  |
+|-----------------|-----------------------------------------------------------------------|
+| backbone        | the backbone's top-m                                                  |
+| pointwise       | U_point (tuned LLM)                                                   |
+| pairwise        | U_pair                                                                |
+| listwise        | U_list from the parsed generated answer                               |
+| listwise 1-pass | U_list from the first answer position's identifier logits             |
+| hybrid          | a1 U_point + a2 U_pair + a3 U_list (weights tuned on validation users) |
+| bootstrapping   | U_retrieval + the listwise term averaged over B shuffled passes       |
+| zero-shot hybrid| the hybrid of the untuned LLM                                         |
+| hybrid w/o hints| the hybrid of the tuned LLM asked without hints                       |
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recranker.artifacts import atomic_write, write_json
+from recranker.metrics import per_user, single_target_gains
+from recranker.ranking.hybrid import hybrid, tune_weights, utilities
+from recranker.ranking.llm import RankerOutputs
+from recranker.ranking.parse import STATUS_NAMES
+from recranker.types import Rankings
+
+log = logging.getLogger(__name__)
+
+SINGLE = {"pointwise": "pointwise", "pairwise": "pairwise", "listwise": "listwise",
+          "listwise_logits": "listwise 1-pass", "bootstrapping": "bootstrapping"}
+
+
+def metric_names(cfg) -> list[str]:
+    """HR@k and NDCG@k for the configured cutoffs up to m (NDCG only when graded)."""
+    m = cfg.retrieval.candidates
+    ks = [k for k in cfg.evaluation.ks if k <= m] or [m]
+    names = ["NDCG"] if cfg.evaluation.graded else ["HR", "NDCG"]
+    return [f"{name}@{k}" for name in names for k in ks]
+
+
+def graded_gains(split, users: np.ndarray, liked_min: float) -> dict:
+    """ALRO's graded relevance: per user, the items rated at or after the test target's time with a
+    liked rating, gain rating - liked_min + 1 (4 -> 1, 5 -> 2 on a 1-5 scale with liked >= 4)."""
+    frame = split.dataset.interactions
+    times = split.targets["test_time"]
+    future = frame[frame["timestamp"].to_numpy() >= times.reindex(frame["user"]).to_numpy()]
+    future = future[future["rating"] >= liked_min]
+    gains: dict = {int(u): {} for u in users}
+    for u, i, r in zip(future["user"].to_numpy(), future["item"].to_numpy(), future["rating"].to_numpy()):
+        if int(u) in gains:
+            gains[int(u)][int(i)] = float(r - liked_min + 1)
+    return gains
+
+
+def _replace(base: Rankings, rows: np.ndarray, scores: np.ndarray, out: RankerOutputs) -> Rankings:
+    """`base` with the rows of `out`'s users re-sorted by `scores`."""
+    items, values = base.items.copy(), base.scores.copy()
+    ranked = Rankings.from_scores(out.users, out.items, scores)
+    items[rows], values[rows] = ranked.items, ranked.scores
+    return Rankings(base.users, items, values)
+
+
+def paired_test(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided p-value of the paired t-test of a vs b (1.0 when they never differ)."""
+    from scipy.stats import ttest_rel
+
+    if np.allclose(a, b):
+        return 1.0
+    return float(ttest_rel(a, b).pvalue)
+
+
+def study_results(cfg, split, outputs: dict) -> dict:
+    """Evaluate every system of every backbone; writes results/<backbone>/per_user.csv and
+    results/summary.json under the run directory and returns the summary."""
+    from recranker.study import evaluated_users, load_candidates
+
+    folder = Path(cfg.run_dir) / "results"
+    which = metric_names(cfg)
+    rcfg = cfg.ranking
+    summary: dict = {"metrics": which, "backbones": {}, "graded": cfg.evaluation.graded}
+    for backbone in cfg.retrieval.models:
+        test = outputs[backbone, "tuned", "test"][0]
+        candidates = load_candidates(cfg, backbone, "test")
+        rows = evaluated_users(cfg, split, "test")
+        population = Rankings(candidates.users[rows], candidates.items[rows], candidates.scores[rows])
+        if cfg.evaluation.graded:
+            gains = graded_gains(split, population.users, split.dataset.feedback.liked_min)
+            gains = {u: g or {-1: 1.0} for u, g in gains.items()}  # no future likes: nothing to find
+        else:
+            gains = single_target_gains(population.users, split.target_items("test")[rows])
+        position = {int(u): k for k, u in enumerate(population.users)}
+        weights, weight_info = rcfg.weights, {"tuned": False}
+        if rcfg.tune_weights and (backbone, "tuned", "valid") in outputs:
+            valid = outputs[backbone, "tuned", "valid"][0]
+            if len(valid):
+                vgains = single_target_gains(valid.users, split.target_items("valid")[
+                    np.searchsorted(split.users, valid.users)])
+                weights, value, grid = tune_weights(utilities(valid, rcfg.constants, rcfg.listwise), valid, vgains,
+                                                    rcfg.tune_metric, rcfg.weight_step, rcfg.listwise)
+                weight_info = {"tuned": True, "metric": rcfg.tune_metric, "valid_value": value,
+                               "valid_users": len(valid), "grid": grid}
+        systems: dict[str, Rankings] = {"backbone": population}
+        llm_rows = np.array([position[int(u)] for u in test.users], dtype=np.int64)
+
+        def add(name: str, out: RankerOutputs, scores: np.ndarray) -> None:
+            rows_ = np.array([position[int(u)] for u in out.users], dtype=np.int64)
+            systems[name] = _replace(population, rows_, scores, out)
+
+        utils = utilities(test, rcfg.constants, rcfg.listwise)
+        for key, name in SINGLE.items():
+            if key in utils and (key != "bootstrapping" or "bootstrapping" in rcfg.baselines):
+                add(name, test, utils[key])
+        add("hybrid", test, hybrid(utils, weights, rcfg.listwise))
+        for system, name in (("zero_shot", "zero-shot hybrid"), ("no_hints", "hybrid w/o hints")):
+            if (backbone, system, "test") in outputs:
+                other = outputs[backbone, system, "test"][0]
+                add(name, other, hybrid(utilities(other, rcfg.constants, rcfg.listwise), weights, rcfg.listwise))
+        tables = {name: per_user(r, gains, which) for name, r in systems.items()}
+        covered = np.zeros(len(population), dtype=bool)
+        covered[llm_rows] = True
+        base = tables["backbone"]
+        rows_out = []
+        for name, table in tables.items():
+            row: dict = {"system": name}
+            for metric in which:
+                row[metric] = float(table[metric].mean())
+                row[f"p {metric}"] = None if name == "backbone" else paired_test(table[metric].to_numpy(),
+                                                                                 base[metric].to_numpy())
+                row[f"cond {metric}"] = float(table[metric].to_numpy()[covered].mean()) if covered.any() else None
+            rows_out.append(row)
+        per_user_frame = pd.concat({name: t for name, t in tables.items()}, axis=1)
+        per_user_frame.columns = [f"{a} {b}" for a, b in per_user_frame.columns]
+        per_user_frame.insert(0, "covered", covered)
+        path = folder / backbone / "per_user.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as fh:
+            per_user_frame.to_csv(fh, float_format="%.6g")
+        summary["backbones"][backbone] = {
+            "users": len(population), "covered": int(covered.sum()), "weights": list(weights),
+            "weight_tuning": weight_info, "systems": rows_out,
+            "listwise": {system: listwise_stats(outputs[backbone, system, "test"][0])
+                         for system in ("tuned", "zero_shot", "no_hints") if (backbone, system, "test") in outputs},
+            "cost": {f"{system}/{stage}": outputs[key][1] for key in outputs
+                     for system, stage in [key[1:]] if key[0] == backbone},
+        }
+    write_json(folder / "summary.json", summary)
+    return summary
+
+
+def listwise_stats(out: RankerOutputs) -> dict:
+    """Parse outcomes of the generated listwise answers (ok / repaired / unparsable shares) and the
+    position bias: how often the top-ranked candidate sat at each shown position (generated and
+    one-pass), over every listwise pass."""
+    stats: dict = {"answers": int((out.list_status >= 0).sum())}
+    generated = out.list_status >= 0
+    if generated.any():
+        for code, name in enumerate(STATUS_NAMES):
+            stats[name] = float((out.list_status[generated] == code).mean())
+    m = out.items.shape[1]
+    if len(out):
+        # column at rank 0 -> its shown position
+        shown_pos = np.argsort(out.list_shown, axis=-1)  # (U, B, m): column -> shown position
+        top_by_logits = np.argmax(np.nan_to_num(out.list_logprob, nan=-np.inf), axis=-1)
+        stats["top1_position_logits"] = np.bincount(
+            np.take_along_axis(shown_pos, top_by_logits[..., None], -1).ravel(), minlength=m).tolist()
+        if generated.any():
+            top_generated = np.argmin(out.list_rank, axis=-1)
+            picked = np.take_along_axis(shown_pos, top_generated[..., None], -1)[..., 0][generated]
+            stats["top1_position_generated"] = np.bincount(picked.ravel(), minlength=m).tolist()
+    return stats
