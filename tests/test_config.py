@@ -64,3 +64,30 @@ def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config("/nonexistent/study.yaml")
     assert parse_config(None) == StudyConfig()
+
+
+def test_demo_and_shipped_configs_are_valid() -> None:
+    from pathlib import Path
+
+    from recranker.config import demo_config, load_config
+
+    demo = demo_config("somewhere", "d")
+    assert demo.run_dir == Path("somewhere") / "d" and demo.ranking.test_users == 300
+    assert demo.ranking.baselines == [] and not demo.ranking.tune_weights
+    configs = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
+    assert len(configs) >= 3
+    for path in configs:
+        cfg = load_config(path)
+        assert set(cfg.ranking.tasks) <= set(cfg.prompts.tasks)
+    alro = load_config(configs[0].parent / "ml-100k-alro.yaml")
+    assert alro.retrieval.candidates == 25 and alro.evaluation.graded and alro.evaluation.ks == [3, 10, 25]
+
+
+def test_ranking_settings_are_checked_against_the_study() -> None:
+    from recranker.config import parse_config
+
+    with pytest.raises(ConfigError, match="ranking.tasks: listwise not in prompts.tasks"):
+        parse_config({"prompts": {"tasks": ["pointwise"]}, "ranking": {"tasks": ["listwise"]}})
+    with pytest.raises(ConfigError, match="ranking.weights"):
+        parse_config({"ranking": {"weights": [1, 1, 1]}})
+    assert parse_config({"prompts": {"tasks": ["pointwise"]}, "ranking": {"tasks": ["listwise"], "model": "x"}})

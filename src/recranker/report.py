@@ -202,7 +202,8 @@ def write_report(cfg: Any, results: Mapping[str, Any]) -> Path:
                   f"{summary['users']} test users, {summary['covered']} with the target among the candidates. "
                   f"Hybrid weights (point, pair, list) = ({w[0]:.2f}, {w[1]:.2f}, {w[2]:.2f})"
                   + (f", tuned on {tuned['valid_users']} validation users ({tuned['metric']} "
-                     f"{tuned['valid_value']:.4f})." if tuned.get("tuned") else ", as configured."), "",
+                     f"{tuned['valid_value']:.4f})." if tuned.get("tuned") else ", as configured.")
+                  + " The baselines' hybrids use the same weights.", "",
                   "### Population", "", markdown_table(system_rows(summary, metrics)), "",
                   "### Conditional (target among the candidates)", "",
                   markdown_table(system_rows(summary, metrics, conditional=True)), ""]

@@ -425,13 +425,21 @@ def evaluated_users(cfg: StudyConfig, split: Split, stage: str) -> np.ndarray:
 
 
 def llm_candidates(cfg: StudyConfig, split: Split, backbone: str, stage: str) -> tuple[Rankings, np.ndarray]:
-    """The candidates the LLM reorders at `stage`: those of the evaluated users whose target is
-    among them (for every other user each reordering scores 0, so asking the LLM would change no
-    metric), and the evaluated users' positions in the candidates file."""
+    """The candidates the LLM reorders at `stage`: those of the evaluated users with a relevant item
+    among them (the target; with graded test relevance, any future liked item). For every other
+    user each reordering scores 0, so asking the LLM would change no metric. Also returns the
+    evaluated users' positions in the candidates file."""
     candidates = load_candidates(cfg, backbone, stage)
     rows = evaluated_users(cfg, split, stage)
-    targets = split.target_items(stage)[rows]
-    covered = (candidates.items[rows] == targets[:, None]).any(axis=1)
+    if cfg.evaluation.graded and stage == "test":
+        from recranker.ranking.results import graded_gains
+
+        gains = graded_gains(split, candidates.users[rows], split.dataset.feedback.liked_min)
+        covered = np.array([any(int(i) in gains[int(u)] for i in candidates.items[r])
+                            for u, r in zip(candidates.users[rows], rows)], dtype=bool)
+    else:
+        targets = split.target_items(stage)[rows]
+        covered = (candidates.items[rows] == targets[:, None]).any(axis=1)
     keep = rows[covered]
     return Rankings(candidates.users[keep], candidates.items[keep], candidates.scores[keep]), rows
 
@@ -511,7 +519,7 @@ def run_rank(cfg: StudyConfig, backbone: str, system: str, stage: str, *, split:
 
     started = time.perf_counter()
     remaining = Rankings(candidates.users[todo], candidates.items[todo], candidates.scores[todo])
-    fresh = ranker.rank(remaining, stage, progress=progress, on_chunk=save) if todo.any() else None
+    fresh = ranker.rank(remaining, stage, chunk=cfg.ranking.chunk_users, progress=progress, on_chunk=save) if todo.any() else None
     seconds = time.perf_counter() - started
     outputs = RankerOutputs.concat(done + ([fresh] if fresh is not None else []))
     order = np.argsort(outputs.users)

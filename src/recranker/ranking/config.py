@@ -54,6 +54,7 @@ class RankingConfig(BaseModel):
     constants: UtilityConstants = Field(default_factory=UtilityConstants)
     batch_tokens: int = Field(1024, ge=16, description="suffix tokens per forward pass")
     prefix_tokens: int = Field(4096, ge=16, description="prefix tokens per prefix pass")
+    chunk_users: int = Field(16, ge=1, description="users whose prompts go to the backend together (and are saved together)")
     seed: int = 0
 
     @field_validator("weights")

@@ -103,7 +103,7 @@ def study_results(cfg, split, outputs: dict) -> dict:
         weights, weight_info = rcfg.weights, {"tuned": False}
         if rcfg.tune_weights and (backbone, "tuned", "valid") in outputs:
             valid = outputs[backbone, "tuned", "valid"][0]
-            if len(valid):
+            if len(valid) and len(test):
                 vgains = single_target_gains(valid.users, split.target_items("valid")[
                     np.searchsorted(split.users, valid.users)])
                 weights, value, grid = tune_weights(utilities(valid, rcfg.constants, rcfg.listwise), valid, vgains,
@@ -117,13 +117,14 @@ def study_results(cfg, split, outputs: dict) -> dict:
             rows_ = np.array([position[int(u)] for u in out.users], dtype=np.int64)
             systems[name] = _replace(population, rows_, scores, out)
 
-        utils = utilities(test, rcfg.constants, rcfg.listwise)
+        utils = utilities(test, rcfg.constants, rcfg.listwise) if len(test) else {}
         for key, name in SINGLE.items():
             if key in utils and (key != "bootstrapping" or "bootstrapping" in rcfg.baselines):
                 add(name, test, utils[key])
-        add("hybrid", test, hybrid(utils, weights, rcfg.listwise))
+        if utils:
+            add("hybrid", test, hybrid(utils, weights, rcfg.listwise))
         for system, name in (("zero_shot", "zero-shot hybrid"), ("no_hints", "hybrid w/o hints")):
-            if (backbone, system, "test") in outputs:
+            if (backbone, system, "test") in outputs and len(outputs[backbone, system, "test"][0]):
                 other = outputs[backbone, system, "test"][0]
                 add(name, other, hybrid(utilities(other, rcfg.constants, rcfg.listwise), weights, rcfg.listwise))
         tables = {name: per_user(r, gains, which) for name, r in systems.items()}
