@@ -73,7 +73,7 @@ def test_demo_and_shipped_configs_are_valid() -> None:
 
     demo = demo_config("somewhere", "d")
     assert demo.run_dir == Path("somewhere") / "d" and demo.ranking.test_users == 300
-    assert demo.ranking.baselines == [] and not demo.ranking.tune_weights
+    assert demo.ranking.baselines == [] and demo.ranking.valid_users == 150
     configs = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
     assert len(configs) >= 3
     for path in configs:

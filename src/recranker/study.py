@@ -8,6 +8,11 @@
     prompts/               <task>.jsonl (chat messages + metadata), stats.json
     tune/<variant>/        adapter/ (or model/), base_model.txt, log.json, loss_curve.png,
                            summary.json, config.yaml; checkpoints/ while it runs (resumed)
+    rank/<backbone>/<system>/<stage>/
+                           outputs.npz (the LLM's answers on the candidates), summary.json (time,
+                           tokens); part-*.npz while it runs (resumed)
+    results/               summary.json, <backbone>/per_user.csv
+    report/                report.md, systems.png, position_bias.png
 
 A stage is skipped when its marker says it finished with the same inputs (config section and the
 fingerprints of the stages it reads); otherwise it runs again and overwrites its folder's files.
