@@ -1,12 +1,12 @@
 """Benchmark: a whole study (`recranker run CONFIG`) and its results, into BENCHMARKS.md.
 
-Runs the study of a config (every finished stage is read back, not recomputed), then writes the
-population tables of every backbone (with paired t-tests against the backbone), the hybrid's
+Reads the results a finished `recranker run CONFIG` wrote (runs/<name>/results/summary.json; with
+--run it runs the study first, every finished stage read back), then writes the population tables of every backbone (with paired t-tests against the backbone), the hybrid's
 weights, the parse outcomes of listwise answers, the cost of every LLM pass and the study's wall
 time (from the first stage's start to the last stage's end, read from the stage markers) to the
 section "study-<name>" of BENCHMARKS.md (with --write).
 
-    python bench/study.py configs/ml-100k-cpu.yaml [--write]
+    python bench/study.py configs/ml-100k-cpu.yaml [--run] [--write]
 """
 
 from __future__ import annotations
@@ -43,10 +43,14 @@ def stage_times(run_dir: Path) -> tuple[list[dict], float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", type=Path)
+    parser.add_argument("--run", action="store_true", help="run (or finish) the study first")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     cfg = load_config(args.config)
-    results = run_study(cfg)
+    summary_path = cfg.run_dir / "results" / "summary.json"
+    if args.run or not summary_path.exists():
+        run_study(cfg)
+    results = json.loads(summary_path.read_text())
     stages, wall = stage_times(cfg.run_dir)
     parts = [f"Config `{args.config}`; wall time of the study, first stage start to last stage end: "
              f"{wall / 60:.1f} min.\n"]

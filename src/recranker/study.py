@@ -284,12 +284,23 @@ def prepare_hints(cfg: StudyConfig, split: Split, pools: TrainingPools, *, progr
 PROMPTS_FORMAT = 3
 
 
+def template_texts(cfg: StudyConfig, tasks) -> list[str]:
+    """The text of each template file `tasks` use (packaged or the configured folder), so that an
+    edited template reruns the stages that render prompts."""
+    from recranker.prompts.templates import template_path
+
+    domain = cfg.prompts.resolved_domain(cfg.data.format)
+    paths = [template_path(task, domain, cfg.prompts.templates_dir) for task in tasks]
+    return [p.read_text(encoding="utf-8") if p.exists() else str(p) for p in paths]
+
+
 def prompts_stage(cfg: StudyConfig) -> Stage:
-    """The instruction-data stage (inputs: prompt settings, the sample, the hint models)."""
+    """The instruction-data stage (inputs: prompt settings and templates, the sample, the hint models)."""
     hints = cfg.prompts.hints
     upstream = [retrieval_stage(cfg, name).inputs for name in (hints.rating_model, hints.ranking_model)]
     return Stage(cfg.run_dir, "prompts", inputs=fingerprint(
-        cfg.prompts, sample_stage(cfg).inputs, hints_stage(cfg).inputs, upstream, PROMPTS_FORMAT))
+        cfg.prompts, template_texts(cfg, cfg.prompts.tasks), sample_stage(cfg).inputs, hints_stage(cfg).inputs,
+        upstream, PROMPTS_FORMAT))
 
 
 def run_prompts(cfg: StudyConfig, *, split: Split | None = None, progress: bool = True) -> dict:
@@ -415,7 +426,7 @@ def rank_stage(cfg: StudyConfig, backbone: str, system: str, stage: str) -> Stag
     shown = [p.domain, p.templates_dir, p.history_tokens, p.history_items, p.title_chars,
              p.hints.rating_model, p.hints.ranking_model, system != "no_hints" and p.hints.enabled]
     return Stage(cfg.run_dir, f"rank/{backbone}/{system}/{stage}", inputs=fingerprint(
-        asked, shown, ranking_model_inputs(cfg, system), retrieval_stage(cfg, backbone).inputs, RANKING_FORMAT))
+        asked, shown, template_texts(cfg, r.tasks), ranking_model_inputs(cfg, system), retrieval_stage(cfg, backbone).inputs, RANKING_FORMAT))
 
 
 def evaluated_users(cfg: StudyConfig, split: Split, stage: str) -> np.ndarray:

@@ -88,3 +88,19 @@ def test_user_templates_directory_replaces_the_packaged_ones(tmp_path) -> None:
 def test_unknown_domain_is_refused() -> None:
     with pytest.raises(TemplateError, match="unknown domain 'cars'"):
         load_templates("cars")
+
+
+@pytest.mark.parametrize("domain", ["movies", "books", "products"])
+def test_no_listwise_line_but_the_candidates_starts_with_a_lone_letter(domain) -> None:
+    """A hint line "A collaborative-filtering model ..." right before the answer primed the model to
+    answer "A" first; no line other than the candidate lines may start with an identifier-like word."""
+    import re
+
+    from recranker.prompts.templates import load_templates
+
+    t = load_templates(domain)["listwise"]
+    candidates = "\n".join(t.render("candidate_item", id=letter, title="x") for letter in "AB")
+    user = t.render_user(history=t.render("history_item", title="y", rating="4"), candidates=candidates, count=2,
+                         top=2, hint=t.render("hint", order="B, A"))
+    others = [line for line in user.split("\n") + [t.pieces["system"]] if line not in candidates.split("\n")]
+    assert not [line for line in others if re.match(r"^[A-Z]\b(?![.)])", line)]
