@@ -110,7 +110,8 @@ def main() -> None:
         backend = backend_type(model, tokenizer)
         ranker = LLMRanker(backend, renderer, split, hints, rcfg)
         subset = Rankings(candidates.users[:n], candidates.items[:n], candidates.scores[:n])
-        ranker.rank(subset.truncate(1), "test", progress=False)  # warm-up
+        warm = Rankings(candidates.users[-2:], candidates.items[-2:], candidates.scores[-2:])
+        ranker.rank(warm, "test", progress=False)  # warm-up on two users outside the naive loop's
         backend.usage = Usage()
         started = time.perf_counter()
         outputs[name] = ranker.rank(subset, "test", progress=False)
