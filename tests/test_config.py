@@ -78,7 +78,7 @@ def test_demo_and_shipped_configs_are_valid() -> None:
     assert len(configs) >= 3
     for path in configs:
         cfg = load_config(path)
-        assert set(cfg.ranking.tasks) <= set(cfg.prompts.tasks)
+        assert set(cfg.ranked_tasks) <= set(cfg.prompts.tasks)
     alro = load_config(configs[0].parent / "ml-100k-alro.yaml")
     assert alro.retrieval.candidates == 25 and alro.evaluation.graded and alro.evaluation.ks == [3, 10, 25]
 

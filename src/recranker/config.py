@@ -131,10 +131,10 @@ class StudyConfig(Section):
 
     @model_validator(mode="after")
     def _ranked_tasks_are_built(self) -> "StudyConfig":
-        missing = [task for task in self.ranking.tasks if task not in self.prompts.tasks]
+        missing = [task for task in self.ranking.tasks or [] if task not in self.prompts.tasks]
         if missing and self.ranking.model is None:
             raise ValueError(f"ranking.tasks: {', '.join(missing)} not in prompts.tasks, so the tuned model never saw it")
-        if self.ranking.tasks and "listwise" in self.ranking.tasks and self.retrieval.candidates > 26:
+        if "listwise" in self.ranked_tasks and self.retrieval.candidates > 26:
             raise ValueError("retrieval.candidates: listwise ranking shows at most 26 candidates (A-Z)")
         return self
 
@@ -144,6 +144,12 @@ class StudyConfig(Section):
         if missing:
             raise ValueError(f"tuning.tasks: {', '.join(missing)} not in prompts.tasks, so no instructions are built for it")
         return self
+
+    @property
+    def ranked_tasks(self) -> list[str]:
+        """The tasks the LLM ranks with: ranking.tasks, else the tuned ones (tuning.tasks, else
+        prompts.tasks)."""
+        return list(self.ranking.tasks or self.tuning.tasks or self.prompts.tasks)
 
     @property
     def run_dir(self) -> Path:

@@ -420,13 +420,13 @@ def rank_stage(cfg: StudyConfig, backbone: str, system: str, stage: str) -> Stag
     """LLM ranking of `backbone`'s candidates at `stage` by `system` (inputs: the ranking settings
     that change what the LLM is asked, the model, the prompts' settings, the candidates)."""
     r = cfg.ranking
-    asked = [r.tasks, r.pairs, r.generate, r.max_new_tokens, r.seed, r.test_users, r.valid_users,
+    asked = [cfg.ranked_tasks, r.pairs, r.generate, r.max_new_tokens, r.seed, r.test_users, r.valid_users,
              r.bootstrap if "bootstrapping" in r.baselines else 1, r.constants.listwise_top]
     p = cfg.prompts
     shown = [p.domain, p.templates_dir, p.history_tokens, p.history_items, p.title_chars,
              p.hints.rating_model, p.hints.ranking_model, system != "no_hints" and p.hints.enabled]
     return Stage(cfg.run_dir, f"rank/{backbone}/{system}/{stage}", inputs=fingerprint(
-        asked, shown, template_texts(cfg, r.tasks), ranking_model_inputs(cfg, system), retrieval_stage(cfg, backbone).inputs, RANKING_FORMAT))
+        asked, shown, template_texts(cfg, cfg.ranked_tasks), ranking_model_inputs(cfg, system), retrieval_stage(cfg, backbone).inputs, RANKING_FORMAT))
 
 
 def evaluated_users(cfg: StudyConfig, split: Split, stage: str) -> np.ndarray:
@@ -516,7 +516,7 @@ def run_rank(cfg: StudyConfig, backbone: str, system: str, stage: str, *, split:
     seen = set(np.concatenate([d.users for d in done]).tolist()) if done else set()
     todo = np.array([u not in seen for u in candidates.users], dtype=bool)
     pcfg = cfg.prompts
-    templates = load_templates(pcfg.resolved_domain(cfg.data.format), pcfg.templates_dir, tuple(cfg.ranking.tasks))
+    templates = load_templates(pcfg.resolved_domain(cfg.data.format), pcfg.templates_dir, tuple(cfg.ranked_tasks))
     renderer = PromptRenderer(split.dataset, templates, counter=TokenCounter(tokenizer),
                               history_tokens=pcfg.history_tokens, history_items=pcfg.history_items,
                               title_chars=pcfg.title_chars)

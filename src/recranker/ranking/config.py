@@ -36,7 +36,7 @@ class RankingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     model: str | None = Field(None, description="LLM to rank with; null: the run's tuned model (tune/<variant>)")
-    tasks: list[Task] = Field(default_factory=lambda: list(TASKS))
+    tasks: list[Task] | None = Field(None, description="tasks to rank with; null: those the model was tuned on")
     listwise: Literal["generate", "logits"] = Field(
         "logits", description="listwise order the hybrid uses: one pass's identifier logits, or the parsed generation")
     generate: bool = Field(True, description="also generate and parse listwise answers (the generated-order system, "
@@ -72,7 +72,9 @@ class RankingConfig(BaseModel):
 
     @field_validator("tasks")
     @classmethod
-    def _some_task(cls, value: list[Task]) -> list[Task]:
+    def _some_task(cls, value: list[Task] | None) -> list[Task] | None:
+        if value is None:
+            return None
         if not value:
             raise ValueError("give at least one of " + ", ".join(TASKS))
         return list(dict.fromkeys(value))

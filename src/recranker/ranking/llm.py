@@ -150,7 +150,7 @@ class LLMRanker:
 
     def rank_chunk(self, candidates: Rankings, stage: str) -> RankerOutputs:
         """`RankerOutputs` of a few users, their prompts sent to the backend together."""
-        cfg, tasks = self.config, set(self.config.tasks)
+        cfg, tasks = self.config, set(self.config.tasks or self.renderer.templates)
         users, items = candidates.users, candidates.items
         n, m = items.shape
         passes = cfg.bootstrap if "bootstrapping" in cfg.baselines else 1
