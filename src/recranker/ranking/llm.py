@@ -31,7 +31,7 @@ from recranker.prompts.render import IDENTIFIERS, PromptRenderer
 from recranker.prompts.text import chat_text
 from recranker.ranking.backend import Backend, Request
 from recranker.ranking.config import RankingConfig
-from recranker.ranking.parse import UNPARSABLE, parse_order
+from recranker.ranking.parse import parse_order
 from recranker.split import Split
 from recranker.types import Rankings
 

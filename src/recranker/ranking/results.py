@@ -22,7 +22,6 @@ Systems (rows of the report):
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +33,6 @@ from recranker.ranking.hybrid import hybrid, tune_weights, utilities
 from recranker.ranking.llm import RankerOutputs
 from recranker.ranking.parse import STATUS_NAMES
 from recranker.types import Rankings
-
-log = logging.getLogger(__name__)
 
 SINGLE = {"pointwise": "pointwise", "pairwise": "pairwise", "listwise": "listwise",
           "listwise_logits": "listwise 1-pass", "bootstrapping": "bootstrapping"}
