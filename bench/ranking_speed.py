@@ -30,10 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_section  # noqa: E402
 
 from recranker.config import StudyConfig, load_config  # noqa: E402
-from recranker.hints import HintModels  # noqa: E402
-from recranker.prompts.render import PromptRenderer  # noqa: E402
-from recranker.prompts.templates import load_templates  # noqa: E402
-from recranker.prompts.text import TokenCounter  # noqa: E402
 from recranker.ranking.backend import Backend, Output, TransformersBackend, Usage  # noqa: E402
 from recranker.ranking.llm import LLMRanker  # noqa: E402
 from recranker.report import markdown_table  # noqa: E402
@@ -46,9 +42,6 @@ class NaiveBackend(Backend):
     def __init__(self, model, tokenizer) -> None:
         self.model, self.tokenizer, self.usage = model, tokenizer, Usage()
         self.stop = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")]
-
-    def token_id(self, text: str) -> int:
-        return TransformersBackend.token_id(self, text)  # type: ignore[arg-type]
 
     @torch.inference_mode()
     def run(self, requests, token_ids):
@@ -79,26 +72,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     from recranker import study
-    from recranker.tuning.model import load_causal_lm, load_tuned
 
     default = Path("configs") / f"{args.name}.yaml"
     cfg = load_config(args.config or default) if (args.config or default.exists()) else StudyConfig(name=args.name)
     split = study.prepare_split(cfg)
-    candidates, _ = study.llm_candidates(cfg, split, "lightgcn", "test")
+    candidates = study.llm_candidates(cfg, split, "lightgcn", "test")
     candidates = Rankings(candidates.users[: args.users], candidates.items[: args.users], candidates.scores[: args.users])
     tuned = study.tune_stage(cfg)
-    if tuned.done():
-        tokenizer, model = load_tuned(tuned.path)
-        model, which = model.merge_and_unload().eval(), f"tuned ({tuned.path})"
-    else:
-        tokenizer, model = load_causal_lm(cfg.tuning.model)
-        which = f"{cfg.tuning.model} (untuned: no finished tune stage)"
-    pcfg = cfg.prompts
-    renderer = PromptRenderer(split.dataset, load_templates(pcfg.resolved_domain(cfg.data.format)),
-                              counter=TokenCounter(tokenizer), history_tokens=pcfg.history_tokens,
-                              history_items=pcfg.history_items, title_chars=pcfg.title_chars)
-    hints = HintModels(*[study.fitted_backbone(cfg, name, split) for name in (pcfg.hints.rating_model,
-                                                                             pcfg.hints.ranking_model)])
+    system = "tuned" if tuned.done() else "zero_shot"  # loads, never trains
+    tokenizer, model = study.ModelCache().get(cfg, system)
+    which = f"tuned ({tuned.path})" if tuned.done() else f"{cfg.tuning.model} (untuned: no finished tune stage)"
+    renderer = study.prompt_renderer(cfg, split, tokenizer, cfg.ranked_tasks)
+    hints = study.full_hint_models(cfg, split)
     base = cfg.ranking.model_copy(update={"baselines": [], "tune_weights": False})
     runs = {
         "ours, listwise from logits (default hybrid)": (TransformersBackend, base.model_copy(update={"generate": False}), args.users),

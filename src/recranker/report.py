@@ -53,13 +53,7 @@ def prompt_rows(stats: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def plot_loss_curve(log_history: list[Mapping[str, Any]], path: str | Path, *, title: str = "") -> None:
     """A PNG of the training loss and its terms (sft, rank, perm) per logged optimizer step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    from recranker.artifacts import atomic_write
-
+    plt = _pyplot()
     lines = [row for row in log_history if "loss" in row and "step" in row]
     fig, ax = plt.subplots(figsize=(7, 4))
     for key, label in (("loss", "total"), ("sft", "SFT (answer tokens)"), ("rank", "soft lambda (unweighted)"),
@@ -75,10 +69,7 @@ def plot_loss_curve(log_history: list[Mapping[str, Any]], path: str | Path, *, t
         ax.legend()
     else:
         ax.text(0.5, 0.5, "no logged steps", ha="center", va="center", transform=ax.transAxes)
-    fig.tight_layout()
-    with atomic_write(path, binary=True) as fh:
-        fig.savefig(fh, format="png", dpi=110)
-    plt.close(fig)
+    _save(fig, Path(path))
 
 
 def _pyplot():

@@ -41,7 +41,7 @@ from recranker.artifacts import Stage, atomic_write, fingerprint, read_json, wri
 from recranker.config import DataConfig, StudyConfig
 from recranker.errors import DataError
 from recranker.data.dataset import Dataset, Feedback
-from recranker.metrics import per_user, single_target_gains, summarize
+from recranker.metrics import covered, per_user, single_target_gains, summarize
 from recranker.retrieval import load_retriever, make_retriever
 from recranker.split import STAGES, Split, check_leakage, leave_one_out
 from recranker.types import Rankings
@@ -257,9 +257,9 @@ def prepare_hints(cfg: StudyConfig, split: Split, pools: TrainingPools, *, progr
     if not settings.enabled and cfg.prompts.shift_positions:
         return None
     names = (settings.rating_model, settings.ranking_model)
-    full = [fitted_backbone(cfg, name, split, progress=progress) for name in names]
+    full = full_hint_models(cfg, split, progress=progress)
     if not settings.cross_fit:
-        return HintModels(*full)
+        return full
     stage = hints_stage(cfg)
     per_fold = {}
     if stage.done():
@@ -275,7 +275,24 @@ def prepare_hints(cfg: StudyConfig, split: Split, pools: TrainingPools, *, progr
             for f, model in enumerate(per_fold[name]):
                 model.save(folder / name / f"fold{f}.pt")
         stage.finish({"seconds": time.perf_counter() - started})
-    return HintModels(*full, per_fold[names[0]], per_fold[names[1]])
+    return HintModels(full.rating, full.ranking, per_fold[names[0]], per_fold[names[1]])
+
+
+def full_hint_models(cfg: StudyConfig, split: Split, *, progress: bool = True) -> HintModels:
+    """The hint models fitted on the whole training set (their retrieval stages, run if needed):
+    the hints of inference prompts."""
+    names = (cfg.prompts.hints.rating_model, cfg.prompts.hints.ranking_model)
+    return HintModels(*[fitted_backbone(cfg, name, split, progress=progress) for name in names])
+
+
+def prompt_renderer(cfg: StudyConfig, split: Split, tokenizer, tasks) -> PromptRenderer:
+    """The renderer of `tasks`' prompts with the configured templates and history budget
+    (token counts by `tokenizer`, estimated when None)."""
+    pcfg = cfg.prompts
+    templates = load_templates(pcfg.resolved_domain(cfg.data.format), pcfg.templates_dir, tuple(tasks))
+    return PromptRenderer(split.dataset, templates, counter=TokenCounter(tokenizer),
+                          history_tokens=pcfg.history_tokens, history_items=pcfg.history_items,
+                          title_chars=pcfg.title_chars)
 
 
 #: version of the instruction records' layout: a change rebuilds earlier runs' prompts (3: one history for
@@ -311,15 +328,12 @@ def run_prompts(cfg: StudyConfig, *, split: Split | None = None, progress: bool 
         log.info("prompts: done, reading %s", stage.path)
         return read_json(stage.path / "stats.json")
     split = prepare_split(cfg) if split is None else split
-    pcfg = cfg.prompts  # templates and tokenizer first: bad ones fail before any model is fitted
-    templates = load_templates(pcfg.resolved_domain(cfg.data.format), pcfg.templates_dir, tuple(pcfg.tasks))
+    pcfg = cfg.prompts  # tokenizer and templates first: bad ones fail before any model is fitted
     tokenizer = assets.load_tokenizer(pcfg.tokenizer) if pcfg.tokenizer else None
+    renderer = prompt_renderer(cfg, split, tokenizer, pcfg.tasks)
     users, _ = run_sample(cfg, split=split, progress=progress)
     pools = TrainingPools(split, pcfg.folds, pcfg.seed)
     hints = prepare_hints(cfg, split, pools, progress=progress)
-    renderer = PromptRenderer(split.dataset, templates, counter=TokenCounter(tokenizer),
-                              history_tokens=pcfg.history_tokens, history_items=pcfg.history_items,
-                              title_chars=pcfg.title_chars)
     builder = InstructionBuilder(pools, renderer, hints, pcfg)
     folder = stage.start()
     stats: dict = {"tokenizer": pcfg.tokenizer, "exact_tokens": tokenizer is not None, "tasks": {}}
@@ -397,9 +411,6 @@ def portable_model_spec(spec: str) -> str:
 # ------------------------------------------------------------------------------ LLM ranking
 #: version of the ranking outputs' layout and prompts: a change reruns earlier runs' ranking
 RANKING_FORMAT = 1
-#: the LLM systems a run ranks with: the tuned model with hints, and the baselines' models
-SYSTEMS = {"tuned": "the tuned LLM, hints in the prompts", "no_hints": "the tuned LLM, no hints",
-           "zero_shot": "the untuned LLM, hints in the prompts"}
 
 
 def ranking_systems(cfg: StudyConfig) -> list[str]:
@@ -440,24 +451,28 @@ def evaluated_users(cfg: StudyConfig, split: Split, stage: str) -> np.ndarray:
     return np.sort(rng.choice(n, size=wanted, replace=False))
 
 
-def llm_candidates(cfg: StudyConfig, split: Split, backbone: str, stage: str) -> tuple[Rankings, np.ndarray]:
-    """The candidates the LLM reorders at `stage`: those of the evaluated users with a relevant item
-    among them (the target; with graded test relevance, any future liked item). For every other
-    user each reordering scores 0, so asking the LLM would change no metric. Also returns the
-    evaluated users' positions in the candidates file."""
+def evaluation_population(cfg: StudyConfig, split: Split, backbone: str, stage: str) -> tuple[Rankings, dict]:
+    """The evaluated users' candidates from `backbone` at `stage` and their relevance: the stage's
+    target or, at test with `evaluation.graded`, the future liked items (a user without any gets a
+    placeholder item no list holds, so it scores 0)."""
     candidates = load_candidates(cfg, backbone, stage)
     rows = evaluated_users(cfg, split, stage)
+    population = Rankings(candidates.users[rows], candidates.items[rows], candidates.scores[rows])
     if cfg.evaluation.graded and stage == "test":
         from recranker.ranking.results import graded_gains
 
-        gains = graded_gains(split, candidates.users[rows], split.dataset.feedback.liked_min)
-        covered = np.array([any(int(i) in gains[int(u)] for i in candidates.items[r])
-                            for u, r in zip(candidates.users[rows], rows)], dtype=bool)
-    else:
-        targets = split.target_items(stage)[rows]
-        covered = (candidates.items[rows] == targets[:, None]).any(axis=1)
-    keep = rows[covered]
-    return Rankings(candidates.users[keep], candidates.items[keep], candidates.scores[keep]), rows
+        gains = graded_gains(split, population.users, split.dataset.feedback.liked_min)
+        return population, {u: g or {-1: 1.0} for u, g in gains.items()}
+    return population, single_target_gains(population.users, split.target_items(stage)[rows])
+
+
+def llm_candidates(cfg: StudyConfig, split: Split, backbone: str, stage: str) -> Rankings:
+    """The candidates the LLM reorders at `stage`: those of the evaluated users with a relevant item
+    among them (`evaluation_population`). For every other user each reordering scores 0, so asking
+    the LLM would change no metric."""
+    population, gains = evaluation_population(cfg, split, backbone, stage)
+    keep = covered(population, gains)
+    return Rankings(population.users[keep], population.items[keep], population.scores[keep])
 
 
 class ModelCache:
@@ -507,7 +522,7 @@ def run_rank(cfg: StudyConfig, backbone: str, system: str, stage: str, *, split:
     if stage_obj.done():
         log.info("rank/%s/%s/%s: done, reading %s", backbone, system, stage, stage_obj.path)
         return RankerOutputs.load(stage_obj.path / "outputs.npz"), read_json(stage_obj.path / "summary.json")
-    candidates, _ = llm_candidates(cfg, split, backbone, stage)
+    candidates = llm_candidates(cfg, split, backbone, stage)
     tokenizer, model = models.get(cfg, system)
     folder = stage_obj.path
     resumed = stage_obj.resume_or_start()
@@ -515,15 +530,10 @@ def run_rank(cfg: StudyConfig, backbone: str, system: str, stage: str, *, split:
     done = [RankerOutputs.load(p) for p in parts]
     seen = set(np.concatenate([d.users for d in done]).tolist()) if done else set()
     todo = np.array([u not in seen for u in candidates.users], dtype=bool)
-    pcfg = cfg.prompts
-    templates = load_templates(pcfg.resolved_domain(cfg.data.format), pcfg.templates_dir, tuple(cfg.ranked_tasks))
-    renderer = PromptRenderer(split.dataset, templates, counter=TokenCounter(tokenizer),
-                              history_tokens=pcfg.history_tokens, history_items=pcfg.history_items,
-                              title_chars=pcfg.title_chars)
+    renderer = prompt_renderer(cfg, split, tokenizer, cfg.ranked_tasks)
     hints = None
-    if system != "no_hints" and pcfg.hints.enabled:
-        names = (pcfg.hints.rating_model, pcfg.hints.ranking_model)
-        hints = HintModels(*[fitted_backbone(cfg, name, split, progress=progress) for name in names])
+    if system != "no_hints" and cfg.prompts.hints.enabled:
+        hints = full_hint_models(cfg, split, progress=progress)
     backend = TransformersBackend(model, tokenizer, batch_tokens=cfg.ranking.batch_tokens,
                                   prefix_tokens=cfg.ranking.prefix_tokens)
     ranker = LLMRanker(backend, renderer, split, hints, cfg.ranking)
@@ -535,7 +545,9 @@ def run_rank(cfg: StudyConfig, backbone: str, system: str, stage: str, *, split:
 
     started = time.perf_counter()
     remaining = Rankings(candidates.users[todo], candidates.items[todo], candidates.scores[todo])
-    fresh = ranker.rank(remaining, stage, chunk=cfg.ranking.chunk_users, progress=progress, on_chunk=save) if todo.any() else None
+    fresh = None
+    if todo.any() or not done:  # no covered user at all still gives (empty) outputs
+        fresh = ranker.rank(remaining, stage, chunk=cfg.ranking.chunk_users, progress=progress, on_chunk=save)
     seconds = time.perf_counter() - started
     outputs = RankerOutputs.concat(done + ([fresh] if fresh is not None else []))
     order = np.argsort(outputs.users)

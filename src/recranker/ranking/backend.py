@@ -67,18 +67,22 @@ class Usage:
 
 
 class Backend(ABC):
-    """Anything that answers `Request`s (transformers now; vLLM or an OpenAI-compatible server
-    would implement the same method)."""
+    """Anything that answers `Request`s with a model whose `tokenizer` renders the prompts
+    (transformers now; vLLM or an OpenAI-compatible server would implement `run` the same way)."""
 
     usage: Usage
+    tokenizer: Any
 
     @abstractmethod
     def run(self, requests: Sequence[Request], token_ids: Sequence[int]) -> list[Output]:
         """One `Output` per request, in order."""
 
-    @abstractmethod
     def token_id(self, text: str) -> int:
         """The id of `text` when it is one token of the model's vocabulary; ValueError otherwise."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise ValueError(f"{text!r} is {len(ids)} tokens for this tokenizer; the ranker reads answers that are one token")
+        return int(ids[0])
 
 
 @dataclass
@@ -118,12 +122,6 @@ class TransformersBackend(Backend):
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
-
-    def token_id(self, text: str) -> int:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(ids) != 1:
-            raise ValueError(f"{text!r} is {len(ids)} tokens for this tokenizer; the ranker reads answers that are one token")
-        return int(ids[0])
 
     # ----------------------------------------------------------------------------- public
     @torch.inference_mode()

@@ -205,7 +205,7 @@ class LLMRanker:
                 if out.text is None:
                     continue
                 backbone_order = np.argsort(shown[row, k])  # shown positions, backbone's best first
-                order, status = parse_order(out.text or "", IDENTIFIERS[:m], cfg.constants.listwise_top, backbone_order)
+                order, status = parse_order(out.text, IDENTIFIERS[:m], cfg.constants.listwise_top, backbone_order)
                 columns = shown[row, k][order]
                 list_rank[row, k, columns] = np.arange(m)
                 list_status[row, k] = status

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from recranker.artifacts import atomic_write, write_json
+from recranker.metrics import covered as covered_users
 from recranker.metrics import per_user, single_target_gains
 from recranker.ranking.hybrid import hybrid, tune_weights, utilities
 from recranker.ranking.llm import RankerOutputs
@@ -80,7 +81,7 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> float:
 def study_results(cfg, split, outputs: dict) -> dict:
     """Evaluate every system of every backbone; writes results/<backbone>/per_user.csv and
     results/summary.json under the run directory and returns the summary."""
-    from recranker.study import evaluated_users, load_candidates
+    from recranker.study import evaluation_population
 
     folder = Path(cfg.run_dir) / "results"
     which = metric_names(cfg)
@@ -88,14 +89,7 @@ def study_results(cfg, split, outputs: dict) -> dict:
     summary: dict = {"metrics": which, "backbones": {}, "graded": cfg.evaluation.graded}
     for backbone in cfg.retrieval.models:
         test = outputs[backbone, "tuned", "test"][0]
-        candidates = load_candidates(cfg, backbone, "test")
-        rows = evaluated_users(cfg, split, "test")
-        population = Rankings(candidates.users[rows], candidates.items[rows], candidates.scores[rows])
-        if cfg.evaluation.graded:
-            gains = graded_gains(split, population.users, split.dataset.feedback.liked_min)
-            gains = {u: g or {-1: 1.0} for u, g in gains.items()}  # no future likes: nothing to find
-        else:
-            gains = single_target_gains(population.users, split.target_items("test")[rows])
+        population, gains = evaluation_population(cfg, split, backbone, "test")
         position = {int(u): k for k, u in enumerate(population.users)}
         weights, weight_info = rcfg.weights, {"tuned": False}
         if rcfg.tune_weights and (backbone, "tuned", "valid") in outputs:
@@ -108,7 +102,6 @@ def study_results(cfg, split, outputs: dict) -> dict:
                 weight_info = {"tuned": True, "metric": rcfg.tune_metric, "valid_value": value,
                                "valid_users": len(valid), "grid": grid}
         systems: dict[str, Rankings] = {"backbone": population}
-        llm_rows = np.array([position[int(u)] for u in test.users], dtype=np.int64)
 
         def add(name: str, out: RankerOutputs, scores: np.ndarray) -> None:
             rows_ = np.array([position[int(u)] for u in out.users], dtype=np.int64)
@@ -125,8 +118,7 @@ def study_results(cfg, split, outputs: dict) -> dict:
                 other = outputs[backbone, system, "test"][0]
                 add(name, other, hybrid(utilities(other, rcfg.constants, rcfg.listwise), weights, rcfg.listwise))
         tables = {name: per_user(r, gains, which) for name, r in systems.items()}
-        covered = np.zeros(len(population), dtype=bool)
-        covered[llm_rows] = True
+        covered = covered_users(population, gains)  # exactly the users the LLM was asked about
         base = tables["backbone"]
         rows_out = []
         for name, table in tables.items():
