@@ -1,6 +1,15 @@
-"""Test-wide settings (one torch thread: tiny tensors run faster without thread hand-offs) and the
-shared fixtures of the instruction-data tests: the synthetic split, its training pools and quickly
-fitted hint models (built once per session, on first use)."""
+"""Test-wide settings and the shared fixtures of the instruction-data tests.
+
+- One torch thread: tiny tensors run faster without thread hand-offs.
+- Hermetic: every test not marked `slow` sees an empty `$RECRANKER_HOME`, so no test can pass only
+  because this machine happens to have the default data or model fetched; `slow` tests see the
+  real cache and skip themselves when what they need is absent. Hugging Face libraries are kept
+  offline.
+- The synthetic split, its training pools and quickly fitted hint models (built once per session,
+  on first use).
+"""
+
+import os
 
 import pytest
 import torch
@@ -15,6 +24,19 @@ from recranker.testing import tiny_tokenizer
 from recranker.testing.retrievers import synthetic_split
 
 torch.set_num_threads(1)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def empty_home(tmp_path_factory):
+    """A `$RECRANKER_HOME` with nothing fetched."""
+    return tmp_path_factory.mktemp("empty-recranker-home")
+
+
+@pytest.fixture(autouse=True)
+def _nothing_fetched(request, empty_home, monkeypatch) -> None:
+    if request.node.get_closest_marker("slow") is None:
+        monkeypatch.setenv("RECRANKER_HOME", str(empty_home))
 
 FOLDS = 3
 FAST = {"biased_mf": {"epochs": 5}, "lightgcn": {"epochs": 10, "eval_every": 5}}

@@ -71,17 +71,14 @@ def test_hint_switches_do_not_invalidate_the_fold_models(cfg) -> None:
         assert study.hints_stage(override(cfg, change)).inputs != base, change
 
 
-def test_an_edited_template_reruns_the_stages_that_render_prompts(tmp_path) -> None:
+def test_an_edited_template_reruns_the_stages_that_render_prompts(cfg, tmp_path) -> None:
     import shutil
     from importlib import resources
 
-    from recranker.config import StudyConfig
-    from recranker.study import prompts_stage, rank_stage
-
     shutil.copytree(str(resources.files("recranker.prompts") / "templates"), tmp_path / "t")
-    cfg = StudyConfig(runs_dir=tmp_path, prompts={"templates_dir": str(tmp_path / "t")})
-    before = prompts_stage(cfg).inputs, rank_stage(cfg, "lightgcn", "tuned", "test").inputs
+    cfg = override(cfg, {"prompts.templates_dir": str(tmp_path / "t"), "prompts.domain": "movies"})
+    before = study.prompts_stage(cfg).inputs, study.rank_stage(cfg, "lightgcn", "tuned", "test").inputs
     path = tmp_path / "t" / "movies" / "listwise.yaml"
     path.write_text(path.read_text().replace("Hint: the", "Hint: our"))
-    after = prompts_stage(cfg).inputs, rank_stage(cfg, "lightgcn", "tuned", "test").inputs
+    after = study.prompts_stage(cfg).inputs, study.rank_stage(cfg, "lightgcn", "tuned", "test").inputs
     assert before[0] != after[0] and before[1] != after[1]
