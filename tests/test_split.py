@@ -1,10 +1,14 @@
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from recranker import assets
+from recranker.data.csvlog import load_csv
 from recranker.data.dataset import Dataset
+from recranker.data.registry import load_dataset
 from recranker.errors import DataError
 from recranker.split import LeakageError, Split, assert_before, check_leakage, leave_one_out
 from recranker.testing import synthetic_dataset
@@ -42,11 +46,90 @@ def test_targets_are_the_last_two_liked_items_by_time() -> None:
 def test_interactions_at_a_targets_time_are_not_history() -> None:
     ds = make([("a", "i1", 5, 10), ("a", "i2", 4, 20), ("a", "i3", 2, 20), ("a", "i4", 5, 30), ("a", "i5", 4, 30)])
     split = leave_one_out(ds)
-    assert ds.item_ids[split.target_items("test")[0]] == "i5"  # last in file order among ties
+    assert ds.item_ids[split.target_items("test")[0]] == "i5"  # the largest item id among ties
     assert ds.item_ids[split.target_items("valid")[0]] in {"i2"}  # liked, strictly before the test time
     assert ds.item_ids[split.train["item"]].tolist() == ["i1"]  # i3 shares the valid target's time
     assert set(ds.item_ids[split.history("test")["item"]]) == {"i1", "i2", "i3"}  # not i4 (same time as test)
     check_leakage(split)
+
+
+def test_ties_in_time_go_to_the_largest_item_id_whatever_the_file_order() -> None:
+    rows = [
+        ("a", "i1", 5, 10),
+        ("a", "i3", 4, 20),
+        ("a", "i2", 5, 20),
+        ("a", "i5", 4, 30),
+        ("a", "i4", 5, 30),
+    ]
+    for order in (rows, rows[::-1]):
+        ds = make(order)
+        split = leave_one_out(ds)
+        assert ds.item_ids[split.target_items("test")].tolist() == ["i5"]
+        assert ds.item_ids[split.target_items("valid")].tolist() == ["i3"]
+        assert ds.item_ids[split.sequences("valid")[0]].tolist() == ["i1"]
+        assert ds.item_ids[split.sequences("test", liked_only=False)[0]].tolist() == ["i1", "i2", "i3"]
+
+
+def _tied_log() -> list[str]:
+    """CSV rows of 8 users with 10 interactions each at 4 distinct times: many ties in time."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for user in range(8):
+        items = rng.choice(30, size=10, replace=False)
+        times = rng.integers(1, 5, size=10) * 100
+        ratings = rng.integers(1, 6, size=10)
+        rows += [f"u{user},i{item},{rating},{time}" for item, rating, time in zip(items, ratings, times)]
+    return rows
+
+
+def _split_files(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def test_split_does_not_depend_on_the_row_order(tmp_path: Path) -> None:
+    rows = _tied_log()
+    shuffled = [rows[i] for i in np.random.default_rng(0).permutation(len(rows))]
+    splits, files = [], []
+    for name, order in (("file", rows), ("reversed", rows[::-1]), ("shuffled", shuffled)):
+        (tmp_path / name).mkdir()
+        log = tmp_path / name / "log.csv"
+        log.write_text("user,item,rating,timestamp\n" + "\n".join(order) + "\n")
+        split = leave_one_out(load_csv(log))
+        split.save(str(tmp_path / name / "split"))
+        splits.append(split)
+        files.append(_split_files(tmp_path / name / "split"))
+    assert len(splits[0].users) >= 4
+    for split, saved in zip(splits[1:], files[1:]):
+        pd.testing.assert_frame_equal(split.dataset.interactions, splits[0].dataset.interactions)
+        pd.testing.assert_frame_equal(split.targets, splits[0].targets)
+        pd.testing.assert_frame_equal(split.known, splits[0].known)
+        assert saved == files[0]
+    assert sorted(files[0]) == ["dataset.json", "interactions.npz", "split.npz"]
+
+
+@pytest.mark.slow
+def test_ml100k_split_does_not_depend_on_the_row_order(tmp_path: Path) -> None:
+    if not assets.is_fetched("ml-100k"):
+        pytest.skip("ml-100k not fetched")
+    source = assets.require("ml-100k")
+    shuffled = tmp_path / "shuffled"
+    shuffled.mkdir()
+    log_name = "u.data" if (source / "u.data").exists() else "ml-100k.inter"
+    for name in ("u.item", "ml-100k.item"):
+        if (source / name).exists():
+            (shuffled / name).write_bytes((source / name).read_bytes())
+    lines = [line.rstrip(b"\r\n") + b"\n" for line in (source / log_name).read_bytes().splitlines()]
+    header = lines[:1] if log_name.endswith(".inter") else []
+    body = lines[len(header):]
+    order = np.random.default_rng(0).permutation(len(body))
+    (shuffled / log_name).write_bytes(b"".join(header + [body[i] for i in order]))
+
+    splits = [leave_one_out(load_dataset("ml-100k", folder)) for folder in (source, shuffled)]
+    pd.testing.assert_frame_equal(splits[1].dataset.interactions, splits[0].dataset.interactions)
+    pd.testing.assert_frame_equal(splits[1].targets, splits[0].targets)
+    for split, name in zip(splits, ("a", "b")):
+        split.save(str(tmp_path / name))
+    assert _split_files(tmp_path / "a") == _split_files(tmp_path / "b")
 
 
 def test_users_without_enough_liked_items_are_left_out_with_one_warning(caplog) -> None:

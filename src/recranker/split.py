@@ -1,8 +1,11 @@
 """Leave-one-out split by time on liked items (DESIGN section 1), and the leakage check.
 
-For each user, interactions are ordered by time (ties kept in file order). The last liked
-interaction is the test target; the last liked interaction strictly before it is the validation
-target. What is known for a target is every interaction strictly before the target's time:
+For each user, interactions are ordered by time, ties broken by item code (the order of
+`Dataset.interactions`, see `recranker.data.dataset`). The last liked interaction is the test
+target; the last liked interaction strictly before it is the validation target. So among the liked
+interactions at one time, the target is the one with the largest item code, that is the largest
+raw item id compared as text, and the split depends only on the log's content, not on the order
+of its rows. What is known for a target is every interaction strictly before the target's time:
 `history("valid")` is the training set, `history("test")` adds whatever happened between the two
 targets (the validation target among it). Interactions at or after the test target's time are
 dropped. Users who cannot give both targets and at least one liked training interaction are left
@@ -20,7 +23,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recranker.data.dataset import Dataset
+from recranker.data.dataset import Dataset, sort_interactions
 from recranker.errors import DataError, RecrankerError
 
 log = logging.getLogger(__name__)
@@ -38,7 +41,7 @@ class Split:
     """Train / validation / test of one dataset.
 
     `known` holds, for the users in the split, every interaction strictly before the user's test
-    target (columns of `Dataset.interactions`, sorted by user then time). `targets` is indexed by
+    target (columns of `Dataset.interactions`, sorted by user, time, item). `targets` is indexed by
     user code with columns `valid_item`, `valid_time`, `test_item`, `test_time`.
     """
 
@@ -158,9 +161,8 @@ def _check(stage: str) -> str:
 
 def leave_one_out(dataset: Dataset, *, source: str | None = None) -> Split:
     """Split `dataset` leave-one-out by time on liked items (see the module docstring)."""
-    inter = dataset.interactions
-    liked = dataset.feedback.liked(inter["rating"].to_numpy())
-    frame = inter.assign(liked=liked, order=np.arange(len(inter)))
+    inter = sort_interactions(dataset.interactions)  # already so when built by a loader
+    frame = inter.assign(liked=dataset.feedback.liked(inter["rating"].to_numpy()))
 
     liked_rows = frame[frame["liked"]]
     test = liked_rows.groupby("user", sort=True).tail(1).set_index("user")

@@ -86,7 +86,7 @@ def test_2018_gzip(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     assert items["year"].tolist() == ["1969", ""]
     assert "dropped 1 repeated metadata rows" in caplog.text
     assert "dropped 1 of 7 interactions whose item is not in the item table" in caplog.text
-    assert "kept the last of 2 repeated user-item interactions" in caplog.text
+    assert "kept the latest of 2 repeated user-item interactions" in caplog.text
 
 
 def test_without_metadata_and_core(tmp_path: Path) -> None:
@@ -136,7 +136,19 @@ def test_bad_json_line(tmp_path: Path) -> None:
     with pytest.raises(DataError) as excinfo:
         load_amazon(reviews)
     assert excinfo.value.line == 3
-    assert str(excinfo.value).startswith(f"{reviews}, line 3: bad JSON: ")
+    assert str(excinfo.value) == (
+        f"{reviews}, line 3: bad JSON at column 38: Expecting property name enclosed in double quotes"
+    )
+
+
+def test_bad_json_after_blank_lines_names_its_line(tmp_path: Path) -> None:
+    text = _lines(REVIEWS_2018[:1]) + "\n  \n" + _lines(REVIEWS_2018[1:2]) + '{"asin": "B0\n'
+    reviews = _write(tmp_path / "reviews.json", text)
+    with pytest.raises(DataError) as excinfo:
+        load_amazon(reviews)
+    assert str(excinfo.value) == (
+        f"{reviews}, line 5: bad JSON at column 10: Unterminated string starting at"
+    )
 
 
 def test_bad_json_in_metadata(tmp_path: Path) -> None:
@@ -144,7 +156,9 @@ def test_bad_json_in_metadata(tmp_path: Path) -> None:
     meta = _write(tmp_path / "meta.json", _lines(META_2018[:1]) + "{'asin': 'B02'}\n")
     with pytest.raises(DataError) as excinfo:
         load_amazon(reviews, meta)
-    assert str(excinfo.value).startswith(f"{meta}, line 2: bad JSON: Expecting property name")
+    assert str(excinfo.value) == (
+        f"{meta}, line 2: bad JSON at column 2: Expecting property name enclosed in double quotes"
+    )
 
 
 def test_not_an_object(tmp_path: Path) -> None:

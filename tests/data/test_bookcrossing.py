@@ -102,6 +102,16 @@ def test_non_numeric_rating(tmp_path: Path) -> None:
     assert str(excinfo.value) == f"{path}, line 5: rating 'high' is not a number"
 
 
+def test_blank_lines_before_a_bad_rating(tmp_path: Path) -> None:
+    _write(tmp_path)
+    path = tmp_path / "BX-Book-Ratings.csv"
+    rows = [_quoted("User-ID", "ISBN", "Book-Rating"), *(_quoted(*row) for row in RATINGS[:3])]
+    path.write_text("".join(rows) + "\n \n" + _quoted("276729", "052165615X", "high"))
+    with pytest.raises(DataError) as excinfo:
+        load_bookcrossing(tmp_path)
+    assert str(excinfo.value) == f"{path}, line 7: rating 'high' is not a number"
+
+
 def test_rating_out_of_range(tmp_path: Path) -> None:
     _write(tmp_path, RATINGS[:2] + [("276729", "052165615X", "11")])
     with pytest.raises(DataError) as excinfo:
@@ -121,6 +131,16 @@ def test_missing_column(tmp_path: Path) -> None:
         load_bookcrossing(tmp_path)
     assert str(excinfo.value) == (
         f"{tmp_path / 'BX-Books.csv'}, line 1: missing column 'Book-Author' "
+        "(found: ISBN, Book-Title, Year-Of-Publication)"
+    )
+
+
+def test_missing_column_after_a_blank_line(tmp_path: Path) -> None:
+    _write(tmp_path, books='\n"ISBN";"Book-Title";"Year-Of-Publication"\n"0155061224";"Title";"2000"\n')
+    with pytest.raises(DataError) as excinfo:
+        load_bookcrossing(tmp_path)
+    assert str(excinfo.value) == (
+        f"{tmp_path / 'BX-Books.csv'}, line 2: missing column 'Book-Author' "
         "(found: ISBN, Book-Title, Year-Of-Publication)"
     )
 

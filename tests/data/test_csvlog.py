@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,28 @@ def test_non_numeric_rating(tmp_path: Path) -> None:
     with pytest.raises(DataError) as excinfo:
         load_csv(log)
     assert str(excinfo.value) == f"{log}, line 5: rating 'N/A' is not a number"
+
+
+def test_blank_lines_before_a_bad_rating(tmp_path: Path) -> None:
+    log = _write(tmp_path / "log.csv", LOG + "\n  \n" + "u2,i2,N/A,80\n")
+    with pytest.raises(DataError) as excinfo:
+        load_csv(log)
+    assert str(excinfo.value) == f"{log}, line 7: rating 'N/A' is not a number"
+
+
+def test_blank_lines_in_a_gzip_log(tmp_path: Path) -> None:
+    log = tmp_path / "log.csv.gz"
+    log.write_bytes(gzip.compress((LOG + "\n" + "u2,i2,N/A,80\n").encode()))
+    with pytest.raises(DataError) as excinfo:
+        load_csv(log)
+    assert str(excinfo.value) == f"{log}, line 6: rating 'N/A' is not a number"
+
+
+def test_item_listed_twice_after_blank_lines_and_a_title_over_two_lines(tmp_path: Path) -> None:
+    items = _write(tmp_path / "items.csv", 'item,title\ni1,Heat\n\ni2,"Say\nAnything"\ni1,Heat again\n')
+    with pytest.raises(DataError) as excinfo:
+        load_csv(_write(tmp_path / "log.csv", LOG), items)
+    assert str(excinfo.value) == f"{items}, line 6: item 'i1' appears twice"
 
 
 def test_unknown_item(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,31 @@ def test_read_table_line_numbers(tmp_path: Path) -> None:
     assert frame["line"].tolist() == [1, 2]
     frame = read_table(_write(tmp_path / "b.csv", "u,i\n1,2\n3,4\n"), sep=",")
     assert frame["line"].tolist() == [2, 3]
+    assert frame.attrs["header_line"] == 1
+
+
+@pytest.mark.parametrize(
+    ("sep", "quoting"),
+    [(",", csv.QUOTE_NONE), (",", csv.QUOTE_MINIMAL), ("\t", csv.QUOTE_NONE), ("::", csv.QUOTE_NONE)],
+)
+def test_read_table_counts_blank_lines(tmp_path: Path, sep: str, quoting: int) -> None:
+    # blank, whitespace-only and CRLF lines hold no row but are counted, also before the header
+    text = "\n \nu,i\r\n1,2\n\n\t \n3,4\n  \n\n5,6\n\n".replace(",", sep)
+    if sep == "\t":
+        text = text.replace("\t \n", "  \n")  # a tab is a separator there: that line has fields
+    frame = read_table(_write(tmp_path / "a.txt", text), sep=sep, quoting=quoting)
+    assert frame[["u", "i"]].to_numpy().tolist() == [["1", "2"], ["3", "4"], ["5", "6"]]
+    assert frame["line"].tolist() == [4, 7, 10]
+    assert frame.attrs["header_line"] == 3
+
+
+def test_read_table_lines_of_fields_that_hold_separators_or_span_lines(tmp_path: Path) -> None:
+    text = 'u,i\n"a\n\nb",1\n\n,\n"  ",3\n'  # a quoted field over 3 lines; a row of empty fields
+    frame = read_table(_write(tmp_path / "a.csv", text), sep=",", quoting=csv.QUOTE_MINIMAL)
+    assert frame["u"].tolist() == ["a\n\nb", "", "  "]
+    assert frame["line"].tolist() == [2, 6, 7]
+    tsv = read_table(_write(tmp_path / "a.tsv", "u\ti\n\t\n \n1\t2\n"), sep="\t")
+    assert tsv["line"].tolist() == [2, 4]  # "\t" is a row of two empty fields, " " is blank
 
 
 def test_missing_column(tmp_path: Path) -> None:
@@ -74,6 +100,22 @@ def test_non_numeric_rating(tmp_path: Path) -> None:
     with pytest.raises(DataError) as excinfo:
         _load(path)
     assert _error(excinfo, path, 3) == "rating 'five' is not a number"
+
+
+def test_bad_value_after_blank_lines_names_its_line(tmp_path: Path) -> None:
+    path = _write(tmp_path / "log.csv", "user,item,rating,timestamp\n1,2,4,10\n\n   \n1,3,five,11\n")
+    with pytest.raises(DataError) as excinfo:
+        _load(path)
+    assert str(excinfo.value) == f"{path}, line 5: rating 'five' is not a number"
+
+
+def test_missing_column_after_blank_lines_names_the_header_line(tmp_path: Path) -> None:
+    path = _write(tmp_path / "log.csv", "\n\nuser,item,timestamp\n1,2,3\n")
+    with pytest.raises(DataError) as excinfo:
+        _load(path)
+    assert str(excinfo.value) == (
+        f"{path}, line 3: missing column 'rating' (found: user, item, timestamp)"
+    )
 
 
 def test_non_numeric_timestamp(tmp_path: Path) -> None:
@@ -129,6 +171,25 @@ def test_duplicates_keep_last_in_time(tmp_path: Path) -> None:
     data = _load(path, duplicates="last")
     assert data.interactions["rating"].tolist() == [3.0, 2.0]
     assert data.interactions["timestamp"].tolist() == [45, 50]
+
+
+@pytest.mark.parametrize("rows", [["1,x,2,50", "1,x,5,50"], ["1,x,5,50", "1,x,2,50"]])
+def test_duplicates_at_one_time_keep_the_highest_rating(tmp_path: Path, rows: list[str]) -> None:
+    text = "user,item,rating,timestamp\n" + "\n".join(["1,x,1,10", *rows, "1,y,3,45"]) + "\n"
+    data = _load(_write(tmp_path / "log.csv", text), duplicates="last")
+    assert data.interactions["rating"].tolist() == [3.0, 5.0]  # whatever the order of the rows
+    assert data.interactions["timestamp"].tolist() == [45, 50]
+
+
+def test_interactions_at_one_time_are_in_item_order(tmp_path: Path) -> None:
+    rows = ["b,z,4,30", "a,y,2,20", "b,x,5,30", "b,y,1,30", "a,x,3,20"]
+    frames = []
+    for order in (rows, rows[::-1]):
+        path = _write(tmp_path / "log.csv", "user,item,rating,timestamp\n" + "\n".join(order) + "\n")
+        frames.append(_load(path).interactions)
+    assert frames[0]["user"].tolist() == [0, 0, 1, 1, 1]
+    assert frames[0]["item"].tolist() == [0, 1, 0, 1, 2]
+    pd.testing.assert_frame_equal(frames[0], frames[1])
 
 
 def test_empty_id(tmp_path: Path) -> None:

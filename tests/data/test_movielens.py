@@ -104,6 +104,13 @@ def test_100k_non_numeric_rating(tmp_path: Path) -> None:
     assert str(excinfo.value) == f"{tmp_path / 'u.data'}, line 2: rating 'x' is not a number"
 
 
+def test_100k_blank_lines_before_a_bad_rating(tmp_path: Path) -> None:
+    _write_100k(tmp_path, "196\t1\t3\t881250949\n\n \n186\t2\tx\t891717742\n")
+    with pytest.raises(DataError) as excinfo:
+        load_movielens_100k(tmp_path)
+    assert str(excinfo.value) == f"{tmp_path / 'u.data'}, line 4: rating 'x' is not a number"
+
+
 def test_100k_empty_u_data(tmp_path: Path) -> None:
     _write_100k(tmp_path, "")
     with pytest.raises(DataError) as excinfo:
@@ -149,6 +156,15 @@ def test_1m_duplicate_rating(tmp_path: Path) -> None:
     assert str(excinfo.value) == (
         f"{tmp_path / 'ratings.dat'}, line 3: duplicate interaction of user '1' with item '1193' "
         "(also on line 1)"
+    )
+
+
+def test_1m_blank_lines_before_an_unknown_item(tmp_path: Path) -> None:
+    _write_1m(tmp_path, "1::1193::5::978300760\n\n  \n1::7::3::978302109\n\n")
+    with pytest.raises(DataError) as excinfo:
+        load_movielens_1m(tmp_path)
+    assert str(excinfo.value) == (
+        f"{tmp_path / 'ratings.dat'}, line 4: item '7' is not in the item table {tmp_path / 'movies.dat'}"
     )
 
 

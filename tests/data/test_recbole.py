@@ -116,6 +116,13 @@ def test_non_numeric_rating(tmp_path: Path) -> None:
     assert str(excinfo.value) == f"{tmp_path / 'ml.inter'}, line 4: rating 'good' is not a number"
 
 
+def test_blank_lines_before_a_bad_rating(tmp_path: Path) -> None:
+    _write(tmp_path, "ml", INTER + "\n\n" + "186\t242\tgood\t891717743\n")
+    with pytest.raises(DataError) as excinfo:
+        load_recbole(tmp_path)
+    assert str(excinfo.value) == f"{tmp_path / 'ml.inter'}, line 7: rating 'good' is not a number"
+
+
 def test_duplicate_row(tmp_path: Path) -> None:
     _write(tmp_path, "ml", INTER + "196\t242\t3\t881250949\n")
     with pytest.raises(DataError) as excinfo:

@@ -10,9 +10,10 @@ Metadata (optional), one JSON object a line: `parent_asin` or `asin`; `title`; `
 `category` (else `main_category`), a list joined with ", "; `brand`, else `author` (a name or an
 object with a `name`), else `store`, as author; the year found in `date`, if any.
 
-Repeated reviews of one item by one user keep the last; reviews of items missing from the
-metadata are dropped (and counted in the log), as are repeated metadata rows after the first;
-then the iterative k-core filter (`core`, default 5) runs.
+Repeated reviews of one item by one user keep the latest (on a tie in time, the highest rating,
+whatever the order of the lines); reviews of items missing from the metadata are dropped (and
+counted in the log), as are repeated metadata rows after the first; then the iterative k-core
+filter (`core`, default 5) runs.
 """
 
 from __future__ import annotations
@@ -102,9 +103,9 @@ def _open(path: Path) -> TextIO:
 
 def _parse(text: str, path: Path, number: int) -> dict[str, Any]:
     try:
-        record = json.loads(text)
+        record = json.loads(text.rstrip("\r\n"))  # a column past the end means "cut short"
     except json.JSONDecodeError as exc:
-        raise DataError(path, f"bad JSON: {exc.msg} at column {exc.colno}", line=number) from None
+        raise DataError(path, f"bad JSON at column {exc.colno}: {exc.msg}", line=number) from None
     if not isinstance(record, dict):
         raise DataError(path, f"expected a JSON object, got {type(record).__name__}", line=number)
     return record

@@ -3,15 +3,29 @@
 Every loader in `recranker.data` reads its own format into two raw frames (the log and the item
 table, each with a `line` column giving the line of the source file) and hands them to
 `Dataset.from_frames`, which does the checks that every format shares and names the file and line
-of the first problem it finds.
+of the first problem it finds. Lines are the physical lines of the file, 1-based, counting the
+header and the blank lines (which hold no row).
+
+A `Dataset` depends only on the content of the log, not on the order of its rows:
+
+- user and item codes follow the sorted raw ids, compared as text ("10" before "9");
+- interactions are sorted by (user, timestamp, item code), a total order since a user has one
+  interaction per item: interactions of a user at the same time are in item-code order, so the
+  one with the largest raw id comes last (this is the tie-break of `recranker.split`);
+- with `duplicates="last"`, a repeated (user, item) pair keeps its latest interaction, and among
+  several at that time the one with the highest rating.
 """
 
 from __future__ import annotations
 
+import bz2
+import csv
+import gzip
 import json
 import logging
+import lzma
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -26,6 +40,7 @@ log = logging.getLogger(__name__)
 
 ITEM_TEXT_COLUMNS = ("title", "genres", "year", "author")
 _YEAR = re.compile(r"^[1-9]\d{3}$")
+_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}  # as pandas infers compression
 
 
 @dataclass(frozen=True)
@@ -49,7 +64,8 @@ class Dataset:
     """An interaction log with item text.
 
     `interactions` has int64 columns `user`, `item` (codes into `user_ids` / `item_ids`),
-    float64 `rating` and int64 `timestamp`, sorted by (user, timestamp). `items` has one row per
+    float64 `rating` and int64 `timestamp`, sorted by (user, timestamp, item) (see the module
+    docstring: the order depends only on the log's content). `items` has one row per
     item code with the text columns `title`, `genres`, `year`, `author` (empty string when absent).
     For an implicit log every rating is 1.0 and `feedback` marks everything liked.
     """
@@ -148,9 +164,7 @@ class Dataset:
                 "timestamp": frame["timestamp"].to_numpy(np.int64),
             }
         )
-        interactions = interactions.sort_values(["user", "timestamp"], kind="stable").reset_index(
-            drop=True
-        )
+        interactions = sort_interactions(interactions)
         item_ids = np.asarray(item_ids, dtype=object)
         if items_text is None:
             items = pd.DataFrame({c: [""] * len(item_ids) for c in ITEM_TEXT_COLUMNS})
@@ -204,6 +218,15 @@ class Dataset:
         )
 
 
+def sort_interactions(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` (int columns `user`, `item`, `timestamp`) sorted by (user, timestamp, item), with a
+    fresh index: the one order of a `Dataset`'s interactions, whatever the order of the rows."""
+    order = np.lexsort(
+        (frame["item"].to_numpy(), frame["timestamp"].to_numpy(), frame["user"].to_numpy())
+    )
+    return frame.iloc[order].reset_index(drop=True)
+
+
 # --------------------------------------------------------------------------------- shared checks
 def read_table(
     path: str | Path,
@@ -217,8 +240,10 @@ def read_table(
     """Read a delimited text file as strings, with a `line` column (1-based line in the file).
 
     `columns` names the columns of a file without a header; otherwise the first line is the header
-    and every name in `required` must be in it. Raises `DataError` on an empty file, a missing
-    column or a row with too few fields.
+    and every name in `required` must be in it. Blank lines hold no row but count in `line` (a
+    row whose quoted field spans lines has the line where it starts); the header's line is in
+    `frame.attrs["header_line"]`. Raises `DataError` on an empty file, a missing column or a row
+    with too few fields.
     """
     path = Path(path)
     if not path.exists():
@@ -244,23 +269,70 @@ def read_table(
         raise DataError(path, "the file is empty") from None
     except UnicodeDecodeError as exc:
         raise DataError(path, f"not {encoding} text ({exc.reason})") from None
-    first_data_line = 1 if columns else 2
+    lines = _record_lines(path, sep=sep, quoting=quoting, encoding=encoding)
+    n_records = len(frame) + (header is not None)
+    if lines is None or len(lines) != n_records:
+        log.warning("%s: cannot tell the line of each row; reported lines may be off", path)
+        lines = list(range(1, n_records + 1))
+    if header is not None:
+        frame.attrs["header_line"] = lines[0]
+        lines = lines[1:]
     require_columns(frame, required, path)
     if len(frame) == 0:
         raise DataError(path, "the file has a header but no rows")
-    frame["line"] = np.arange(first_data_line, first_data_line + len(frame))
+    frame["line"] = np.asarray(lines, dtype=np.int64)
     return frame
+
+
+def _record_lines(path: Path, *, sep: str, quoting: int, encoding: str) -> list[int] | None:
+    """The line where each record of the file starts, leaving out those pandas skips as blank.
+
+    Blank for pandas' C engine (a one-character `sep`) is a line of spaces and tabs other than
+    `sep`; for its python engine, a line without `sep` that is whitespace only. With csv quoting
+    and a one-character `sep` a quoted field may span lines. None when the file cannot be split
+    the way pandas did (a compression other than gzip, bz2 and xz).
+    """
+    opener = _OPENERS.get(path.suffix.lower(), open)
+    try:
+        with opener(path, "rt", encoding=encoding, newline="") as fh:
+            if len(sep) > 1:
+                return [n for n, text in enumerate(fh, start=1) if text.strip() or sep in text]
+            blank = set(" \t\r\n") - {sep}
+            if quoting == csv.QUOTE_NONE:
+                return [n for n, text in enumerate(fh, start=1) if not blank.issuperset(text)]
+            return _quoted_record_lines(fh, sep, quoting, blank)
+    except (UnicodeDecodeError, csv.Error):
+        return None
+
+
+def _quoted_record_lines(lines: Iterable[str], sep: str, quoting: int, blank: set[str]) -> list[int]:
+    """`_record_lines` of a file with csv quoting: `csv.reader` tells where each record ends."""
+    last = ""
+
+    def remember() -> Iterator[str]:
+        nonlocal last
+        for last in lines:
+            yield last
+
+    reader = csv.reader(remember(), delimiter=sep, quoting=quoting)
+    starts, end = [], 0
+    for _ in reader:
+        start, end = end + 1, reader.line_num
+        if end > start or not blank.issuperset(last):
+            starts.append(start)
+    return starts
 
 
 def require_columns(
     frame: pd.DataFrame, required: Iterable[str], path: str | Path, *, noun: str = "column"
 ) -> None:
-    """A `DataError` on line 1 (the header) of `path` for the first name of `required` that is not
-    a column of `frame`, listing the columns found."""
+    """A `DataError` on the header's line of `path` (`frame.attrs["header_line"]`, else 1) for the
+    first name of `required` that is not a column of `frame`, listing the columns found."""
     for column in required:
         if column not in frame.columns:
             found = ", ".join(str(c) for c in frame.columns if c != "line")
-            raise DataError(path, f"missing {noun} {column!r} (found: {found})", line=1)
+            line = int(frame.attrs.get("header_line", 1))
+            raise DataError(path, f"missing {noun} {column!r} (found: {found})", line=line)
 
 
 def four_digit_year(text: str) -> str:
@@ -299,10 +371,11 @@ def _drop_duplicates(frame: pd.DataFrame, path: str | Path, policy: str) -> pd.D
             f"(also on line {int(first['line'])})",
             line=int(twin["line"]),
         )
-    kept = frame.sort_values(["timestamp", "line"], kind="stable").drop_duplicates(
+    # the latest, then the highest rating: rows left tied are equal in content
+    kept = frame.sort_values(["timestamp", "rating", "line"], kind="stable").drop_duplicates(
         ["user", "item"], keep="last"
     )
-    log.info("%s: kept the last of %d repeated user-item interactions", path, int(dup.sum()))
+    log.info("%s: kept the latest of %d repeated user-item interactions", path, int(dup.sum()))
     return kept.sort_values("line", kind="stable")
 
 
