@@ -204,7 +204,12 @@ class TorchRetriever(Retriever):
         return {"valid_ndcg@10": self.validation_ndcg(split)}
 
     def fit(self, split: Split, *, progress: bool = True) -> "TorchRetriever":
-        """Train with early stopping on `monitor`; keeps the weights of the best evaluation."""
+        """Train with early stopping on `monitor`; keeps the weights of the best evaluation.
+        Gradients are on while it trains, whatever the caller's grad mode (no_grad, inference_mode)."""
+        with torch.inference_mode(False), torch.enable_grad():
+            return self._train(split, progress)
+
+    def _train(self, split: Split, progress: bool) -> "TorchRetriever":
         cfg = self.config
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % (2**32))

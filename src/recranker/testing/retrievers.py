@@ -74,6 +74,17 @@ class RetrieverContract:
             again.score_all(split.users[:4], "test"), fitted.score_all(split.users[:4], "test"), rtol=1e-5, atol=1e-6
         )
 
+    def test_fitting_ignores_the_callers_grad_mode(self, fitted: Retriever) -> None:
+        import torch
+
+        split = synthetic_split()
+        with torch.inference_mode():
+            again = self.make(seed=0).fit(split, progress=False)
+        assert torch.is_grad_enabled()  # the caller's mode is restored afterwards
+        np.testing.assert_allclose(
+            again.score_all(split.users[:4], "test"), fitted.score_all(split.users[:4], "test"), rtol=1e-5, atol=1e-6
+        )
+
     def test_save_and_load_give_the_same_scores(self, fitted: Retriever, tmp_path) -> None:
         from recranker.retrieval import load_retriever
 

@@ -108,7 +108,8 @@ def tune(cfg: TuningConfig, tokenizer: Any, model: Any, examples: list[dict[str,
     started = time.perf_counter()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    with torch.inference_mode(False), torch.enable_grad():  # whatever the caller's grad mode
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - started
     save_model(trainer.model, tokenizer, folder, cfg, base_model)
     history = trainer.state.log_history
