@@ -21,6 +21,7 @@ asked for one.
 
 from __future__ import annotations
 
+import inspect
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -102,6 +103,14 @@ def shared_prefix(sequences: Sequence[Sequence[int]]) -> int:
     return n
 
 
+def cache_argument(model: Any) -> str:
+    """The name under which `model.forward` takes and returns its KV cache: `cache` since
+    transformers renamed it (the old `past_key_values` then warns that it is deprecated), else
+    `past_key_values`."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
 class TransformersBackend(Backend):
     """A transformers causal LM (a peft model works too) on its device.
 
@@ -118,6 +127,7 @@ class TransformersBackend(Backend):
         self.stop_ids = {i for i in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>"))
                          if isinstance(i, int) and i >= 0 and i != tokenizer.unk_token_id}
         self.usage = Usage()
+        self.cache_name = cache_argument(model)
 
     @property
     def device(self) -> torch.device:
@@ -156,8 +166,8 @@ class TransformersBackend(Backend):
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any) -> Any:
         self.usage.forward_passes += 1
         return self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                          position_ids=positions.to(self.device), past_key_values=cache, use_cache=True,
-                          logits_to_keep=1)
+                          position_ids=positions.to(self.device), use_cache=True, logits_to_keep=1,
+                          **{self.cache_name: cache})
 
     def _run_chunk(self, chunk: list[_Group], requests, encoded, wanted, outputs) -> None:
         from transformers import DynamicCache
@@ -175,7 +185,7 @@ class TransformersBackend(Backend):
             positions = (prefix_mask.cumsum(1) - 1).clamp(min=0)
             out = self._forward(prefix_ids, prefix_mask, positions, DynamicCache(config=self.model.config))
             self.usage.computed_tokens += int(prefix_mask.sum())
-            kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+            kv = [(layer.keys, layer.values) for layer in getattr(out, self.cache_name).layers]
         prefix_len = prefix_mask.sum(1)
 
         # 2. every suffix, batched across groups by length; generating rows in batches of their own
@@ -201,7 +211,7 @@ class TransformersBackend(Backend):
             logits = out.logits[:, -1].float()
             logprobs = torch.log_softmax(logits, dim=-1)[:, wanted.to(logits.device)].cpu().numpy()
             steps = max(requests[k].max_new_tokens for _, k in batch)
-            texts = self._decode(logits, out.past_key_values, full_mask, positions[:, -1], steps) if steps else None
+            texts = self._decode(logits, getattr(out, self.cache_name), full_mask, positions[:, -1], steps) if steps else None
             for b, (_, k) in enumerate(batch):
                 text = None
                 if requests[k].max_new_tokens:
@@ -241,5 +251,5 @@ class TransformersBackend(Backend):
             position = position + 1
             nxt = torch.where(done, torch.full_like(nxt, self.pad_id), nxt)
             out = self._forward(nxt[:, None], mask, position[:, None], cache)
-            cache, logits = out.past_key_values, out.logits[:, -1].float()
+            cache, logits = getattr(out, self.cache_name), out.logits[:, -1].float()
         return tokens
