@@ -10,6 +10,8 @@
 """
 
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -40,6 +42,37 @@ def _nothing_fetched(request, empty_home, monkeypatch) -> None:
 
 FOLDS = 3
 FAST = {"biased_mf": {"epochs": 5}, "lightgcn": {"epochs": 10, "eval_every": 5}}
+
+
+HOLDER = """
+import sys
+from recranker.artifacts import run_lock
+with run_lock(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.readline()
+print("released", flush=True)
+"""
+
+
+@pytest.fixture()
+def hold():
+    """Starts a process that holds a run directory's lock until a line reaches its stdin (or it is
+    killed); `hold(run_dir)` returns it once it holds the lock. Killed at teardown."""
+    procs = []
+
+    def start(run_dir):
+        proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(run_dir)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+        procs.append(proc)
+        assert proc.stdout.readline().strip() == "held"
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+        proc.stdin.close()
+        proc.stdout.close()
 
 
 @pytest.fixture(scope="session")

@@ -75,3 +75,53 @@ def test_a_resumable_stage_keeps_an_unfinished_run_with_the_same_inputs(tmp_path
     finished.finish()
     (stage.path / "checkpoint-9").mkdir()
     assert finished.resume_or_start() is False  # a finished stage is never resumed
+
+
+# ------------------------------------------------------------------------------ the run lock
+def test_a_second_writer_gets_one_message_naming_the_holder(tmp_path, hold) -> None:
+    from recranker.artifacts import RunInUseError, run_lock
+
+    proc = hold(tmp_path / "run")
+    with pytest.raises(RunInUseError) as err:
+        with run_lock(tmp_path / "run"):
+            pass
+    message = str(err.value)
+    assert message.startswith(f"{(tmp_path / 'run').resolve()}: in use by process {proc.pid} on ")
+    assert "run again with --wait" in message and "\n" not in message
+
+
+def test_a_killed_holder_never_blocks_the_next_run(tmp_path, hold) -> None:
+    from recranker.artifacts import run_lock
+
+    proc = hold(tmp_path / "run")
+    proc.kill()  # SIGKILL: no cleanup of its own
+    proc.wait()
+    assert (tmp_path / "run" / ".lock").exists()
+    with run_lock(tmp_path / "run"):
+        pass
+
+
+def test_wait_queues_behind_the_holder(tmp_path, hold) -> None:
+    import threading
+
+    from recranker.artifacts import run_lock
+
+    proc = hold(tmp_path / "run")
+    threading.Timer(0.3, lambda: (proc.stdin.write("go\n"), proc.stdin.flush())).start()
+    with run_lock(tmp_path / "run", wait=True):
+        assert proc.stdout.readline().strip() == "released"  # we hold it only once the holder let go
+    assert proc.wait(timeout=30) == 0
+
+
+def test_the_lock_is_reentrant_and_leaves_no_empty_run_behind(tmp_path) -> None:
+    from recranker.artifacts import run_lock
+
+    run = tmp_path / "runs" / "x"
+    with pytest.raises(ValueError, match="bad input"):
+        with run_lock(run):
+            with run_lock(run):  # nested calls of one process share the lock
+                raise ValueError("bad input")
+    assert not (tmp_path / "runs").exists()
+    with run_lock(run):
+        (run / "split").mkdir()
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "split"]

@@ -29,7 +29,10 @@ def test_model_settings_are_typed_per_model(tmp_path) -> None:
         ("retreival: {}\n", "retreival: unknown key"),
         ("retrieval: {candidates: 0}\n", "retrieval.candidates: Input should be greater than or equal to 1"),
         ("retrieval: {models: {nope: {}}}\n", "unknown model 'nope'"),
-        ("retrieval: {models: {lightgcn: {epochz: 3}}}\n", "epochz"),
+        ("retrieval: {models: {lightgcn: {epochz: 3}}}\n", "retrieval.models.lightgcn.epochz: unknown key"),
+        ("retrieval: {models: {lightgcn: {epochs: -1}}}\n",
+         "retrieval.models.lightgcn.epochs: Input should be greater than or equal to 0"),
+        ("retrieval: {models: {pop: {}, sasrec: {max_len: x}}}\n", "retrieval.models.sasrec.max_len: Input should be"),
         ("data: {format: parquet}\n", "data.format"),
         ("data: {liked_min: 3, disliked_max: 3}\n", "must be below liked_min"),
         ("evaluation: {ks: [0]}\n", "positive integers"),
@@ -64,6 +67,24 @@ def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config("/nonexistent/study.yaml")
     assert parse_config(None) == StudyConfig()
+
+
+def test_a_folder_or_a_file_that_is_not_utf8_is_one_clear_error(tmp_path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path)
+    assert str(err.value) == f"{tmp_path}: is a folder, not a config file"
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: ok\ndata: {format: ml-100k}\n# caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}, line 3: not UTF-8 text (byte 0xe9); save the config as UTF-8"
+
+
+def test_every_bad_model_setting_is_reported_with_its_model() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({"retrieval": {"models": {"lightgcn": {"epochs": -1}, "bpr": {"dim": 0}}}}, "s.yaml")
+    lines = str(err.value).splitlines()
+    assert [line.split(": ")[1] for line in lines] == ["retrieval.models.lightgcn.epochs", "retrieval.models.bpr.dim"]
 
 
 def test_demo_and_shipped_configs_are_valid() -> None:

@@ -82,3 +82,38 @@ def test_an_edited_template_reruns_the_stages_that_render_prompts(cfg, tmp_path)
     path.write_text(path.read_text().replace("Hint: the", "Hint: our"))
     after = study.prompts_stage(cfg).inputs, study.rank_stage(cfg, "lightgcn", "tuned", "test").inputs
     assert before[0] != after[0] and before[1] != after[1]
+
+
+def test_every_file_the_loader_reads_is_an_input_of_the_split(cfg) -> None:
+    import pandas as pd
+
+    split = study.prepare_split(cfg)
+    items = pd.read_csv(cfg.data.items_path, dtype=str)
+    first = str(split.dataset.item_ids[0])
+    items.loc[items["item"] == first, "title"] = "A Brand New Title"
+    items.to_csv(cfg.data.items_path, index=False)
+    assert not study.split_stage(cfg).done()
+    assert study.prepare_split(cfg).dataset.titles([0]) == ["A Brand New Title"]
+
+
+def test_a_local_model_is_an_input_of_the_stages_that_use_it(cfg, tmp_path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    cfg = override(cfg, {"tuning.model": str(model), "ranking.model": str(model), "prompts.tokenizer": str(model)})
+    before = (study.prompts_stage(cfg).inputs, study.tune_stage(cfg).inputs,
+              study.rank_stage(cfg, "lightgcn", "tuned", "test").inputs)
+    (model / "config.json").write_text('{"changed": 1}')
+    after = (study.prompts_stage(cfg).inputs, study.tune_stage(cfg).inputs,
+             study.rank_stage(cfg, "lightgcn", "tuned", "test").inputs)
+    assert all(b != a for b, a in zip(before, after))
+
+
+def test_fitting_in_the_stages_ignores_the_callers_grad_mode(cfg) -> None:
+    import torch
+
+    cfg = override(cfg, {"retrieval.models": {"biased_mf": {"epochs": 2}}})
+    split = study.prepare_split(cfg)
+    with torch.no_grad():  # as bench/ranking_speed.py calls it
+        summary = study.run_retrieval(cfg, "biased_mf", split=split, progress=False)
+    assert summary["model"] == "biased_mf"

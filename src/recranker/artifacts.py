@@ -5,6 +5,10 @@ A run lives in `runs/<name>/`. Each stage writes its files into its own folder a
 the stages it reads). A stage whose marker matches its current fingerprint is done; an interrupted
 stage has no marker and runs again; every file is written to a temporary name and renamed, so no
 reader ever sees half a file.
+
+One process at a time writes a run: `run_lock` holds an exclusive lock on `runs/<name>/.lock`
+(flock: the system releases it when its holder exits, even when killed), and a second writer gets
+one message naming the holder, or waits for it when asked to.
 """
 
 from __future__ import annotations
@@ -12,13 +16,21 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
+import socket
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from recranker.errors import RecrankerError
+
+log = logging.getLogger(__name__)
 
 MARKER = "_stage.json"
 #: written when a resumable stage starts, so a rerun with the same inputs can go on from its files
@@ -116,6 +128,8 @@ class Stage:
     def start(self) -> Path:
         """Invalidate any earlier result (the marker first, then every file of the folder, so no
         file of a run with other inputs survives) and create the folder; returns it."""
+        if self.marker.exists():
+            log.info("%s: its inputs changed since it last finished; running it again", self.name)
         self.marker.unlink(missing_ok=True)
         if self.path.exists():
             shutil.rmtree(self.path)
@@ -139,3 +153,106 @@ class Stage:
     def info(self) -> dict[str, Any]:
         """The marker's contents (empty when not done)."""
         return read_json(self.marker) if self.marker.exists() else {}
+
+
+# ------------------------------------------------------------------------------ one writer a run
+LOCK = ".lock"
+
+
+class RunInUseError(RecrankerError):
+    """Another process holds the lock of the run directory."""
+
+
+_held: dict[Path, list[int]] = {}  # run dir -> [lock file descriptor, depth], this process's locks
+_held_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | Path, *, wait: bool = False) -> Iterator[None]:
+    """Hold the run directory's lock for the block (re-entrant within a process).
+
+    Another process holding it is a `RunInUseError` naming that process, or, with `wait`, a wait
+    until it is released. The system releases the lock when its holder exits in any way, so a
+    killed run never blocks the next one. A run folder that this call created and that ends up
+    holding nothing but the lock file is removed again (bad input leaves no empty run behind).
+    """
+    key = Path(run_dir).resolve()
+    with _held_guard:
+        if key in _held:
+            _held[key][1] += 1
+            entered = True
+        else:
+            entered = False
+    if entered:
+        try:
+            yield
+        finally:
+            with _held_guard:
+                _held[key][1] -= 1
+        return
+    created = [p for p in (key, *key.parents) if not p.exists()]
+    fd = _acquire(key, wait=wait)
+    with _held_guard:
+        _held[key] = [fd, 1]
+    try:
+        yield
+    finally:
+        with _held_guard:
+            del _held[key]
+        try:
+            if created and [p.name for p in key.iterdir()] == [LOCK]:
+                (key / LOCK).unlink()
+                for folder in created:  # innermost first; stops at the first that is not empty
+                    folder.rmdir()
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def _acquire(run_dir: Path, *, wait: bool) -> int:
+    """An open descriptor of `run_dir`/.lock holding its exclusive lock (stamped with this process)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock, as before locking existed
+        log.warning("%s: no file locking on this system; run one process per run directory", run_dir)
+        return os.open(os.devnull, os.O_RDONLY)
+    path = run_dir / LOCK
+    announced = False
+    while True:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _holder(fd)
+                if not wait:
+                    raise RunInUseError(
+                        f"{run_dir}: in use by {holder}; wait for it to finish, or run again with --wait "
+                        "to queue behind it") from None
+                if not announced:
+                    log.info("%s: waiting for %s to finish", run_dir, holder)
+                    announced = True
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            if not path.exists() or os.stat(path).st_ino != os.fstat(fd).st_ino:
+                os.close(fd)  # the holder removed an empty run folder: lock the new file instead
+                continue
+            stamp = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
+                     "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])[:200]}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(stamp).encode(), 0)
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+
+def _holder(fd: int) -> str:
+    """Who holds the lock, from the stamp its holder wrote (best effort)."""
+    try:
+        stamp = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp["started"]))
+        return f"process {stamp['pid']} on {stamp['host']} ({stamp['command']}, since {since})"
+    except (ValueError, KeyError, TypeError, OSError):
+        return "another process"

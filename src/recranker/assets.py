@@ -231,8 +231,8 @@ def model_path(spec: str) -> Path | str:
     path = Path(spec).expanduser()
     if path.is_dir():
         return path
-    if spec.startswith(("/", "./", "../", "~")) and not path.exists():
-        raise FetchError(f"no model at {spec!r}: not an existing folder")
+    if (spec.startswith(("/", "./", "../", "~")) or path.suffix == ".gguf") and not path.exists():
+        raise FetchError(f"no model at {spec!r}: no such folder or .gguf file")
     return spec
 
 

@@ -74,15 +74,20 @@ class RetrievalConfig(Section):
     def _typed_models(cls, value: Any) -> dict[str, RetrieverConfig]:
         if not isinstance(value, dict) or not value:
             raise ValueError("give at least one model, as {name: {settings}}")
-        out = {}
+        out, problems = {}, []
         for name, settings in value.items():
             if name not in RETRIEVERS:
                 raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(RETRIEVERS))}")
             config_type = retriever_class(name).Config
             if isinstance(settings, config_type):
                 out[name] = settings
-            else:
+                continue
+            try:
                 out[name] = config_type(**(settings or {}))
+            except ValidationError as exc:  # keep the model's name in each error's key path
+                problems += [{**error, "loc": (name, *error["loc"])} for error in exc.errors()]
+        if problems:
+            raise ValidationError.from_exception_data(cls.__name__, problems)
         return out
 
     def model(self, name: str) -> RetrieverConfig:
@@ -176,8 +181,20 @@ def load_config(path: str | Path) -> StudyConfig:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a config file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}, line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
+                          "save the config as UTF-8") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""

@@ -16,14 +16,19 @@
 
 A stage is skipped when its marker says it finished with the same inputs (config section and the
 fingerprints of the stages it reads); otherwise it runs again and overwrites its folder's files.
+Every public `run_*` (and `prepare_split`, `study_report`) holds the run directory's lock while it
+works (`artifacts.run_lock`): a second process on the same run gets a `RunInUseError`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -37,7 +42,7 @@ from recranker.prompts.render import PromptRenderer
 from recranker.prompts.templates import load_templates
 from recranker.prompts.text import TokenCounter
 from recranker.sampling import sample_summary, sample_users
-from recranker.artifacts import Stage, atomic_write, fingerprint, read_json, write_json
+from recranker.artifacts import Stage, atomic_write, fingerprint, read_json, run_lock, write_json
 from recranker.config import DataConfig, StudyConfig
 from recranker.errors import DataError
 from recranker.data.dataset import Dataset, Feedback
@@ -47,6 +52,17 @@ from recranker.split import STAGES, Split, check_leakage, leave_one_out
 from recranker.types import Rankings
 
 log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable)
+
+
+def writes_run(func: F) -> F:
+    """Run `func(cfg, ...)` holding the lock of `cfg.run_dir` (re-entrant: nested calls share it)."""
+    @functools.wraps(func)
+    def locked(cfg: StudyConfig, *args, **kwargs):
+        with run_lock(cfg.run_dir):
+            return func(cfg, *args, **kwargs)
+    return locked  # type: ignore[return-value]
 
 
 def data_path(cfg: DataConfig) -> Path:
@@ -58,33 +74,71 @@ def data_path(cfg: DataConfig) -> Path:
     return assets.require("ml-100k")
 
 
+def data_files(cfg: DataConfig) -> dict[str, Path]:
+    """The files (or folders) the configured loader reads, by config key: `data.path` (or the
+    fetched default copy), and `data.items_path` / `data.meta_path` where the format reads them."""
+    files = {"data.path": data_path(cfg)}
+    if cfg.format == "csv" and cfg.items_path is not None:
+        files["data.items_path"] = Path(cfg.items_path)
+    if cfg.format == "amazon" and cfg.meta_path is not None:
+        files["data.meta_path"] = Path(cfg.meta_path)
+    return files
+
+
 def load_data(cfg: DataConfig) -> Dataset:
     """Load the configured dataset."""
     from recranker.data.registry import load_dataset
 
+    files = data_files(cfg)
     options: dict[str, object] = {
         "feedback": Feedback(liked_min=cfg.liked_min, disliked_max=cfg.disliked_max)
     }
     if cfg.format == "csv":
-        options.update(items_path=cfg.items_path, implicit=cfg.implicit)
+        options.update(items_path=files.get("data.items_path"), implicit=cfg.implicit)
     if cfg.format == "amazon":
-        options["meta_path"] = cfg.meta_path
+        options["meta_path"] = files.get("data.meta_path")
     if cfg.format == "recbole" and cfg.implicit:
         options["implicit"] = True
-    return load_dataset(cfg.format, data_path(cfg), **options)
+    return load_dataset(cfg.format, files["data.path"], **options)
 
 
-def _input_signature(path: Path) -> list[tuple[str, int, int]]:
+def input_signature(path: Path, key: str) -> list[tuple[str, int, int]]:
+    """(path, size, mtime) of the file `path` or of every file under the folder `path`, so that a
+    stage reading it reruns when any of them changes; a `DataError` naming `key` when it is missing."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, f"no such file or folder ({key})")
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     return [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
 
 
+def model_signature(spec: str | None) -> list:
+    """`input_signature` of a model given as a local file or folder; empty for the fetched default
+    (verified by its checksum) and for a Hugging Face id."""
+    if spec is None or spec in (assets.DEFAULT_MODEL, "default"):
+        return []
+    path = Path(spec).expanduser()
+    return input_signature(path, spec) if path.exists() else []
+
+
+def _nonempty(signature: list) -> list:
+    """`[signature]` when it lists files, else nothing (so stages without local files keep the
+    fingerprints they had before local files were signed)."""
+    return [signature] if signature else []
+
+
+#: version of the split's layout and order: a change rebuilds earlier runs' splits (2: timestamp ties
+#: broken by item id, not file order, so the split is a function of the log's content)
+SPLIT_FORMAT = 2
+
+
 def split_stage(cfg: StudyConfig) -> Stage:
-    """The split stage of `cfg`'s run (its inputs: data config and the data files)."""
-    signature = _input_signature(data_path(cfg.data))
-    return Stage(cfg.run_dir, "split", inputs=fingerprint(cfg.data, signature))
+    """The split stage of `cfg`'s run (its inputs: data config and every file the loader reads)."""
+    signature = [entry for key, path in data_files(cfg.data).items() for entry in input_signature(path, key)]
+    return Stage(cfg.run_dir, "split", inputs=fingerprint(cfg.data, signature, SPLIT_FORMAT))
 
 
+@writes_run
 def prepare_split(cfg: StudyConfig) -> Split:
     """Load, split and leakage-check the data, or read the finished split."""
     stage = split_stage(cfg)
@@ -92,7 +146,7 @@ def prepare_split(cfg: StudyConfig) -> Split:
         log.info("split: done, reading %s", stage.path)
         return Split.load(str(stage.path))
     dataset = load_data(cfg.data)
-    split = leave_one_out(dataset, source=str(data_path(cfg.data)))
+    split = leave_one_out(dataset, source=str(data_files(cfg.data)["data.path"]))
     check_leakage(split)
     folder = stage.start()
     split.save(str(folder))
@@ -114,6 +168,7 @@ def retrieval_stage(cfg: StudyConfig, model: str) -> Stage:
     return Stage(cfg.run_dir, f"retrieval/{model}", inputs=inputs)
 
 
+@writes_run
 def run_retrieval(
     cfg: StudyConfig, model: str, *, split: Split | None = None, progress: bool = True
 ) -> dict:
@@ -127,7 +182,7 @@ def run_retrieval(
     stage = retrieval_stage(cfg, model)
     if stage.done():
         log.info("retrieval/%s: done, reading %s", model, stage.path)
-        return read_json(stage.path / "metrics.json")
+        return _in_measure_order(read_json(stage.path / "metrics.json"), cfg)
     folder = stage.start()
     retriever = make_retriever(model, cfg.retrieval.model(model))
     started = time.perf_counter()
@@ -144,13 +199,12 @@ def run_retrieval(
 
 def evaluate_retriever(retriever, split: Split, cfg: StudyConfig, folder: Path) -> dict:
     """Full-ranking metrics at both stages and the top-m candidates, written into `folder`."""
-    ks = cfg.evaluation.ks
-    which = [f"{name}@{k}" for name in ("HR", "NDCG") for k in ks]
+    which = retrieval_measures(cfg)
     m = cfg.retrieval.candidates
     summary: dict = {"candidates": m}
     for stage_name in STAGES:
         gains = single_target_gains(split.users, split.target_items(stage_name))
-        ranked = retriever.top_m(split.users, max(max(ks), m), stage_name)
+        ranked = retriever.top_m(split.users, max(max(cfg.evaluation.ks), m), stage_name)
         table = per_user(ranked, gains, which + [f"HR@{m}"])
         _write_csv(folder / f"per_user_{stage_name}.csv", table)
         ranked.truncate(m).save(folder / f"candidates_{stage_name}.npz")
@@ -160,6 +214,22 @@ def evaluate_retriever(retriever, split: Split, cfg: StudyConfig, folder: Path) 
     # RecBole's protocol on a liked-only log excludes only liked training items: kept for comparison
     liked_only = retriever.evaluate(split, "test", ["HR@10", "NDCG@10"], exclude="liked")
     summary["test_exclude_liked_only"] = summarize(liked_only)
+    return summary
+
+
+def retrieval_measures(cfg: StudyConfig) -> list[str]:
+    """The measures of a backbone's full ranking, in report order: HR@k then NDCG@k, k ascending."""
+    return [f"{name}@{k}" for name in ("HR", "NDCG") for k in cfg.evaluation.ks]
+
+
+def _in_measure_order(summary: dict, cfg: StudyConfig) -> dict:
+    """`summary` read back from metrics.json (whose keys JSON sorted) with each stage's measures in
+    report order again."""
+    which = retrieval_measures(cfg)
+    for stage_name in STAGES:
+        stored = summary[stage_name]
+        summary[stage_name] = {**{k: stored[k] for k in which if k in stored},
+                               **{k: v for k, v in stored.items() if k not in which}}
     return summary
 
 
@@ -212,6 +282,7 @@ def sample_stage(cfg: StudyConfig) -> Stage:
     return Stage(cfg.run_dir, "sample", inputs=fingerprint(cfg.sampling, upstream))
 
 
+@writes_run
 def run_sample(cfg: StudyConfig, *, split: Split | None = None, progress: bool = True) -> tuple[np.ndarray, dict]:
     """Sample the users of the instruction data (`recranker.sampling`), or read the finished
     sample; returns the user codes (draw order) and the summary."""
@@ -317,9 +388,10 @@ def prompts_stage(cfg: StudyConfig) -> Stage:
     upstream = [retrieval_stage(cfg, name).inputs for name in (hints.rating_model, hints.ranking_model)]
     return Stage(cfg.run_dir, "prompts", inputs=fingerprint(
         cfg.prompts, template_texts(cfg, cfg.prompts.tasks), sample_stage(cfg).inputs, hints_stage(cfg).inputs,
-        upstream, PROMPTS_FORMAT))
+        upstream, PROMPTS_FORMAT, *_nonempty(model_signature(cfg.prompts.tokenizer))))
 
 
+@writes_run
 def run_prompts(cfg: StudyConfig, *, split: Split | None = None, progress: bool = True) -> dict:
     """Build the instruction data of every configured task (`recranker.prompts`) into
     prompts/<task>.jsonl, or read the finished stage's statistics."""
@@ -352,7 +424,8 @@ def run_prompts(cfg: StudyConfig, *, split: Split | None = None, progress: bool 
 # ------------------------------------------------------------------------------ instruction tuning
 def tune_stage(cfg: StudyConfig) -> Stage:
     """The tuning stage of variant `tuning.variant` (inputs: tuning settings, the instruction data)."""
-    return Stage(cfg.run_dir, f"tune/{cfg.tuning.variant}", inputs=fingerprint(cfg.tuning, prompts_stage(cfg).inputs))
+    return Stage(cfg.run_dir, f"tune/{cfg.tuning.variant}", inputs=fingerprint(
+        cfg.tuning, prompts_stage(cfg).inputs, *_nonempty(model_signature(cfg.tuning.model))))
 
 
 def load_examples(cfg: StudyConfig, tokenizer) -> tuple[list[dict], dict]:
@@ -374,6 +447,7 @@ def load_examples(cfg: StudyConfig, tokenizer) -> tuple[list[dict], dict]:
     return examples, counts
 
 
+@writes_run
 def run_tune(cfg: StudyConfig, *, progress: bool = True) -> dict:
     """Tune the LLM on the run's instruction data (`recranker.tuning`), or read the finished
     stage's summary; an interrupted run with the same inputs resumes from its last checkpoint."""
@@ -384,6 +458,7 @@ def run_tune(cfg: StudyConfig, *, progress: bool = True) -> dict:
     if stage.done():
         log.info("tune: done, reading %s", stage.path)
         return read_json(stage.path / "summary.json")
+    check_model(cfg.tuning.model, "tuning.model")  # before building prompts or fitting anything
     run_prompts(cfg, progress=progress)
     tokenizer, model = load_causal_lm(cfg.tuning.model, cfg.tuning.dtype)
     examples, counts = load_examples(cfg, tokenizer)
@@ -400,6 +475,15 @@ def run_tune(cfg: StudyConfig, *, progress: bool = True) -> dict:
     write_json(folder / "summary.json", summary)
     stage.finish({"seconds": summary["seconds"]})
     return summary
+
+
+def check_model(spec: str, key: str) -> None:
+    """A `FetchError` naming config key `key` when model `spec` is a local path that does not
+    exist or the default model is not fetched (a Hugging Face id is checked when it loads)."""
+    try:
+        assets.model_path(spec)
+    except assets.FetchError as exc:
+        raise assets.FetchError(f"{key}: {exc}") from None
 
 
 def portable_model_spec(spec: str) -> str:
@@ -421,9 +505,9 @@ def ranking_systems(cfg: StudyConfig) -> list[str]:
 def ranking_model_inputs(cfg: StudyConfig, system: str) -> str:
     """What identifies the LLM of `system`: the tune stage's inputs, or the untuned model spec."""
     if cfg.ranking.model is not None:
-        return fingerprint("model", cfg.ranking.model)
+        return fingerprint("model", cfg.ranking.model, *_nonempty(model_signature(cfg.ranking.model)))
     if system == "zero_shot":
-        return fingerprint("model", cfg.tuning.model)
+        return fingerprint("model", cfg.tuning.model, *_nonempty(model_signature(cfg.tuning.model)))
     return tune_stage(cfg).inputs
 
 
@@ -511,6 +595,7 @@ def torch_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+@writes_run
 def run_rank(cfg: StudyConfig, backbone: str, system: str, stage: str, *, split: Split, models: ModelCache,
              progress: bool = True):
     """The LLM's outputs on `backbone`'s candidates (`recranker.ranking.llm`), or the finished
@@ -567,10 +652,13 @@ def run_rank(cfg: StudyConfig, backbone: str, system: str, stage: str, *, split:
     return outputs, summary
 
 
+@writes_run
 def run_study(cfg: StudyConfig, *, report: bool = True, progress: bool = True) -> dict | None:
     """The whole study, stage by stage (each skipped when done): split, backbones, instruction
     data, tuning, LLM ranking of every backbone's candidates by every system, then (with
     `report`) results and report. Returns the results summary (None without `report`)."""
+    if cfg.ranking.model is not None:
+        check_model(cfg.ranking.model, "ranking.model")
     split = prepare_split(cfg)
     for model in cfg.retrieval.models:
         run_retrieval(cfg, model, split=split, progress=progress)
@@ -597,6 +685,7 @@ def ranking_passes(cfg: StudyConfig) -> list[tuple[str, str, str]]:
     return passes
 
 
+@writes_run
 def study_report(cfg: StudyConfig) -> tuple[dict, Path]:
     """Results and report from the finished LLM passes (DataError naming the first one missing)."""
     from recranker.ranking.llm import RankerOutputs

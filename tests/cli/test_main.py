@@ -193,3 +193,77 @@ def test_tune_with_nothing_to_train_on_is_one_message_and_writes_no_adapter(csv_
     err = capsys.readouterr().err
     assert "no training examples" in err and "max_length=16" in err
     assert not (csv_data / "runs" / "t" / "tune").exists()
+
+
+def test_a_missing_model_is_named_before_anything_else_is_needed(csv_data, capsys) -> None:
+    # the default prompts tokenizer is not fetched either (empty home): the bad model is still what is named
+    missing = csv_data / "no-such-model"
+    assert main(["tune", *prompt_flags(csv_data, tokenizer=()), "--model", str(missing)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"recranker: error: tuning.model: no model at '{missing}': no such folder or .gguf file"]
+    assert main(["rank", *flags(csv_data), "--rank-model", str(missing)]) == 2
+    assert f"ranking.model: no model at '{missing}'" in capsys.readouterr().err
+    assert not (csv_data / "runs").exists()
+
+
+@pytest.mark.parametrize("key", ["data.path", "data.items_path"])
+def test_a_missing_data_file_is_one_message(csv_data, capsys, key) -> None:
+    args = flags(csv_data)
+    args[args.index(str(csv_data / "log.csv") if key == "data.path" else f"data.items_path={csv_data / 'items.csv'}")] = (
+        str(csv_data / "nope.csv") if key == "data.path" else f"data.items_path={csv_data / 'nope.csv'}")
+    assert main(["data", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"recranker: error: {csv_data / 'nope.csv'}: no such file or folder ({key})"]
+    assert not (csv_data / "runs").exists()
+
+
+def test_a_config_that_is_a_folder_is_one_message(csv_data, capsys) -> None:
+    assert main(["data", "--config", str(csv_data)]) == 2
+    assert capsys.readouterr().err.strip() == f"recranker: error: {csv_data}: is a folder, not a config file"
+
+
+def test_a_second_writer_on_a_run_gets_one_message(csv_data, capsys, hold) -> None:
+    proc = hold(csv_data / "runs" / "t")
+    assert main(["data", *flags(csv_data)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"in use by process {proc.pid}" in err[0] and "--wait" in err[0], err
+    assert not (csv_data / "runs" / "t" / "split").exists()
+    proc.kill()
+    proc.wait()
+    assert main(["data", *flags(csv_data)]) == 0  # the killed holder blocks nothing
+
+
+def test_sigterm_ends_a_run_like_ctrl_c(csv_data, capsys, monkeypatch) -> None:
+    import os
+    import signal
+    import time
+
+    from recranker import study
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this ends
+        raise AssertionError("SIGTERM did not interrupt")
+
+    def unhandled(signum, frame):  # what the test sees if main installs no handler of its own
+        raise AssertionError("main left SIGTERM unhandled")
+
+    monkeypatch.setattr(study, "run_retrieval", terminated)
+    before = signal.signal(signal.SIGTERM, unhandled)
+    try:
+        assert main(["retrieve", "--model", "pop", *flags(csv_data)]) == 143
+        assert signal.getsignal(signal.SIGTERM) is unhandled  # restored
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert capsys.readouterr().err.strip() == "recranker: interrupted; finished stages are kept, run again to resume"
+    assert (csv_data / "runs" / "t" / "split" / "_stage.json").exists()
+
+
+def test_a_finished_backbone_prints_its_measures_in_order(csv_data, capsys) -> None:
+    args = ["retrieve", "--model", "pop", *flags(csv_data), "--set", "evaluation.ks=[3,10,20]"]
+    assert main(args) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert main(args) == 0  # read back from metrics.json
+    again = capsys.readouterr().out.splitlines()[0]
+    assert again == first
+    assert first.startswith("| model | HR@3 | HR@10 | HR@20 | NDCG@3 | NDCG@10 | NDCG@20 |")

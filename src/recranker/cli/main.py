@@ -1,14 +1,19 @@
 """The `recranker` command: fetch, data, retrieve, evaluate, sample, prompts, tune, rank, report, run, demo.
 
-Every subcommand reads the study config (`--config FILE`, defaults otherwise); flags override it.
-Errors on bad input end the command with one clear message and exit status 2.
+Every subcommand reads the study config (`--config FILE`, defaults otherwise); flags override it,
+and holds the run directory's lock while it works (`--wait` queues behind another process instead of
+failing). Errors on bad input end the command with one clear message and exit status 2; Ctrl-C
+(130) and SIGTERM (143) keep the finished stages and say so.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,14 +34,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    restore = _raise_on_sigterm()
     try:
-        return int(args.func(args) or 0)
+        with contextlib.ExitStack() as held:
+            args.held = held  # study_config enters the run directory's lock here
+            return int(args.func(args) or 0)
     except RecrankerError as exc:
         print(f"recranker: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("recranker: interrupted; finished stages are kept, run again to resume", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
+    except OSError as exc:  # the file system's refusal (permissions, a full disk): one line unless -v
+        if args.verbose:
+            raise
+        print(f"recranker: error: {exc} (-v shows where)", file=sys.stderr)
+        return 1
+    finally:
+        restore()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (from `timeout`, `kill` or a scheduler), raised where the program is, so that it
+    unwinds exactly as on Ctrl-C: temporary files removed, finished stages kept."""
+
+
+def _raise_on_sigterm():
+    """Turn SIGTERM into `Terminated` (main thread only); returns what restores the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the whole pipeline on ML-100K with the default LLM, sized for a 2-core CPU")
     demo.add_argument("--runs-dir", type=Path, default=Path("runs"))
     demo.add_argument("--name", default="demo", help="run name")
+    _wait_flag(demo)
     demo.set_defaults(func=cmd_demo)
     return parser
 
@@ -132,6 +165,12 @@ def _study_flags(parser: argparse.ArgumentParser) -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="override any config key, e.g. --set retrieval.candidates=20 (repeatable)",
     )
+    _wait_flag(parser)
+
+
+def _wait_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--wait", action="store_true",
+                        help="when another process is writing this run, wait for it instead of failing")
 
 
 def _instruction_flags(parser: argparse.ArgumentParser) -> None:
@@ -148,7 +187,22 @@ def _ranking_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def study_config(args: argparse.Namespace):
-    """The config from --config (or the positional CONFIG of `run`) with the flags applied."""
+    """The config from --config (or the positional CONFIG of `run`) with the flags applied; from
+    here to the end of the command this process holds the run directory's lock."""
+    cfg = _configured(args)
+    _hold_run(args, cfg)
+    return cfg
+
+
+def _hold_run(args: argparse.Namespace, cfg) -> None:
+    from recranker.artifacts import run_lock
+
+    held = getattr(args, "held", None)
+    if held is not None:
+        held.enter_context(run_lock(cfg.run_dir, wait=getattr(args, "wait", False)))
+
+
+def _configured(args: argparse.Namespace):
     from recranker.config import StudyConfig, load_config, override
 
     path = getattr(args, "config_file", None) or args.config
@@ -341,6 +395,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     assets.fetch("ml-100k")
     assets.fetch("smollm2-135m")
     cfg = demo_config(args.runs_dir, args.name)
+    _hold_run(args, cfg)
     print(markdown_table([prepare_split(cfg).dataset.stats()]))
     results = run_study(cfg)
     print_results(results)
