@@ -46,14 +46,22 @@ def test_targets_are_the_last_two_liked_items_by_time() -> None:
 def test_interactions_at_a_targets_time_are_not_history() -> None:
     ds = make([("a", "i1", 5, 10), ("a", "i2", 4, 20), ("a", "i3", 2, 20), ("a", "i4", 5, 30), ("a", "i5", 4, 30)])
     split = leave_one_out(ds)
-    assert ds.item_ids[split.target_items("test")[0]] == "i5"  # the largest item id among ties
+    assert ds.item_ids[split.target_items("test")[0]] == by_tie_key("a", ["i4", "i5"])[-1]  # the last of the ties
     assert ds.item_ids[split.target_items("valid")[0]] in {"i2"}  # liked, strictly before the test time
     assert ds.item_ids[split.train["item"]].tolist() == ["i1"]  # i3 shares the valid target's time
     assert set(ds.item_ids[split.history("test")["item"]]) == {"i1", "i2", "i3"}  # not i4 (same time as test)
     check_leakage(split)
 
 
-def test_ties_in_time_go_to_the_largest_item_id_whatever_the_file_order() -> None:
+def by_tie_key(user: str, items: list[str]) -> list[str]:
+    """`items` in the order `Dataset` gives `user`'s interactions at one time."""
+    from recranker.data.dataset import tie_keys
+
+    keys = tie_keys(np.array([user] * len(items), dtype=object), np.array(items, dtype=object))
+    return [items[k] for k in np.argsort(keys, kind="stable")]
+
+
+def test_ties_in_time_go_by_the_tie_key_whatever_the_file_order() -> None:
     rows = [
         ("a", "i1", 5, 10),
         ("a", "i3", 4, 20),
@@ -61,13 +69,14 @@ def test_ties_in_time_go_to_the_largest_item_id_whatever_the_file_order() -> Non
         ("a", "i5", 4, 30),
         ("a", "i4", 5, 30),
     ]
+    at20, at30 = by_tie_key("a", ["i2", "i3"]), by_tie_key("a", ["i4", "i5"])
     for order in (rows, rows[::-1]):
         ds = make(order)
         split = leave_one_out(ds)
-        assert ds.item_ids[split.target_items("test")].tolist() == ["i5"]
-        assert ds.item_ids[split.target_items("valid")].tolist() == ["i3"]
+        assert ds.item_ids[split.target_items("test")].tolist() == [at30[-1]]
+        assert ds.item_ids[split.target_items("valid")].tolist() == [at20[-1]]
         assert ds.item_ids[split.sequences("valid")[0]].tolist() == ["i1"]
-        assert ds.item_ids[split.sequences("test", liked_only=False)[0]].tolist() == ["i1", "i2", "i3"]
+        assert ds.item_ids[split.sequences("test", liked_only=False)[0]].tolist() == ["i1", *at20]
 
 
 def _tied_log() -> list[str]:

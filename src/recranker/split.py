@@ -1,11 +1,11 @@
 """Leave-one-out split by time on liked items (DESIGN section 1), and the leakage check.
 
-For each user, interactions are ordered by time, ties broken by item code (the order of
-`Dataset.interactions`, see `recranker.data.dataset`). The last liked interaction is the test
-target; the last liked interaction strictly before it is the validation target. So among the liked
-interactions at one time, the target is the one with the largest item code, that is the largest
-raw item id compared as text, and the split depends only on the log's content, not on the order
-of its rows. What is known for a target is every interaction strictly before the target's time:
+For each user, interactions are ordered by time, ties broken by a fixed hash of the raw
+(user id, item id) pair (the order of `Dataset.interactions`, see `recranker.data.dataset`). The
+last liked interaction is the test target; the last liked interaction strictly before it is the
+validation target. So among the liked interactions at one time, the target is the one with the
+largest tie key: an arbitrary choice, but the same for the same data whatever the order of its
+rows, and unrelated to how items are numbered. What is known for a target is every interaction strictly before the target's time:
 `history("valid")` is the training set, `history("test")` adds whatever happened between the two
 targets (the validation target among it). Interactions at or after the test target's time are
 dropped. Users who cannot give both targets and at least one liked training interaction are left
@@ -161,7 +161,7 @@ def _check(stage: str) -> str:
 
 def leave_one_out(dataset: Dataset, *, source: str | None = None) -> Split:
     """Split `dataset` leave-one-out by time on liked items (see the module docstring)."""
-    inter = sort_interactions(dataset.interactions)  # already so when built by a loader
+    inter = sort_interactions(dataset.interactions, dataset.user_ids, dataset.item_ids)  # already so when built by a loader
     frame = inter.assign(liked=dataset.feedback.liked(inter["rating"].to_numpy()))
 
     liked_rows = frame[frame["liked"]]

@@ -181,14 +181,18 @@ def test_duplicates_at_one_time_keep_the_highest_rating(tmp_path: Path, rows: li
     assert data.interactions["timestamp"].tolist() == [45, 50]
 
 
-def test_interactions_at_one_time_are_in_item_order(tmp_path: Path) -> None:
+def test_interactions_at_one_time_are_in_tie_key_order(tmp_path: Path) -> None:
+    from recranker.data.dataset import tie_keys
+
     rows = ["b,z,4,30", "a,y,2,20", "b,x,5,30", "b,y,1,30", "a,x,3,20"]
     frames = []
     for order in (rows, rows[::-1]):
         path = _write(tmp_path / "log.csv", "user,item,rating,timestamp\n" + "\n".join(order) + "\n")
         frames.append(_load(path).interactions)
+    keys = tie_keys(np.array(["b"] * 3, dtype=object), np.array(["x", "y", "z"], dtype=object))
+    assert np.argsort(keys).tolist() == [2, 0, 1]  # z, x, y: the key order is not the id order
     assert frames[0]["user"].tolist() == [0, 0, 1, 1, 1]
-    assert frames[0]["item"].tolist() == [0, 1, 0, 1, 2]
+    assert frames[0]["item"].tolist() == [0, 1, 2, 0, 1]
     pd.testing.assert_frame_equal(frames[0], frames[1])
 
 
