@@ -94,7 +94,8 @@ def hint_gap(cfg: StudyConfig, extra_folds: int = 10) -> str:
     from recranker.prompts.render import PromptRenderer
     from recranker.prompts.templates import load_templates
     from recranker.prompts.text import TokenCounter
-    from recranker.study import prepare_hints, prepare_split, run_sample
+    from recranker.stages import prepare_split, run_sample
+    from recranker.stages.prompts import prepare_hints
 
     split = prepare_split(cfg)
     users, _ = run_sample(cfg, split=split)
@@ -178,7 +179,8 @@ def examples(cfg: StudyConfig) -> str:
     from recranker.prompts.render import PromptRenderer
     from recranker.prompts.templates import load_templates
     from recranker.prompts.text import TokenCounter
-    from recranker.study import prepare_hints, prepare_split, run_sample
+    from recranker.stages import prepare_split, run_sample
+    from recranker.stages.prompts import prepare_hints
 
     split = prepare_split(cfg)
     users, _ = run_sample(cfg, split=split)

@@ -71,19 +71,19 @@ def main() -> None:
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
-    from recranker import study
+    from recranker import stages
 
     default = Path("configs") / f"{args.name}.yaml"
     cfg = load_config(args.config or default) if (args.config or default.exists()) else StudyConfig(name=args.name)
-    split = study.prepare_split(cfg)
-    candidates = study.llm_candidates(cfg, split, "lightgcn", "test")
+    split = stages.prepare_split(cfg)
+    candidates = stages.llm_candidates(cfg, split, "lightgcn", "test")
     candidates = Rankings(candidates.users[: args.users], candidates.items[: args.users], candidates.scores[: args.users])
-    tuned = study.tune_stage(cfg)
+    tuned = stages.tune_stage(cfg)
     system = "tuned" if tuned.done() else "zero_shot"  # loads, never trains
-    tokenizer, model = study.ModelCache().get(cfg, system)
+    tokenizer, model = stages.ModelCache().get(cfg, system)
     which = f"tuned ({tuned.path})" if tuned.done() else f"{cfg.tuning.model} (untuned: no finished tune stage)"
-    renderer = study.prompt_renderer(cfg, split, tokenizer, cfg.ranked_tasks)
-    hints = study.full_hint_models(cfg, split)
+    renderer = stages.prompt_renderer(cfg, split, tokenizer, cfg.ranked_tasks)
+    hints = stages.full_hint_models(cfg, split)
     base = cfg.ranking.model_copy(update={"baselines": [], "tune_weights": False})
     runs = {
         "ours, listwise from logits (default hybrid)": (TransformersBackend, base.model_copy(update={"generate": False}), args.users),

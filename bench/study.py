@@ -21,7 +21,7 @@ from _common import write_section  # noqa: E402
 
 from recranker.config import load_config  # noqa: E402
 from recranker.report import cost_rows, listwise_rows, markdown_table, system_rows  # noqa: E402
-from recranker.study import run_study  # noqa: E402
+from recranker.stages import run_study  # noqa: E402
 
 
 def stage_times(run_dir: Path) -> tuple[list[dict], float]:

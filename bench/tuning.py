@@ -44,7 +44,7 @@ def worker(args: argparse.Namespace) -> None:
 
     import torch
 
-    from recranker.study import peak_rss_mib
+    from recranker.stages.base import peak_rss_mib
     from recranker.tuning.config import AlroConfig, TuningConfig
     from recranker.tuning.data import encode_file
     from recranker.tuning.model import load_causal_lm, prepare_model

@@ -25,7 +25,7 @@ def markdown_table(rows: Iterable[Mapping[str, Any]], digits: int = 4) -> str:
 
 
 def metrics_rows(summaries: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per retrieval summary (as `study.run_retrieval` returns): test metrics and time."""
+    """One row per retrieval summary (as `stages.run_retrieval` returns): test metrics and time."""
     rows = []
     for summary in summaries:
         row: dict[str, Any] = {"model": summary["model"]}

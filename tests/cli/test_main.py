@@ -238,7 +238,7 @@ def test_sigterm_ends_a_run_like_ctrl_c(csv_data, capsys, monkeypatch) -> None:
     import signal
     import time
 
-    from recranker import study
+    from recranker import stages
 
     def terminated(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)
@@ -248,7 +248,7 @@ def test_sigterm_ends_a_run_like_ctrl_c(csv_data, capsys, monkeypatch) -> None:
     def unhandled(signum, frame):  # what the test sees if main installs no handler of its own
         raise AssertionError("main left SIGTERM unhandled")
 
-    monkeypatch.setattr(study, "run_retrieval", terminated)
+    monkeypatch.setattr(stages, "run_retrieval", terminated)
     before = signal.signal(signal.SIGTERM, unhandled)
     try:
         assert main(["retrieve", "--model", "pop", *flags(csv_data)]) == 143

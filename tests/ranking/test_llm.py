@@ -3,7 +3,6 @@ import re
 import numpy as np
 import pytest
 
-from recranker.hints import HintModels
 from recranker.prompts.render import IDENTIFIERS
 from recranker.ranking.backend import Backend, Output, Usage
 from recranker.ranking.config import RankingConfig

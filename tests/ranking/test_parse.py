@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from recranker.ranking.parse import OK, REPAIRED, UNPARSABLE, parse_order

@@ -272,7 +272,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def cmd_data(args: argparse.Namespace) -> int:
     from recranker.report import markdown_table
-    from recranker.study import prepare_split, split_stats
+    from recranker.stages import prepare_split, split_stats
 
     print(markdown_table([split_stats(prepare_split(study_config(args)))]))
     return 0
@@ -281,7 +281,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_retrieve(args: argparse.Namespace) -> int:
     from recranker.config import override
     from recranker.report import markdown_table, metrics_rows
-    from recranker.study import prepare_split, run_retrieval
+    from recranker.stages import prepare_split, run_retrieval
 
     cfg = study_config(args)
     if args.candidates is not None:
@@ -296,7 +296,7 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from recranker.report import markdown_table
-    from recranker.study import collect_metrics
+    from recranker.stages import collect_metrics
 
     cfg = study_config(args)
     table = collect_metrics(cfg)
@@ -308,7 +308,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from recranker.report import markdown_table
-    from recranker.study import run_sample
+    from recranker.stages import run_sample
 
     cfg = study_config(args)
     _, summary = run_sample(cfg)
@@ -319,7 +319,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_prompts(args: argparse.Namespace) -> int:
     from recranker.report import markdown_table, prompt_rows
-    from recranker.study import run_prompts
+    from recranker.stages import run_prompts
 
     cfg = study_config(args)
     started = time.perf_counter()
@@ -332,7 +332,7 @@ def cmd_prompts(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from recranker.report import markdown_table
-    from recranker.study import run_tune
+    from recranker.stages import run_tune
 
     cfg = study_config(args)
     summary = run_tune(cfg)
@@ -346,7 +346,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
-    from recranker.study import run_study
+    from recranker.stages import run_study
 
     cfg = study_config(args)
     run_study(cfg, report=False)
@@ -355,7 +355,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from recranker.study import study_report
+    from recranker.stages import study_report
 
     cfg = study_config(args)
     results, path = study_report(cfg)
@@ -365,7 +365,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from recranker.study import run_study
+    from recranker.stages import run_study
 
     cfg = study_config(args)
     started = time.perf_counter()
@@ -389,7 +389,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from recranker import assets
     from recranker.config import demo_config
     from recranker.report import markdown_table
-    from recranker.study import prepare_split, run_study
+    from recranker.stages import prepare_split, run_study
 
     started = time.perf_counter()
     assets.fetch("ml-100k")

@@ -1,6 +1,7 @@
 import numpy as np
 
-from recranker.ranking.results import graded_gains, paired_test
+from recranker.stages.population import graded_gains
+from recranker.stages.results import paired_test
 from recranker.report import system_rows
 
 

@@ -1,6 +1,11 @@
 import pytest
 
-from recranker import study
+from recranker import stages
+from recranker.artifacts import read_json
+from recranker.stages import prompts as prompts_stages
+from recranker.stages import retrieval as retrieval_stages
+from recranker.stages.prompts import hints_stage, prepare_hints, prompts_stage
+from recranker.stages.split import split_stage
 from recranker.config import StudyConfig, override
 from recranker.testing import synthetic_frames
 
@@ -15,20 +20,20 @@ def cfg(tmp_path) -> StudyConfig:
 
 
 def test_split_stats_are_written_with_the_split(cfg) -> None:
-    split = study.prepare_split(cfg)
-    written = study.read_json(study.split_stage(cfg).path / "stats.json")
-    assert written == study.split_stats(split)
+    split = stages.prepare_split(cfg)
+    written = read_json(split_stage(cfg).path / "stats.json")
+    assert written == stages.split_stats(split)
     assert written["split_users"] == len(split.users) and written["train_interactions"] == len(split.train)
 
 
 def test_run_retrieval_uses_the_split_it_is_given(cfg, monkeypatch) -> None:
-    split = study.prepare_split(cfg)
+    split = stages.prepare_split(cfg)
 
     def no_second_load(_cfg):
         raise AssertionError("the split was prepared again")
 
-    monkeypatch.setattr(study, "prepare_split", no_second_load)
-    summary = study.run_retrieval(cfg, "pop", split=split, progress=False)
+    monkeypatch.setattr(retrieval_stages, "prepare_split", no_second_load)
+    summary = stages.run_retrieval(cfg, "pop", split=split, progress=False)
     assert summary["model"] == "pop" and 0.0 <= summary["test"]["NDCG@10"] <= 1.0
 
 
@@ -44,31 +49,31 @@ def test_prompts_read_the_fitted_fold_models_back_and_stay_leak_free(cfg, monkey
     from recranker.prompts.leakage import check_instruction_leakage
 
     cfg = instruction_cfg(cfg)
-    stats = study.run_prompts(cfg, progress=False)
+    stats = stages.run_prompts(cfg, progress=False)
     assert set(stats["tasks"]) == {"pointwise", "pairwise", "listwise"}
 
     def no_refit(*args, **kwargs):
         raise AssertionError("the fold models were fitted again")
 
-    monkeypatch.setattr(study, "fit_fold_models", no_refit)
+    monkeypatch.setattr(prompts_stages, "fit_fold_models", no_refit)
     changed = override(cfg, {"prompts.history_tokens": 64})
-    assert study.prompts_stage(changed).inputs != study.prompts_stage(cfg).inputs
-    study.run_prompts(changed, progress=False)
-    split = study.prepare_split(changed)
+    assert prompts_stage(changed).inputs != prompts_stage(cfg).inputs
+    stages.run_prompts(changed, progress=False)
+    split = stages.prepare_split(changed)
     pools = TrainingPools(split, changed.prompts.folds, changed.prompts.seed)
-    hints = study.prepare_hints(changed, split, pools, progress=False)
-    records = [r for t in ("pointwise", "pairwise", "listwise") for r in read_jsonl(study.prompts_stage(changed).path / f"{t}.jsonl")]
+    hints = prepare_hints(changed, split, pools, progress=False)
+    records = [r for t in ("pointwise", "pairwise", "listwise") for r in read_jsonl(prompts_stage(changed).path / f"{t}.jsonl")]
     assert check_instruction_leakage(records, split, hints) == 120
 
 
 def test_hint_switches_do_not_invalidate_the_fold_models(cfg) -> None:
-    base = study.hints_stage(cfg).inputs
+    base = hints_stage(cfg).inputs
     for change in ({"prompts.hints.enabled": False}, {"prompts.hints.cross_fit": False},
                    {"prompts.shift_positions": False}, {"prompts.history_tokens": 64}):
-        assert study.hints_stage(override(cfg, change)).inputs == base, change
+        assert hints_stage(override(cfg, change)).inputs == base, change
     for change in ({"prompts.folds": 3}, {"prompts.seed": 1}, {"prompts.hints.ranking_model": "bpr"},
                    {"retrieval.models": {"lightgcn": {"dim": 32}}}):
-        assert study.hints_stage(override(cfg, change)).inputs != base, change
+        assert hints_stage(override(cfg, change)).inputs != base, change
 
 
 def test_an_edited_template_reruns_the_stages_that_render_prompts(cfg, tmp_path) -> None:
@@ -77,23 +82,23 @@ def test_an_edited_template_reruns_the_stages_that_render_prompts(cfg, tmp_path)
 
     shutil.copytree(str(resources.files("recranker.prompts") / "templates"), tmp_path / "t")
     cfg = override(cfg, {"prompts.templates_dir": str(tmp_path / "t"), "prompts.domain": "movies"})
-    before = study.prompts_stage(cfg).inputs, study.rank_stage(cfg, "lightgcn", "tuned", "test").inputs
+    before = prompts_stage(cfg).inputs, stages.rank_stage(cfg, "lightgcn", "tuned", "test").inputs
     path = tmp_path / "t" / "movies" / "listwise.yaml"
     path.write_text(path.read_text().replace("Hint: the", "Hint: our"))
-    after = study.prompts_stage(cfg).inputs, study.rank_stage(cfg, "lightgcn", "tuned", "test").inputs
+    after = prompts_stage(cfg).inputs, stages.rank_stage(cfg, "lightgcn", "tuned", "test").inputs
     assert before[0] != after[0] and before[1] != after[1]
 
 
 def test_every_file_the_loader_reads_is_an_input_of_the_split(cfg) -> None:
     import pandas as pd
 
-    split = study.prepare_split(cfg)
+    split = stages.prepare_split(cfg)
     items = pd.read_csv(cfg.data.items_path, dtype=str)
     first = str(split.dataset.item_ids[0])
     items.loc[items["item"] == first, "title"] = "A Brand New Title"
     items.to_csv(cfg.data.items_path, index=False)
-    assert not study.split_stage(cfg).done()
-    assert study.prepare_split(cfg).dataset.titles([0]) == ["A Brand New Title"]
+    assert not split_stage(cfg).done()
+    assert stages.prepare_split(cfg).dataset.titles([0]) == ["A Brand New Title"]
 
 
 def test_a_local_model_is_an_input_of_the_stages_that_use_it(cfg, tmp_path) -> None:
@@ -101,11 +106,11 @@ def test_a_local_model_is_an_input_of_the_stages_that_use_it(cfg, tmp_path) -> N
     model.mkdir()
     (model / "config.json").write_text("{}")
     cfg = override(cfg, {"tuning.model": str(model), "ranking.model": str(model), "prompts.tokenizer": str(model)})
-    before = (study.prompts_stage(cfg).inputs, study.tune_stage(cfg).inputs,
-              study.rank_stage(cfg, "lightgcn", "tuned", "test").inputs)
+    before = (prompts_stage(cfg).inputs, stages.tune_stage(cfg).inputs,
+              stages.rank_stage(cfg, "lightgcn", "tuned", "test").inputs)
     (model / "config.json").write_text('{"changed": 1}')
-    after = (study.prompts_stage(cfg).inputs, study.tune_stage(cfg).inputs,
-             study.rank_stage(cfg, "lightgcn", "tuned", "test").inputs)
+    after = (prompts_stage(cfg).inputs, stages.tune_stage(cfg).inputs,
+             stages.rank_stage(cfg, "lightgcn", "tuned", "test").inputs)
     assert all(b != a for b, a in zip(before, after))
 
 
@@ -113,7 +118,7 @@ def test_fitting_in_the_stages_ignores_the_callers_grad_mode(cfg) -> None:
     import torch
 
     cfg = override(cfg, {"retrieval.models": {"biased_mf": {"epochs": 2}}})
-    split = study.prepare_split(cfg)
+    split = stages.prepare_split(cfg)
     with torch.no_grad():  # as bench/ranking_speed.py calls it
-        summary = study.run_retrieval(cfg, "biased_mf", split=split, progress=False)
+        summary = stages.run_retrieval(cfg, "biased_mf", split=split, progress=False)
     assert summary["model"] == "biased_mf"

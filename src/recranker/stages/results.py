@@ -1,4 +1,4 @@
-"""A study's results: every system's lists, per-user metrics, significance against the backbone.
+"""The results stage: a study's results, every system's lists, per-user metrics, significance against the backbone.
 
 For each backbone the evaluated test users are the population. The LLM reorders the candidates of
 the users whose target is among them; every other user keeps the backbone's list, which scores 0
@@ -27,12 +27,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recranker.artifacts import atomic_write, write_json
+from recranker.artifacts import atomic_write, read_json, write_json
+from recranker.config import StudyConfig
+from recranker.errors import DataError
 from recranker.metrics import covered as covered_users
 from recranker.metrics import per_user, single_target_gains
 from recranker.ranking.hybrid import hybrid, tune_weights, utilities
 from recranker.ranking.llm import RankerOutputs
 from recranker.ranking.parse import STATUS_NAMES
+from recranker.report import write_report
+from recranker.split import Split
+from recranker.stages.base import writes_run
+from recranker.stages.population import evaluation_population
+from recranker.stages.rank import rank_stage, ranking_passes
+from recranker.stages.split import prepare_split
 from recranker.types import Rankings
 
 SINGLE = {"pointwise": "pointwise", "pairwise": "pairwise", "listwise": "listwise",
@@ -45,20 +53,6 @@ def metric_names(cfg) -> list[str]:
     ks = [k for k in cfg.evaluation.ks if k <= m] or [m]
     names = ["NDCG"] if cfg.evaluation.graded else ["HR", "NDCG"]
     return [f"{name}@{k}" for name in names for k in ks]
-
-
-def graded_gains(split, users: np.ndarray, liked_min: float) -> dict:
-    """ALRO's graded relevance: per user, the items rated at or after the test target's time with a
-    liked rating, gain rating - liked_min + 1 (4 -> 1, 5 -> 2 on a 1-5 scale with liked >= 4)."""
-    frame = split.dataset.interactions
-    times = split.targets["test_time"]
-    future = frame[frame["timestamp"].to_numpy() >= times.reindex(frame["user"]).to_numpy()]
-    future = future[future["rating"] >= liked_min]
-    gains: dict = {int(u): {} for u in users}
-    for u, i, r in zip(future["user"].to_numpy(), future["item"].to_numpy(), future["rating"].to_numpy()):
-        if int(u) in gains:
-            gains[int(u)][int(i)] = float(r - liked_min + 1)
-    return gains
 
 
 def _replace(base: Rankings, rows: np.ndarray, scores: np.ndarray, out: RankerOutputs) -> Rankings:
@@ -81,8 +75,6 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> float:
 def study_results(cfg, split, outputs: dict) -> dict:
     """Evaluate every system of every backbone; writes results/<backbone>/per_user.csv and
     results/summary.json under the run directory and returns the summary."""
-    from recranker.study import evaluation_population
-
     folder = Path(cfg.run_dir) / "results"
     which = metric_names(cfg)
     rcfg = cfg.ranking
@@ -169,3 +161,23 @@ def listwise_stats(out: RankerOutputs) -> dict:
             picked = np.take_along_axis(shown_pos, top_generated[..., None], -1)[..., 0][generated]
             stats["top1_position_generated"] = np.bincount(picked.ravel(), minlength=m).tolist()
     return stats
+
+
+@writes_run
+def study_report(cfg: StudyConfig) -> tuple[dict, Path]:
+    """Results and report from the finished LLM passes (DataError naming the first one missing)."""
+    outputs = {}
+    for system, backbone, stage in ranking_passes(cfg):
+        stage_obj = rank_stage(cfg, backbone, system, stage)
+        if not stage_obj.done():
+            raise DataError(stage_obj.path, "this LLM pass has not finished with the config's settings; "
+                            "run `recranker rank` (or `recranker run`) first")
+        outputs[backbone, system, stage] = (RankerOutputs.load(stage_obj.path / "outputs.npz"),
+                                            read_json(stage_obj.path / "summary.json"))
+    return results_and_report(cfg, prepare_split(cfg), outputs)
+
+
+def results_and_report(cfg: StudyConfig, split: Split, outputs: dict) -> tuple[dict, Path]:
+    """`study_results` of the LLM passes' `outputs`, then the report written from them."""
+    results = study_results(cfg, split, outputs)
+    return results, write_report(cfg, results)

@@ -1,0 +1,75 @@
+"""The stages of a study, one module each, writing their artefacts into the run directory
+(DESIGN section 9). This is the orchestration layer: it imports the library (`recranker.data`,
+`retrieval`, `prompts`, `tuning`, `ranking`, ...), which never imports it.
+
+    split/                 dataset.json, interactions.npz, split.npz, stats.json
+    retrieval/<model>/     model.pt, log.json, metrics.json, per_user_{valid,test}.csv,
+                           candidates_{valid,test}.npz
+    sample/                users.npz (sampled user codes, draw order), summary.json
+    hints/<model>/         fold<f>.pt: the hint model fitted without training fold f
+    prompts/               <task>.jsonl (chat messages + metadata), stats.json
+    tune/<variant>/        adapter/ (or model/), base_model.txt, log.json, loss_curve.png,
+                           summary.json, config.yaml; checkpoints/ while it runs (resumed)
+    rank/<backbone>/<system>/<stage>/
+                           outputs.npz (the LLM's answers on the candidates), summary.json (time,
+                           tokens); part-*.npz while it runs (resumed)
+    results/               summary.json, <backbone>/per_user.csv
+    report/                report.md, systems.png, position_bias.png
+
+| module       | stages                      | entry point                  |
+|--------------|-----------------------------|------------------------------|
+| `split`      | split/                      | `prepare_split`              |
+| `retrieval`  | retrieval/<model>/          | `run_retrieval`              |
+| `sample`     | sample/                     | `run_sample`                 |
+| `prompts`    | hints/, prompts/            | `run_prompts`                |
+| `tune`       | tune/<variant>/             | `run_tune`                   |
+| `population` | (who is evaluated)          | `llm_candidates`             |
+| `rank`       | rank/<backbone>/<system>/.. | `run_rank`                   |
+| `results`    | results/, report/           | `study_report`               |
+
+A stage is skipped when its marker says it finished with the same inputs (config section and the
+fingerprints of the stages it reads); otherwise it runs again and overwrites its folder's files.
+Every public `run_*` (and `prepare_split`, `study_report`) holds the run directory's lock while it
+works (`artifacts.run_lock`): a second process on the same run gets a `RunInUseError`.
+"""
+
+from __future__ import annotations
+
+from recranker.config import StudyConfig
+from recranker.stages.base import writes_run
+from recranker.stages.population import evaluation_population, llm_candidates
+from recranker.stages.prompts import full_hint_models, prompt_renderer, run_prompts
+from recranker.stages.rank import ModelCache, rank_stage, ranking_passes, run_rank
+from recranker.stages.results import results_and_report, study_report
+from recranker.stages.retrieval import collect_metrics, load_backbone, load_candidates, run_retrieval
+from recranker.stages.sample import run_sample
+from recranker.stages.split import prepare_split, split_stats
+from recranker.stages.tune import check_model, run_tune, tune_stage
+
+__all__ = [
+    "ModelCache", "collect_metrics", "evaluation_population", "full_hint_models", "llm_candidates", "load_backbone",
+    "load_candidates", "prepare_split", "prompt_renderer", "rank_stage", "ranking_passes", "run_prompts", "run_rank",
+    "run_retrieval", "run_sample", "run_study", "run_tune", "split_stats", "study_report", "tune_stage",
+]
+
+
+@writes_run
+def run_study(cfg: StudyConfig, *, report: bool = True, progress: bool = True) -> dict | None:
+    """The whole study, stage by stage (each skipped when done): split, backbones, instruction
+    data, tuning, LLM ranking of every backbone's candidates by every system, then (with
+    `report`) results and report. Returns the results summary (None without `report`)."""
+    if cfg.ranking.model is not None:
+        check_model(cfg.ranking.model, "ranking.model")
+    split = prepare_split(cfg)
+    for model in cfg.retrieval.models:
+        run_retrieval(cfg, model, split=split, progress=progress)
+    if cfg.ranking.model is None:
+        run_tune(cfg, progress=progress)
+    models = ModelCache()
+    outputs: dict = {}
+    for system, backbone, stage in ranking_passes(cfg):
+        outputs[backbone, system, stage] = run_rank(cfg, backbone, system, stage, split=split, models=models,
+                                                    progress=progress)
+    if not report:
+        return None
+    return results_and_report(cfg, split, outputs)[0]

@@ -1,0 +1,59 @@
+"""Who is evaluated: the seeded sample of users at each split stage, their candidates from a
+backbone and their relevance, and the users the LLM is asked about (those it can change)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recranker.config import StudyConfig
+from recranker.metrics import covered, single_target_gains
+from recranker.split import Split
+from recranker.stages.retrieval import load_candidates
+from recranker.types import Rankings
+
+
+def evaluated_users(cfg: StudyConfig, split: Split, stage: str) -> np.ndarray:
+    """Positions (into `split.users`) of the users evaluated at `stage`: all, or a seeded sample
+    of `ranking.test_users` / `ranking.valid_users`, ascending."""
+    wanted = cfg.ranking.test_users if stage == "test" else cfg.ranking.valid_users
+    n = len(split.users)
+    if wanted is None or wanted >= n:
+        return np.arange(n)
+    rng = np.random.default_rng([cfg.ranking.seed, 7, 0 if stage == "valid" else 1])
+    return np.sort(rng.choice(n, size=wanted, replace=False))
+
+
+def evaluation_population(cfg: StudyConfig, split: Split, backbone: str, stage: str) -> tuple[Rankings, dict]:
+    """The evaluated users' candidates from `backbone` at `stage` and their relevance: the stage's
+    target or, at test with `evaluation.graded`, the future liked items (a user without any gets a
+    placeholder item no list holds, so it scores 0)."""
+    candidates = load_candidates(cfg, backbone, stage)
+    rows = evaluated_users(cfg, split, stage)
+    population = Rankings(candidates.users[rows], candidates.items[rows], candidates.scores[rows])
+    if cfg.evaluation.graded and stage == "test":
+        gains = graded_gains(split, population.users, split.dataset.feedback.liked_min)
+        return population, {u: g or {-1: 1.0} for u, g in gains.items()}
+    return population, single_target_gains(population.users, split.target_items(stage)[rows])
+
+
+def llm_candidates(cfg: StudyConfig, split: Split, backbone: str, stage: str) -> Rankings:
+    """The candidates the LLM reorders at `stage`: those of the evaluated users with a relevant item
+    among them (`evaluation_population`). For every other user each reordering scores 0, so asking
+    the LLM would change no metric."""
+    population, gains = evaluation_population(cfg, split, backbone, stage)
+    keep = covered(population, gains)
+    return Rankings(population.users[keep], population.items[keep], population.scores[keep])
+
+
+def graded_gains(split, users: np.ndarray, liked_min: float) -> dict:
+    """ALRO's graded relevance: per user, the items rated at or after the test target's time with a
+    liked rating, gain rating - liked_min + 1 (4 -> 1, 5 -> 2 on a 1-5 scale with liked >= 4)."""
+    frame = split.dataset.interactions
+    times = split.targets["test_time"]
+    future = frame[frame["timestamp"].to_numpy() >= times.reindex(frame["user"]).to_numpy()]
+    future = future[future["rating"] >= liked_min]
+    gains: dict = {int(u): {} for u in users}
+    for u, i, r in zip(future["user"].to_numpy(), future["item"].to_numpy(), future["rating"].to_numpy()):
+        if int(u) in gains:
+            gains[int(u)][int(i)] = float(r - liked_min + 1)
+    return gains

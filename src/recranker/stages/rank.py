@@ -1,0 +1,152 @@
+"""The LLM ranking stages: one per (backbone, system, split stage), resumable by chunks of users.
+
+    rank/<backbone>/<system>/<stage>/   outputs.npz (the LLM's answers on the candidates),
+                                        summary.json (time, tokens); part-*.npz while it runs
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from recranker.artifacts import Stage, fingerprint, read_json, write_json
+from recranker.config import StudyConfig
+from recranker.split import Split
+from recranker.stages.base import file_part, model_signature, torch_device, writes_run
+from recranker.stages.population import llm_candidates
+from recranker.stages.prompts import full_hint_models, prompt_renderer, template_texts
+from recranker.stages.retrieval import retrieval_stage
+from recranker.stages.tune import run_tune, tune_stage
+from recranker.types import Rankings
+
+log = logging.getLogger(__name__)
+
+
+#: version of the ranking outputs' layout and prompts: a change reruns earlier runs' ranking
+RANKING_FORMAT = 1
+
+
+def ranking_systems(cfg: StudyConfig) -> list[str]:
+    """The LLM passes the config asks for (tuned first, then no_hints and zero_shot baselines)."""
+    return ["tuned"] + [s for s in ("no_hints", "zero_shot") if s in cfg.ranking.baselines]
+
+
+def ranking_model_inputs(cfg: StudyConfig, system: str) -> str:
+    """What identifies the LLM of `system`: the tune stage's inputs, or the untuned model spec."""
+    if cfg.ranking.model is not None:
+        return fingerprint("model", cfg.ranking.model, *file_part(model_signature(cfg.ranking.model)))
+    if system == "zero_shot":
+        return fingerprint("model", cfg.tuning.model, *file_part(model_signature(cfg.tuning.model)))
+    return tune_stage(cfg).inputs
+
+
+def rank_stage(cfg: StudyConfig, backbone: str, system: str, stage: str) -> Stage:
+    """LLM ranking of `backbone`'s candidates at `stage` by `system` (inputs: the ranking settings
+    that change what the LLM is asked, the model, the prompts' settings, the candidates)."""
+    r = cfg.ranking
+    asked = [cfg.ranked_tasks, r.pairs, r.generate, r.max_new_tokens, r.seed, r.test_users, r.valid_users,
+             r.bootstrap if "bootstrapping" in r.baselines else 1, r.constants.listwise_top]
+    p = cfg.prompts
+    shown = [p.domain, p.templates_dir, p.history_tokens, p.history_items, p.title_chars,
+             p.hints.rating_model, p.hints.ranking_model, system != "no_hints" and p.hints.enabled]
+    return Stage(cfg.run_dir, f"rank/{backbone}/{system}/{stage}", inputs=fingerprint(
+        asked, shown, template_texts(cfg, cfg.ranked_tasks), ranking_model_inputs(cfg, system), retrieval_stage(cfg, backbone).inputs, RANKING_FORMAT))
+
+
+class ModelCache:
+    """Loads each LLM of a run once (tuned: the adapter merged into the base for speed)."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, tuple] = {}
+
+    def get(self, cfg: StudyConfig, system: str) -> tuple:
+        from recranker.tuning.model import load_causal_lm, load_tuned
+
+        key = ranking_model_inputs(cfg, system)
+        if key not in self._models:
+            self._models.clear()  # one model in memory at a time
+            if cfg.ranking.model is not None:
+                tokenizer, model = load_causal_lm(cfg.ranking.model, cfg.tuning.dtype)
+            elif system == "zero_shot":
+                tokenizer, model = load_causal_lm(cfg.tuning.model, cfg.tuning.dtype)
+            else:
+                run_tune(cfg)
+                tokenizer, model = load_tuned(tune_stage(cfg).path, cfg.tuning.dtype)
+                if hasattr(model, "merge_and_unload"):
+                    model = model.merge_and_unload()
+            if tokenizer.pad_token_id is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            if torch_device() != "cpu":
+                model = model.to(torch_device())
+            self._models[key] = (tokenizer, model.eval())
+        return self._models[key]
+
+
+@writes_run
+def run_rank(cfg: StudyConfig, backbone: str, system: str, stage: str, *, split: Split, models: ModelCache,
+             progress: bool = True):
+    """The LLM's outputs on `backbone`'s candidates (`recranker.ranking.llm`), or the finished
+    stage's; an interrupted stage goes on from the chunks of users it saved."""
+    from recranker.ranking.backend import TransformersBackend
+    from recranker.ranking.llm import LLMRanker, RankerOutputs
+
+    stage_obj = rank_stage(cfg, backbone, system, stage)
+    if stage_obj.done():
+        log.info("rank/%s/%s/%s: done, reading %s", backbone, system, stage, stage_obj.path)
+        return RankerOutputs.load(stage_obj.path / "outputs.npz"), read_json(stage_obj.path / "summary.json")
+    candidates = llm_candidates(cfg, split, backbone, stage)
+    tokenizer, model = models.get(cfg, system)
+    folder = stage_obj.path
+    resumed = stage_obj.resume_or_start()
+    parts = sorted(folder.glob("part-*.npz")) if resumed else []
+    done = [RankerOutputs.load(p) for p in parts]
+    seen = set(np.concatenate([d.users for d in done]).tolist()) if done else set()
+    todo = np.array([u not in seen for u in candidates.users], dtype=bool)
+    renderer = prompt_renderer(cfg, split, tokenizer, cfg.ranked_tasks)
+    hints = None
+    if system != "no_hints" and cfg.prompts.hints.enabled:
+        hints = full_hint_models(cfg, split, progress=progress)
+    backend = TransformersBackend(model, tokenizer, batch_tokens=cfg.ranking.batch_tokens,
+                                  prefix_tokens=cfg.ranking.prefix_tokens)
+    ranker = LLMRanker(backend, renderer, split, hints, cfg.ranking)
+    counter = [len(parts)]
+
+    def save(part) -> None:
+        part.save(folder / f"part-{counter[0]:05d}.npz")
+        counter[0] += 1
+
+    started = time.perf_counter()
+    remaining = Rankings(candidates.users[todo], candidates.items[todo], candidates.scores[todo])
+    fresh = None
+    if todo.any() or not done:  # no covered user at all still gives (empty) outputs
+        fresh = ranker.rank(remaining, stage, chunk=cfg.ranking.chunk_users, progress=progress, on_chunk=save)
+    seconds = time.perf_counter() - started
+    outputs = RankerOutputs.concat(done + ([fresh] if fresh is not None else []))
+    order = np.argsort(outputs.users)
+    outputs = outputs.select(order)
+    outputs.save(folder / "outputs.npz")
+    for part in folder.glob("part-*.npz"):
+        part.unlink()
+    users_now = int(todo.sum())
+    summary = {"backbone": backbone, "system": system, "stage": stage, "users": len(outputs),
+               "users_this_run": users_now, "seconds": seconds, "resumed": resumed,
+               "seconds_per_user": seconds / users_now if users_now else None,
+               "usage": backend.usage.as_dict(), "device": torch_device(),
+               "tokens_per_user": {k: v / users_now for k, v in backend.usage.as_dict().items()
+                                   if k.endswith("tokens")} if users_now else None}
+    write_json(folder / "summary.json", summary)
+    stage_obj.finish({"seconds": seconds})
+    return outputs, summary
+
+
+def ranking_passes(cfg: StudyConfig) -> list[tuple[str, str, str]]:
+    """(system, backbone, stage) of every LLM pass of the study, in the order they run (one model
+    loaded at a time): validation users only where the hybrid's weights are tuned."""
+    passes = []
+    for system in ranking_systems(cfg):
+        for backbone in cfg.retrieval.models:
+            stages = ["valid", "test"] if system == "tuned" and cfg.ranking.tune_weights else ["test"]
+            passes += [(system, backbone, stage) for stage in stages]
+    return passes
