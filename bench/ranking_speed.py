@@ -33,7 +33,6 @@ from recranker.config import StudyConfig, load_config  # noqa: E402
 from recranker.ranking.backend import Backend, Output, TransformersBackend, Usage  # noqa: E402
 from recranker.ranking.llm import LLMRanker  # noqa: E402
 from recranker.report import markdown_table  # noqa: E402
-from recranker.types import Rankings  # noqa: E402
 
 
 class NaiveBackend(Backend):
@@ -77,7 +76,7 @@ def main() -> None:
     cfg = load_config(args.config or default) if (args.config or default.exists()) else StudyConfig(name=args.name)
     split = stages.prepare_split(cfg)
     candidates = stages.llm_candidates(cfg, split, "lightgcn", "test")
-    candidates = Rankings(candidates.users[: args.users], candidates.items[: args.users], candidates.scores[: args.users])
+    candidates = candidates.select(slice(None, args.users))
     tuned = stages.tune_stage(cfg)
     system = "tuned" if tuned.done() else "zero_shot"  # loads, never trains
     tokenizer, model = stages.ModelCache().get(cfg, system)
@@ -94,8 +93,8 @@ def main() -> None:
     for name, (backend_type, rcfg, n) in runs.items():
         backend = backend_type(model, tokenizer)
         ranker = LLMRanker(backend, renderer, split, hints, rcfg)
-        subset = Rankings(candidates.users[:n], candidates.items[:n], candidates.scores[:n])
-        warm = Rankings(candidates.users[-2:], candidates.items[-2:], candidates.scores[-2:])
+        subset = candidates.select(slice(None, n))
+        warm = candidates.select(slice(-2, None))
         ranker.rank(warm, "test", progress=False)  # warm-up on two users outside the naive loop's
         backend.usage = Usage()
         started = time.perf_counter()

@@ -18,29 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
-
+from recranker.prompts.config import CandidateCounts
 from recranker.split import Split
 
 #: relevance grade of a non-interacted (negatively sampled) candidate; observed items grade = rating
 NEGATIVE_GRADE = 0.0
-
-
-class CandidateCounts(BaseModel):
-    """How many candidates of each kind one training instance draws (fewer when the fold lacks
-    them; the shortfall is filled with negatives so every instance has the same size)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    liked: int = Field(1, ge=0, description="liked interactions of the held-out fold")
-    neutral: int = Field(0, ge=0, description="neutral interactions of the held-out fold")
-    disliked: int = Field(1, ge=0, description="disliked interactions of the held-out fold")
-    negatives: int = Field(0, ge=0, description="non-interacted items, drawn uniformly")
-
-    @property
-    def total(self) -> int:
-        """Candidates per instance."""
-        return self.liked + self.neutral + self.disliked + self.negatives
 
 
 @dataclass(frozen=True)

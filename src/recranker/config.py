@@ -23,25 +23,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from recranker.errors import ConfigError
-from recranker.prompts.instructions import PromptsConfig
+from recranker.prompts.config import PromptsConfig
 from recranker.ranking.config import RankingConfig
 from recranker.retrieval import RETRIEVERS, RetrieverConfig, retriever_class
 from recranker.sampling import SamplingConfig
+from recranker.settings import Settings
 from recranker.tuning.config import TuningConfig
 
 Format = Literal["ml-100k", "ml-1m", "bookcrossing", "amazon", "recbole", "csv"]
 
 
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, values are checked on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class DataConfig(Section):
+class DataConfig(Settings):
     """Which log to load and how ratings become feedback."""
 
     format: Format = "ml-100k"
@@ -61,7 +56,7 @@ class DataConfig(Section):
         return value
 
 
-class RetrievalConfig(Section):
+class RetrievalConfig(Settings):
     """Backbones to train (name -> settings) and how many candidates each retrieves."""
 
     models: dict[str, SerializeAsAny[RetrieverConfig]] = Field(
@@ -95,7 +90,7 @@ class RetrievalConfig(Section):
         return self.models.get(name) or retriever_class(name).Config()
 
 
-class EvaluationConfig(Section):
+class EvaluationConfig(Settings):
     """Cutoffs of HR@k and NDCG@k."""
 
     ks: list[int] = Field(default_factory=lambda: [3, 5, 10, 20])
@@ -110,7 +105,7 @@ class EvaluationConfig(Section):
         return sorted(set(value))
 
 
-class StudyConfig(Section):
+class StudyConfig(Settings):
     """A whole study: data, backbones, evaluation, and where the run directory lives."""
 
     name: str = Field("ml-100k", pattern=r"^[A-Za-z0-9._-]+$", description="run directory name")

@@ -15,7 +15,6 @@ import logging
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from recranker.candidates import TrainingPools
@@ -25,18 +24,6 @@ from recranker.split import Split
 from recranker.types import Rankings
 
 log = logging.getLogger(__name__)
-
-
-class HintConfig(BaseModel):
-    """Which models give hints, and whether training hints are cross-fitted (both switchable for
-    ablations)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    enabled: bool = Field(True, description="show hints in the prompts")
-    cross_fit: bool = Field(True, description="training hints from models that never saw the fold")
-    rating_model: str = Field("biased_mf", description="backbone predicting ratings (pointwise hints)")
-    ranking_model: str = Field("lightgcn", description="backbone ordering items (pairwise and listwise hints)")
 
 
 class HintModels:

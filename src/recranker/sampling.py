@@ -21,18 +21,17 @@ import math
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from recranker.errors import ConfigError
+from recranker.settings import Settings
 from recranker.split import Split
 
 Strategy = Literal["adaptive", "uniform", "importance", "clustering"]
 
 
-class SamplingConfig(BaseModel):
+class SamplingConfig(Settings):
     """How the users that get instructions are drawn."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     strategy: Strategy = "adaptive"
     instructions: int = Field(5000, ge=1, description="N: sampled user instances (one instruction per task each)")

@@ -72,6 +72,14 @@ class Rankings:
             np.take_along_axis(np.asarray(scores, dtype=np.float64), order, axis=1),
         )
 
+    def select(self, rows: np.ndarray | slice | list[int]) -> "Rankings":
+        """The lists of `rows` (positions, a boolean mask over the users or a slice), in that order.
+
+        >>> Rankings([7, 8, 9], [[1], [2], [3]], [[0.5], [0.4], [0.3]]).select([2, 0]).users.tolist()
+        [9, 7]
+        """
+        return Rankings(self.users[rows], self.items[rows], self.scores[rows])
+
     def truncate(self, m: int) -> "Rankings":
         """The first `m` items of each list."""
         return Rankings(self.users, self.items[:, :m], self.scores[:, :m])

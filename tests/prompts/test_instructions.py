@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from recranker.candidates import CandidateCounts
-from recranker.prompts.instructions import InstructionBuilder, PromptsConfig
+from recranker.prompts.config import CandidateCounts, PromptsConfig
+from recranker.prompts.instructions import InstructionBuilder
 from recranker.prompts.render import IDENTIFIERS
 
 
@@ -81,7 +81,8 @@ def test_cross_fitting_uses_fold_models_and_its_switch_the_full_ones(pools, rend
 
 def test_candidate_counts_are_configurable(pools, renderer, hint_models, users) -> None:
     counts = CandidateCounts(liked=2, disliked=1, negatives=12)
-    records = build(pools, renderer, hint_models, "listwise", users[:30], listwise=counts, listwise_top=2)
+    renderer.listwise_top = 2  # the answer's length is the renderer's (one spec for training and inference)
+    records = build(pools, renderer, hint_models, "listwise", users[:30], listwise=counts)
     assert all(len(r["items"]) == 15 and len(r["messages"][-1]["content"].split("\n")) == 2 for r in records)
 
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from recranker import assets
-from recranker.prompts.instructions import InstructionBuilder, PromptsConfig
+from recranker.prompts.config import PromptsConfig
+from recranker.prompts.instructions import InstructionBuilder
 from recranker.prompts.leakage import check_instruction_leakage
 from recranker.split import LeakageError
 

@@ -25,7 +25,7 @@ def test_utilities_follow_the_official_constants_by_hand() -> None:
                             [0.7, 0.6],   # disagree -> +0.25 to columns 1 and 2
                             [0.6, 0.3]],  # both orders: 2 beats 3 -> +0.5 to column 2
                   list_rank=[2, 0, 3, 1], list_logprob=[-1.0, -3.0, -0.5, -2.0])
-    u = utilities(out, C)
+    u = utilities(out, C, 5)
     retrieval = np.array([0.20, 0.15, 0.10, 0.05])  # 0.05 * (4 - r)
     np.testing.assert_allclose(u["pointwise"][0], retrieval + [3.0, 4.5, 1.0, 2.0])
     np.testing.assert_allclose(u["pairwise"][0], retrieval + [0.0, 0.75, 0.75, 0.0])
@@ -43,9 +43,9 @@ def test_bootstrapping_averages_the_passes_and_ungenerated_answers_have_no_gener
     out.list_rank = np.array([[[0, 1, 2, 3], [3, 2, 1, 0]]])
     out.list_logprob = np.array([[[-1, -2, -3, -4], [-4, -3, -2, -1]]], float)
     out.list_status = np.array([[-1, -1]])
-    u = utilities(out, C)
+    u = utilities(out, C, 5)
     assert "listwise" not in u and "bootstrapping" in u
-    expected = (listwise_bonus(np.array([0, 1, 2, 3]), C) + listwise_bonus(np.array([3, 2, 1, 0]), C)) / 2
+    expected = (listwise_bonus(np.array([0, 1, 2, 3]), C, 5) + listwise_bonus(np.array([3, 2, 1, 0]), C, 5)) / 2
     np.testing.assert_allclose(u["bootstrapping"][0], [0.20, 0.15, 0.10, 0.05] + expected)
 
 
@@ -60,7 +60,7 @@ def test_weight_tuning_finds_the_task_that_ranks_the_target_first() -> None:
     # the target is column 3; only the listwise answer puts it first
     out = outputs(point=[5, 4, 3, 1], pair_yes=[[0.9, 0.1]] * 3, list_rank=[1, 2, 3, 0], list_logprob=[-1, -2, -3, -4])
     gains = {0: {13: 1.0}}
-    weights, value, grid = tune_weights(utilities(out, C), out, gains, "NDCG@3", 0.5, "generate")
+    weights, value, grid = tune_weights(utilities(out, C, 5), out, gains, "NDCG@3", 0.5, "generate")
     assert weights[2] > 0 and value > 0 and len(grid) == 6
     assert max(g["NDCG@3"] for g in grid) == value
 

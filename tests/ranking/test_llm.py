@@ -111,7 +111,7 @@ def test_outputs_round_trip_and_concatenate(tmp_path, split, renderer, tokenizer
 
 def test_no_user_to_ask_gives_empty_outputs_of_the_right_width(split, renderer, tokenizer, hint_models, candidates) -> None:
     backend = OracleBackend(tokenizer, renderer.titles)
-    none = Rankings(candidates.users[:0], candidates.items[:0], candidates.scores[:0])
+    none = candidates.select(slice(None, 0))
     out = LLMRanker(backend, renderer, split, hint_models, RankingConfig()).rank(none, "test", progress=False)
     assert len(out) == 0 and out.items.shape == (0, 6) and out.pairs.shape == (5, 2) and not backend.texts
     assert len(RankerOutputs.concat([out])) == 0

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from recranker.prompts.instructions import InstructionBuilder, PromptsConfig
+from recranker.prompts.config import PromptsConfig
+from recranker.prompts.instructions import InstructionBuilder
 
 
 @pytest.fixture(scope="module")

@@ -14,60 +14,16 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
 
-from recranker.candidates import CandidateCounts, Candidates, TrainingPools
-from recranker.hints import HintConfig, HintModels
+from recranker.candidates import Candidates, TrainingPools
+from recranker.hints import HintModels
+from recranker.prompts.config import CandidateCounts, PromptsConfig
 from recranker.prompts.render import IDENTIFIERS, PromptRenderer
-from recranker.prompts.templates import TASKS, Task
-
-DATASET_DOMAINS = {"ml-100k": "movies", "ml-1m": "movies", "bookcrossing": "books", "amazon": "products"}
-
-
-class PromptsConfig(BaseModel):
-    """How instruction data is built: tasks, templates, candidates per task, history budget,
-    position shifting and hints."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    tasks: list[Task] = Field(default_factory=lambda: list(TASKS))
-    domain: Literal["auto", "movies", "books", "products"] = Field(
-        "auto", description="template domain; auto: from the data format (movies when unknown)")
-    templates_dir: Path | None = Field(None, description="folder of <domain>/<task>.yaml replacing the packaged ones")
-    tokenizer: str | None = Field("smollm2-135m", description="tokenizer for budgets and lengths; null: estimate")
-    folds: int = Field(5, ge=2, le=20, description="k: held-out folds of training interactions (cross-fitting)")
-    seed: int = 0
-    shift_positions: bool = Field(True, description="shuffle history and candidates (off: time and hint order)")
-    history_tokens: int = Field(256, ge=1, description="token budget of the history lines")
-    history_items: int = Field(30, ge=1, description="most history lines")
-    title_chars: int = Field(80, ge=8, description="longest title shown")
-    pointwise: CandidateCounts = CandidateCounts(liked=1, neutral=1, disliked=1, negatives=0)
-    pairwise: CandidateCounts = CandidateCounts(liked=1, neutral=0, disliked=1, negatives=1)
-    listwise: CandidateCounts = CandidateCounts(liked=3, neutral=0, disliked=2, negatives=5)
-    listwise_top: int = Field(5, ge=1, description="identifiers in a listwise answer (top-n)")
-    hints: HintConfig = Field(default_factory=HintConfig)
-
-    @model_validator(mode="after")
-    def _sizes(self) -> "PromptsConfig":
-        if not self.tasks:
-            raise ValueError("tasks: give at least one of " + ", ".join(TASKS))
-        p, q, r = self.pointwise, self.pairwise, self.listwise
-        if p.liked + p.neutral + p.disliked == 0:
-            raise ValueError("pointwise: needs rated candidates (liked, neutral or disliked > 0)")
-        if q.liked < 1 or q.total < 2:
-            raise ValueError("pairwise: needs liked >= 1 and at least one other candidate")
-        if not 2 <= r.total <= len(IDENTIFIERS):
-            raise ValueError(f"listwise: needs 2 to {len(IDENTIFIERS)} candidates, got {r.total}")
-        return self
-
-    def resolved_domain(self, data_format: str) -> str:
-        """The template domain for data of `data_format`."""
-        return DATASET_DOMAINS.get(data_format, "movies") if self.domain == "auto" else self.domain
+from recranker.prompts.templates import TASKS
 
 
 @dataclass
@@ -171,9 +127,9 @@ class InstructionBuilder:
             asked, hint = asked[by_score], hint[by_score]
             answer = np.argsort(by_score)[answer]
         hint_order = None if hint is None or not self.config.hints.enabled else np.argsort(-hint, kind="stable")
-        top = self.config.listwise_top
+        top = self.renderer.listwise_top
         history_rng = copy.deepcopy(rng)  # the second view shows the same history in the same order
-        prompt = self.renderer.listwise(history, d.candidates.items[asked], top=top, answer_order=answer,
+        prompt = self.renderer.listwise(history, d.candidates.items[asked], answer_order=answer,
                                         hint_order=hint_order, rng=rng)
         permutation = np.empty(len(answer), dtype=np.int64)
         permutation[answer] = np.arange(len(answer))
@@ -195,7 +151,7 @@ class InstructionBuilder:
             shuffle = np.roll(shuffle, 1)
         moved = np.argsort(shuffle)  # first-view position -> second-view position
         prompt = self.renderer.listwise(
-            history, d.candidates.items[asked[shuffle]], top=self.config.listwise_top, answer_order=moved[answer],
+            history, d.candidates.items[asked[shuffle]], answer_order=moved[answer],
             hint_order=None if hint_order is None else moved[hint_order], rng=rng)
         return {"messages": prompt.with_answer(), "order": shuffle.tolist()}
 

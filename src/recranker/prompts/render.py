@@ -47,13 +47,16 @@ class PromptRenderer:
     """Fills the templates of one domain for the items of `dataset`.
 
     `history_tokens` bounds the tokens of the history lines (counted by `counter`, newlines
-    included) and `history_items` their number; `title_chars` bounds each cleaned title.
+    included) and `history_items` their number; `title_chars` bounds each cleaned title;
+    `listwise_top` is the number of identifiers a listwise answer lists. The study builds every
+    renderer, for training and for inference, from `PromptsConfig` (one spec).
     """
 
     def __init__(self, dataset: Dataset, templates: dict[str, Template], *, counter: TokenCounter,
-                 history_tokens: int = 256, history_items: int = 30, title_chars: int = 80) -> None:
+                 history_tokens: int = 256, history_items: int = 30, title_chars: int = 80,
+                 listwise_top: int = 5) -> None:
         self.dataset, self.templates, self.counter = dataset, templates, counter
-        self.history_tokens, self.history_items = history_tokens, history_items
+        self.history_tokens, self.history_items, self.listwise_top = history_tokens, history_items, listwise_top
         self.titles = [clean_title(t, title_chars) for t in dataset.items["title"].tolist()]
 
     # ----------------------------------------------------------------------------- history
@@ -112,12 +115,14 @@ class PromptRenderer:
         answer = None if first_preferred is None else t.pieces["answer_yes" if first_preferred else "answer_no"]
         return Prompt(self._messages("pairwise", user), answer, items.tolist())
 
-    def listwise(self, history: tuple[np.ndarray, np.ndarray], candidates: np.ndarray, *, top: int,
+    def listwise(self, history: tuple[np.ndarray, np.ndarray], candidates: np.ndarray, *, top: int | None = None,
                  answer_order: np.ndarray | None = None, hint_order: np.ndarray | None = None,
                  rng: np.random.Generator | None = None) -> Prompt:
         """"Rank these candidates" over `candidates` in the order shown (identifier A is
         candidates[0]); `answer_order` (training) and `hint_order` are positions into
-        `candidates`, best first; the answer lists the first `top` identifiers."""
+        `candidates`, best first; the answer lists the first `top` identifiers (default
+        `listwise_top`)."""
+        top = self.listwise_top if top is None else top
         t = self.templates["listwise"]
         if len(candidates) > len(IDENTIFIERS):
             raise ValueError(f"at most {len(IDENTIFIERS)} listwise candidates, got {len(candidates)}")

@@ -2,38 +2,43 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from recranker.prompts.templates import TASKS, Task
+from recranker.settings import Settings
 
 Baseline = Literal["zero_shot", "no_hints", "bootstrapping"]
 BASELINES: tuple[Baseline, ...] = ("zero_shot", "no_hints", "bootstrapping")
 
 
-class UtilityConstants(BaseModel):
+class UtilityConstants(Settings):
     """The utility constants of RecRanker's hybrid ranking, as its official code sets them.
 
     U_retrieval = retrieval * (m - r) for the candidate at backbone rank r (0-based);
     pointwise adds pointwise * P (P the expected rating); pairwise gives the winner of a pair
     `pairwise` when both orders agree and each item pairwise / 2 when they disagree; listwise adds
-    listwise * (listwise_top - p) to the candidate at position p < listwise_top (0-based).
+    listwise * (top - p) to the candidate at position p < top (0-based), where top is the length
+    of the listwise answer (`prompts.listwise_top`: one spec for the prompt and the utility).
     """
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     retrieval: float = Field(0.05, ge=0)
     pointwise: float = Field(1.0, ge=0)
     pairwise: float = Field(0.5, ge=0)
     listwise: float = Field(0.025, ge=0)
-    listwise_top: int = Field(5, ge=1)
 
 
-class RankingConfig(BaseModel):
+class RankingConfig(Settings):
     """How the LLM ranks each user's candidates and how the hybrid combines the tasks."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    #: settings that cannot change what the LLM is asked or answers: how the answers are combined
+    #: (the hybrid), batching, and those the LLM passes see in another form (`tasks` as the tasks
+    #: ranked, `bootstrap` and `baselines` as the number of listwise passes); every other setting
+    #: is an input of the LLM ranking stages
+    NOT_ASKED: ClassVar[frozenset[str]] = frozenset({
+        "listwise", "weights", "tune_weights", "weight_step", "tune_metric", "constants", "baselines", "bootstrap",
+        "tasks", "batch_tokens", "prefix_tokens", "chunk_users"})
 
     model: str | None = Field(None, description="LLM to rank with; null: the run's tuned model (tune/<variant>)")
     tasks: list[Task] | None = Field(None, description="tasks to rank with; null: those the model was tuned on")

@@ -1,7 +1,8 @@
 """RecRanker's utilities of each task and the hybrid ranking (DESIGN section 7).
 
 For a user's candidates in the backbone's order (column r is backbone rank r, 0-based), with the
-constants `UtilityConstants` (C_ret 0.05, C1 1, C2 0.5, C3 0.025, top 5 as in the official code):
+constants `UtilityConstants` (C_ret 0.05, C1 1, C2 0.5, C3 0.025 as in the official code) and
+the listwise answer's length top (`prompts.listwise_top`, 5 as in the official code):
 
     U_retrieval[r] = C_ret * (m - r)
     U_point        = U_retrieval + C1 * E[rating]
@@ -48,9 +49,9 @@ def pairwise_bonus(out: RankerOutputs, c: UtilityConstants) -> np.ndarray:
     return bonus
 
 
-def listwise_bonus(ranks: np.ndarray, c: UtilityConstants) -> np.ndarray:
+def listwise_bonus(ranks: np.ndarray, c: UtilityConstants, top: int) -> np.ndarray:
     """(..., m) C3 * (top - p) for positions p < top, from each column's position p."""
-    return np.where(ranks < c.listwise_top, c.listwise * (c.listwise_top - ranks), 0.0)
+    return np.where(ranks < top, c.listwise * (top - ranks), 0.0)
 
 
 def logit_ranks(logprobs: np.ndarray) -> np.ndarray:
@@ -59,10 +60,10 @@ def logit_ranks(logprobs: np.ndarray) -> np.ndarray:
     return np.argsort(order, axis=-1, kind="stable")
 
 
-def utilities(out: RankerOutputs, c: UtilityConstants, listwise: str = "generate") -> dict[str, np.ndarray]:
+def utilities(out: RankerOutputs, c: UtilityConstants, top: int, listwise: str = "generate") -> dict[str, np.ndarray]:
     """(U, m) utilities of each available single-task system: pointwise, pairwise, listwise
     (generated), listwise_logits (one pass), bootstrapping (all passes averaged, generated or
-    logits as `listwise`)."""
+    logits as `listwise`); `top` is the listwise answer's length (`prompts.listwise_top`)."""
     n, m = out.items.shape
     base = retrieval_utility(n, m, c)
     systems: dict[str, np.ndarray] = {}
@@ -71,11 +72,11 @@ def utilities(out: RankerOutputs, c: UtilityConstants, listwise: str = "generate
     if not np.isnan(out.pair_yes).all():
         systems["pairwise"] = base + pairwise_bonus(out, c)
     if out.list_logprob.size and not np.isnan(out.list_logprob).all():
-        by_logits = listwise_bonus(logit_ranks(out.list_logprob), c)  # (U, B, m)
+        by_logits = listwise_bonus(logit_ranks(out.list_logprob), c, top)  # (U, B, m)
         systems["listwise_logits"] = base + by_logits[:, 0]
         passes = by_logits
         if (out.list_status >= 0).all():
-            generated = listwise_bonus(out.list_rank, c)
+            generated = listwise_bonus(out.list_rank, c, top)
             systems["listwise"] = base + generated[:, 0]
             passes = generated if listwise == "generate" else by_logits
         if out.list_rank.shape[1] > 1:

@@ -138,7 +138,7 @@ class LLMRanker:
         bar = tqdm(total=len(candidates), desc=f"LLM ranking ({stage})", unit="user", disable=not progress)
         for start in range(0, len(candidates), chunk):
             rows = np.arange(start, min(start + chunk, len(candidates)))
-            part = self.rank_chunk(Rankings(candidates.users[rows], candidates.items[rows], candidates.scores[rows]), stage)
+            part = self.rank_chunk(candidates.select(rows), stage)
             if on_chunk is not None:
                 on_chunk(part)
             parts.append(part)
@@ -183,7 +183,7 @@ class LLMRanker:
                     order = self._rng(stage, user, 1 + k).permutation(m)
                     shown[row, k] = order
                     hint = None if scores is None else np.argsort(-scores[row, order], kind="stable")
-                    prompt = self.renderer.listwise(history, items[row, order], top=cfg.constants.listwise_top,
+                    prompt = self.renderer.listwise(history, items[row, order],
                                                     hint_order=hint, rng=self._rng(stage, user))
                     requests.append(self._request(prompt, row, cfg.max_new_tokens if cfg.generate else 0))
                     where.append(("listwise", row, k))
@@ -205,7 +205,7 @@ class LLMRanker:
                 if out.text is None:
                     continue
                 backbone_order = np.argsort(shown[row, k])  # shown positions, backbone's best first
-                order, status = parse_order(out.text, IDENTIFIERS[:m], cfg.constants.listwise_top, backbone_order)
+                order, status = parse_order(out.text, IDENTIFIERS[:m], self.renderer.listwise_top, backbone_order)
                 columns = shown[row, k][order]
                 list_rank[row, k, columns] = np.arange(m)
                 list_status[row, k] = status

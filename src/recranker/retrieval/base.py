@@ -19,11 +19,12 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from tqdm.auto import tqdm
 
 from recranker.artifacts import atomic_write
 from recranker.metrics import Measure, per_user, single_target_gains
+from recranker.settings import Settings
 from recranker.split import Split, Stage
 from recranker.types import Rankings
 
@@ -32,10 +33,10 @@ log = logging.getLogger(__name__)
 Exclude = Literal["seen", "liked", "none"]
 
 
-class RetrieverConfig(BaseModel):
+class RetrieverConfig(Settings):
     """Settings every retriever shares; each model extends it with its own."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     seed: int = 0
     epochs: int = Field(200, ge=0, description="most epochs to train")

@@ -29,7 +29,7 @@ def evaluation_population(cfg: StudyConfig, split: Split, backbone: str, stage: 
     placeholder item no list holds, so it scores 0)."""
     candidates = load_candidates(cfg, backbone, stage)
     rows = evaluated_users(cfg, split, stage)
-    population = Rankings(candidates.users[rows], candidates.items[rows], candidates.scores[rows])
+    population = candidates.select(rows)
     if cfg.evaluation.graded and stage == "test":
         gains = graded_gains(split, population.users, split.dataset.feedback.liked_min)
         return population, {u: g or {-1: 1.0} for u, g in gains.items()}
@@ -42,7 +42,7 @@ def llm_candidates(cfg: StudyConfig, split: Split, backbone: str, stage: str) ->
     the LLM would change no metric."""
     population, gains = evaluation_population(cfg, split, backbone, stage)
     keep = covered(population, gains)
-    return Rankings(population.users[keep], population.items[keep], population.scores[keep])
+    return population.select(keep)
 
 
 def graded_gains(split, users: np.ndarray, liked_min: float) -> dict:

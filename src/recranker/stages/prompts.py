@@ -81,7 +81,7 @@ def prompt_renderer(cfg: StudyConfig, split: Split, tokenizer, tasks) -> PromptR
     templates = load_templates(pcfg.resolved_domain(cfg.data.format), pcfg.templates_dir, tuple(tasks))
     return PromptRenderer(split.dataset, templates, counter=TokenCounter(tokenizer),
                           history_tokens=pcfg.history_tokens, history_items=pcfg.history_items,
-                          title_chars=pcfg.title_chars)
+                          title_chars=pcfg.title_chars, listwise_top=pcfg.listwise_top)
 
 
 #: version of the instruction records' layout: a change rebuilds earlier runs' prompts (3: one history for

@@ -19,13 +19,13 @@ from recranker.stages.population import llm_candidates
 from recranker.stages.prompts import full_hint_models, prompt_renderer, template_texts
 from recranker.stages.retrieval import retrieval_stage
 from recranker.stages.tune import run_tune, tune_stage
-from recranker.types import Rankings
 
 log = logging.getLogger(__name__)
 
 
-#: version of the ranking outputs' layout and prompts: a change reruns earlier runs' ranking
-RANKING_FORMAT = 1
+#: version of the ranking outputs' layout and prompts: a change reruns earlier runs' ranking (2: inputs are
+#: whole config sections; the listwise answer's length is prompts.listwise_top)
+RANKING_FORMAT = 2
 
 
 def ranking_systems(cfg: StudyConfig) -> list[str]:
@@ -43,16 +43,31 @@ def ranking_model_inputs(cfg: StudyConfig, system: str) -> str:
 
 
 def rank_stage(cfg: StudyConfig, backbone: str, system: str, stage: str) -> Stage:
-    """LLM ranking of `backbone`'s candidates at `stage` by `system` (inputs: the ranking settings
-    that change what the LLM is asked, the model, the prompts' settings, the candidates)."""
-    r = cfg.ranking
-    asked = [cfg.ranked_tasks, r.pairs, r.generate, r.max_new_tokens, r.seed, r.test_users, r.valid_users,
-             r.bootstrap if "bootstrapping" in r.baselines else 1, r.constants.listwise_top]
-    p = cfg.prompts
-    shown = [p.domain, p.templates_dir, p.history_tokens, p.history_items, p.title_chars,
-             p.hints.rating_model, p.hints.ranking_model, system != "no_hints" and p.hints.enabled]
+    """LLM ranking of `backbone`'s candidates at `stage` by `system`. Its inputs are whole config
+    sections less what cannot change the LLM's answers (`RankingConfig.NOT_ASKED`,
+    `PromptsConfig.TRAINING_ONLY`), so a new setting is an input unless declared otherwise: a
+    stale pass can never be read back. Also the templates, the model and the candidates."""
     return Stage(cfg.run_dir, f"rank/{backbone}/{system}/{stage}", inputs=fingerprint(
-        asked, shown, template_texts(cfg, cfg.ranked_tasks), ranking_model_inputs(cfg, system), retrieval_stage(cfg, backbone).inputs, RANKING_FORMAT))
+        asked_settings(cfg), shown_settings(cfg, system), template_texts(cfg, cfg.ranked_tasks),
+        ranking_model_inputs(cfg, system), retrieval_stage(cfg, backbone).inputs, RANKING_FORMAT))
+
+
+def asked_settings(cfg: StudyConfig) -> dict:
+    """The ranking section as it shapes the LLM's requests: all of it but `NOT_ASKED`, with the
+    tasks ranked and the listwise passes made."""
+    r = cfg.ranking
+    asked = r.model_dump(mode="json", exclude=set(r.NOT_ASKED))
+    asked.update(tasks=cfg.ranked_tasks, passes=r.bootstrap if "bootstrapping" in r.baselines else 1)
+    return asked
+
+
+def shown_settings(cfg: StudyConfig, system: str) -> dict:
+    """The prompts section as it shapes an inference prompt: all of it but `TRAINING_ONLY`, hints
+    off for the no-hints system."""
+    p = cfg.prompts
+    shown = p.model_dump(mode="json", exclude=p.TRAINING_ONLY)
+    shown["hints"]["enabled"] = system != "no_hints" and p.hints.enabled
+    return shown
 
 
 class ModelCache:
@@ -118,7 +133,7 @@ def run_rank(cfg: StudyConfig, backbone: str, system: str, stage: str, *, split:
         counter[0] += 1
 
     started = time.perf_counter()
-    remaining = Rankings(candidates.users[todo], candidates.items[todo], candidates.scores[todo])
+    remaining = candidates.select(todo)
     fresh = None
     if todo.any() or not done:  # no covered user at all still gives (empty) outputs
         fresh = ranker.rank(remaining, stage, chunk=cfg.ranking.chunk_users, progress=progress, on_chunk=save)

@@ -89,7 +89,7 @@ def study_results(cfg, split, outputs: dict) -> dict:
             if len(valid) and len(test):
                 vgains = single_target_gains(valid.users, split.target_items("valid")[
                     np.searchsorted(split.users, valid.users)])
-                weights, value, grid = tune_weights(utilities(valid, rcfg.constants, rcfg.listwise), valid, vgains,
+                weights, value, grid = tune_weights(utilities(valid, rcfg.constants, cfg.prompts.listwise_top, rcfg.listwise), valid, vgains,
                                                     rcfg.tune_metric, rcfg.weight_step, rcfg.listwise)
                 weight_info = {"tuned": True, "metric": rcfg.tune_metric, "valid_value": value,
                                "valid_users": len(valid), "grid": grid}
@@ -99,7 +99,7 @@ def study_results(cfg, split, outputs: dict) -> dict:
             rows_ = np.array([position[int(u)] for u in out.users], dtype=np.int64)
             systems[name] = _replace(population, rows_, scores, out)
 
-        utils = utilities(test, rcfg.constants, rcfg.listwise) if len(test) else {}
+        utils = utilities(test, rcfg.constants, cfg.prompts.listwise_top, rcfg.listwise) if len(test) else {}
         for key, name in SINGLE.items():
             if key in utils and (key != "bootstrapping" or "bootstrapping" in rcfg.baselines):
                 add(name, test, utils[key])
@@ -108,7 +108,7 @@ def study_results(cfg, split, outputs: dict) -> dict:
         for system, name in (("zero_shot", "zero-shot hybrid"), ("no_hints", "hybrid w/o hints")):
             if (backbone, system, "test") in outputs and len(outputs[backbone, system, "test"][0]):
                 other = outputs[backbone, system, "test"][0]
-                add(name, other, hybrid(utilities(other, rcfg.constants, rcfg.listwise), weights, rcfg.listwise))
+                add(name, other, hybrid(utilities(other, rcfg.constants, cfg.prompts.listwise_top, rcfg.listwise), weights, rcfg.listwise))
         tables = {name: per_user(r, gains, which) for name, r in systems.items()}
         covered = covered_users(population, gains)  # exactly the users the LLM was asked about
         base = tables["backbone"]

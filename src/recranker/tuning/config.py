@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from recranker.prompts.templates import Task
+from recranker.settings import Settings
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class LoraConfig(_Section):
+class LoraConfig(Settings):
     """LoRA adapter shape (peft)."""
 
     rank: int = Field(8, ge=1, description="r")
@@ -24,7 +21,7 @@ class LoraConfig(_Section):
         "all-linear", description="module names to adapt, or every linear layer but the output head")
 
 
-class AlroConfig(_Section):
+class AlroConfig(Settings):
     """ALRO's objective L = L_sft + alpha L_rank + beta L_perm on listwise examples; each term
     can be switched off for ablation (paper defaults alpha 0.1, beta 0.01, gamma 2)."""
 
@@ -41,7 +38,7 @@ class AlroConfig(_Section):
         return self.soft_lambda or self.permutation
 
 
-class TuningConfig(_Section):
+class TuningConfig(Settings):
     """Which model to tune, on which instruction data, how."""
 
     variant: str = Field("main", pattern=r"^[A-Za-z0-9._-]+$",

@@ -1,0 +1,94 @@
+"""Settings of the instruction data and of prompt rendering (DESIGN sections 3-5).
+
+`PromptsConfig` is the one spec of how prompts look, for training and for inference alike: the
+template domain and folder, the history budget, the title length and the listwise answer's length
+(`listwise_top`, which the hybrid's listwise utility uses too). The stages build every renderer
+from it (`recranker.stages.prompts.prompt_renderer`), so a training prompt and an inference prompt
+of the same task and the same inputs are the same text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from recranker.prompts.render import IDENTIFIERS
+from recranker.prompts.templates import TASKS, Task
+from recranker.settings import Settings
+
+
+class CandidateCounts(Settings):
+    """How many candidates of each kind one training instance draws (fewer when the fold lacks
+    them; the shortfall is filled with negatives so every instance has the same size)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    liked: int = Field(1, ge=0, description="liked interactions of the held-out fold")
+    neutral: int = Field(0, ge=0, description="neutral interactions of the held-out fold")
+    disliked: int = Field(1, ge=0, description="disliked interactions of the held-out fold")
+    negatives: int = Field(0, ge=0, description="non-interacted items, drawn uniformly")
+
+    @property
+    def total(self) -> int:
+        """Candidates per instance."""
+        return self.liked + self.neutral + self.disliked + self.negatives
+
+
+class HintConfig(Settings):
+    """Which models give hints, and whether training hints are cross-fitted (both switchable for
+    ablations)."""
+
+    enabled: bool = Field(True, description="show hints in the prompts")
+    cross_fit: bool = Field(True, description="training hints from models that never saw the fold")
+    rating_model: str = Field("biased_mf", description="backbone predicting ratings (pointwise hints)")
+    ranking_model: str = Field("lightgcn", description="backbone ordering items (pairwise and listwise hints)")
+
+
+DATASET_DOMAINS = {"ml-100k": "movies", "ml-1m": "movies", "bookcrossing": "books", "amazon": "products"}
+
+
+class PromptsConfig(Settings):
+    """How instruction data is built: tasks, templates, candidates per task, history budget,
+    position shifting and hints."""
+
+    #: settings that only shape the training data; every other one also shapes an inference prompt
+    #: and is an input of the LLM ranking stages
+    TRAINING_ONLY: ClassVar[dict] = {"tasks": True, "tokenizer": True, "folds": True, "seed": True,
+                                     "shift_positions": True, "pointwise": True, "pairwise": True, "listwise": True,
+                                     "hints": {"cross_fit": True}}
+
+    tasks: list[Task] = Field(default_factory=lambda: list(TASKS))
+    domain: Literal["auto", "movies", "books", "products"] = Field(
+        "auto", description="template domain; auto: from the data format (movies when unknown)")
+    templates_dir: Path | None = Field(None, description="folder of <domain>/<task>.yaml replacing the packaged ones")
+    tokenizer: str | None = Field("smollm2-135m", description="tokenizer for budgets and lengths; null: estimate")
+    folds: int = Field(5, ge=2, le=20, description="k: held-out folds of training interactions (cross-fitting)")
+    seed: int = 0
+    shift_positions: bool = Field(True, description="shuffle history and candidates (off: time and hint order)")
+    history_tokens: int = Field(256, ge=1, description="token budget of the history lines")
+    history_items: int = Field(30, ge=1, description="most history lines")
+    title_chars: int = Field(80, ge=8, description="longest title shown")
+    pointwise: CandidateCounts = CandidateCounts(liked=1, neutral=1, disliked=1, negatives=0)
+    pairwise: CandidateCounts = CandidateCounts(liked=1, neutral=0, disliked=1, negatives=1)
+    listwise: CandidateCounts = CandidateCounts(liked=3, neutral=0, disliked=2, negatives=5)
+    listwise_top: int = Field(5, ge=1, description="identifiers in a listwise answer (top-n)")
+    hints: HintConfig = Field(default_factory=HintConfig)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> "PromptsConfig":
+        if not self.tasks:
+            raise ValueError("tasks: give at least one of " + ", ".join(TASKS))
+        p, q, r = self.pointwise, self.pairwise, self.listwise
+        if p.liked + p.neutral + p.disliked == 0:
+            raise ValueError("pointwise: needs rated candidates (liked, neutral or disliked > 0)")
+        if q.liked < 1 or q.total < 2:
+            raise ValueError("pairwise: needs liked >= 1 and at least one other candidate")
+        if not 2 <= r.total <= len(IDENTIFIERS):
+            raise ValueError(f"listwise: needs 2 to {len(IDENTIFIERS)} candidates, got {r.total}")
+        return self
+
+    def resolved_domain(self, data_format: str) -> str:
+        """The template domain for data of `data_format`."""
+        return DATASET_DOMAINS.get(data_format, "movies") if self.domain == "auto" else self.domain
