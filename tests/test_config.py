@@ -44,6 +44,7 @@ def test_model_settings_are_typed_per_model(tmp_path) -> None:
         ("tuning: {tasks: [listwise, listwise]}\n", "a task is listed twice"),
         ("tuning: {method: full, merge: true}\n", "only a LoRA adapter can be merged"),
         ("tuning: {lora: {rnak: 4}}\n", "tuning.lora.rnak: unknown key"),
+        ("tuning: {instructions: 100}\n", "tuning: Value error, instructions was renamed limit"),
     ],
 )
 def test_bad_configs_name_file_and_key(tmp_path, text: str, message: str) -> None:

@@ -1,4 +1,7 @@
-"""The typed, validated config of a study (DESIGN section 9).
+"""The typed, validated config of a study (DESIGN section 9): `StudyConfig` gathers the sections,
+each defined in the `config` module of the package it configures (`data.config`,
+`retrieval.config`, `metrics.config`, `prompts.config`, `tuning.config`, `ranking.config`; the
+sampling settings in `sampling`), all on one base class (`recranker.settings.Settings`).
 
 A study config is YAML; every key is checked (an unknown key or a bad value is a `ConfigError`
 naming the file and the key path), and every CLI flag overrides it through `override`.
@@ -12,7 +15,7 @@ retrieval:
 evaluation: {ks: [3, 5, 10, 20]}
 sampling: {strategy: adaptive, instructions: 5000}
 prompts: {tasks: [pointwise, pairwise, listwise], hints: {cross_fit: true}}
-tuning: {model: smollm2-135m, instructions: 200, epochs: 1, alro: {alpha: 0.1, beta: 0.01}}
+tuning: {model: smollm2-135m, limit: 200, epochs: 1, alro: {alpha: 0.1, beta: 0.01}}
 ranking: {listwise: logits, bootstrap: 3, tune_weights: true}
 ```
 """
@@ -20,89 +23,21 @@ ranking: {listwise: logits, bootstrap: 3, tune_weights: true}
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from recranker.data.config import DataConfig
 from recranker.errors import ConfigError
+from recranker.metrics.config import EvaluationConfig
 from recranker.prompts.config import PromptsConfig
 from recranker.ranking.config import RankingConfig
-from recranker.retrieval import RETRIEVERS, RetrieverConfig, retriever_class
+from recranker.retrieval import RETRIEVERS
+from recranker.retrieval.config import RetrievalConfig
 from recranker.sampling import SamplingConfig
 from recranker.settings import Settings
 from recranker.tuning.config import TuningConfig
-
-Format = Literal["ml-100k", "ml-1m", "bookcrossing", "amazon", "recbole", "csv"]
-
-
-class DataConfig(Settings):
-    """Which log to load and how ratings become feedback."""
-
-    format: Format = "ml-100k"
-    path: Path | None = Field(None, description="file or folder; omitted: the fetched default copy")
-    items_path: Path | None = Field(None, description="item table (csv format)")
-    meta_path: Path | None = Field(None, description="item metadata (amazon format)")
-    liked_min: float = Field(4.0, description="ratings at or above are liked")
-    disliked_max: float = Field(2.0, description="ratings at or below are disliked")
-    implicit: bool = Field(False, description="the log has no ratings: everything is liked")
-
-    @field_validator("disliked_max")
-    @classmethod
-    def _below_liked(cls, value: float, info: Any) -> float:
-        liked = info.data.get("liked_min")
-        if liked is not None and value >= liked:
-            raise ValueError(f"must be below liked_min ({liked})")
-        return value
-
-
-class RetrievalConfig(Settings):
-    """Backbones to train (name -> settings) and how many candidates each retrieves."""
-
-    models: dict[str, SerializeAsAny[RetrieverConfig]] = Field(
-        default_factory=lambda: {"lightgcn": retriever_class("lightgcn").Config()}
-    )
-    candidates: int = Field(10, ge=1, le=1000, description="m: candidates per user for the ranker")
-
-    @field_validator("models", mode="before")
-    @classmethod
-    def _typed_models(cls, value: Any) -> dict[str, RetrieverConfig]:
-        if not isinstance(value, dict) or not value:
-            raise ValueError("give at least one model, as {name: {settings}}")
-        out, problems = {}, []
-        for name, settings in value.items():
-            if name not in RETRIEVERS:
-                raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(RETRIEVERS))}")
-            config_type = retriever_class(name).Config
-            if isinstance(settings, config_type):
-                out[name] = settings
-                continue
-            try:
-                out[name] = config_type(**(settings or {}))
-            except ValidationError as exc:  # keep the model's name in each error's key path
-                problems += [{**error, "loc": (name, *error["loc"])} for error in exc.errors()]
-        if problems:
-            raise ValidationError.from_exception_data(cls.__name__, problems)
-        return out
-
-    def model(self, name: str) -> RetrieverConfig:
-        """Settings of model `name` (its defaults when the config does not list it)."""
-        return self.models.get(name) or retriever_class(name).Config()
-
-
-class EvaluationConfig(Settings):
-    """Cutoffs of HR@k and NDCG@k."""
-
-    ks: list[int] = Field(default_factory=lambda: [3, 5, 10, 20])
-    graded: bool = Field(False, description="LLM ranking metrics with graded relevance from the user's future "
-                         "ratings (ALRO's protocol) instead of the single test target")
-
-    @field_validator("ks")
-    @classmethod
-    def _positive(cls, value: list[int]) -> list[int]:
-        if not value or any(k < 1 for k in value):
-            raise ValueError("cutoffs must be a non-empty list of positive integers")
-        return sorted(set(value))
 
 
 class StudyConfig(Settings):

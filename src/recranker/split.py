@@ -28,8 +28,10 @@ from recranker.errors import DataError, RecrankerError
 
 log = logging.getLogger(__name__)
 
-Stage = Literal["valid", "test"]
-STAGES: tuple[Stage, Stage] = ("valid", "test")
+#: which of a user's two targets a feature is for: the validation or the test target (the
+#: parameters that take one are named `stage`; not to be confused with a run's `artifacts.Stage`)
+Target = Literal["valid", "test"]
+TARGETS: tuple[Target, Target] = ("valid", "test")
 
 
 class LeakageError(RecrankerError, AssertionError):
@@ -69,16 +71,16 @@ class Split:
         """Training interactions: everything before each user's validation target."""
         return self.history("valid")
 
-    def history(self, stage: Stage) -> pd.DataFrame:
+    def history(self, stage: Target) -> pd.DataFrame:
         """Interactions strictly before each user's `stage` target."""
         cutoff = self.targets[f"{_check(stage)}_time"].reindex(self.known["user"]).to_numpy()
         return self.known[self.known["timestamp"].to_numpy() < cutoff].reset_index(drop=True)
 
-    def target_items(self, stage: Stage) -> np.ndarray:
+    def target_items(self, stage: Target) -> np.ndarray:
         """Target item code of each user in `users`, for `stage`."""
         return self.targets[f"{_check(stage)}_item"].to_numpy(np.int64)
 
-    def seen(self, stage: Stage, *, liked_only: bool = False) -> sp.csr_matrix:
+    def seen(self, stage: Target, *, liked_only: bool = False) -> sp.csr_matrix:
         """(n_users, n_items) 0/1 matrix of items each user interacted with (or liked, when
         `liked_only`) before `stage`'s target. These are excluded from the full ranking.
         """
@@ -99,7 +101,7 @@ class Split:
         train = self.train
         return train[self.dataset.feedback.liked(train["rating"].to_numpy())].reset_index(drop=True)
 
-    def sequences(self, stage: Stage, *, liked_only: bool = True) -> list[np.ndarray]:
+    def sequences(self, stage: Target, *, liked_only: bool = True) -> list[np.ndarray]:
         """Per user code, the items before `stage`'s target in time order (empty for others)."""
         hist = self.history(stage)
         if liked_only:
@@ -154,8 +156,8 @@ class Split:
 
 
 def _check(stage: str) -> str:
-    if stage not in STAGES:
-        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    if stage not in TARGETS:
+        raise ValueError(f"stage must be one of {TARGETS}, got {stage!r}")
     return stage
 
 
@@ -211,7 +213,7 @@ def _warn_left_out(dataset: Dataset, users: np.ndarray, source: str | None) -> N
     )
 
 
-def assert_before(frame: pd.DataFrame, split: Split, stage: Stage, what: str) -> None:
+def assert_before(frame: pd.DataFrame, split: Split, stage: Target, what: str) -> None:
     """Raise `LeakageError` unless every row of `frame` (columns `user`, `timestamp`, optional
     `item`) is strictly earlier than its user's `stage` target and is not the target itself.
 
@@ -244,6 +246,6 @@ def check_leakage(split: Split) -> None:
     """
     if not (split.targets["valid_time"] < split.targets["test_time"]).all():
         raise LeakageError("a validation target is not strictly before its test target")
-    for stage in STAGES:
+    for stage in TARGETS:
         assert_before(split.history(stage), split, stage, f"{stage} history")
     assert_before(split.train, split, "valid", "training set")

@@ -238,7 +238,7 @@ def _configured(args: argparse.Namespace):
 FLAGS = {
     "instructions": "sampling.instructions", "strategy": "sampling.strategy", "tasks": "prompts.tasks",
     "tokenizer": "prompts.tokenizer", "variant": "tuning.variant", "tune_model": "tuning.model",
-    "tune_tasks": "tuning.tasks", "limit": "tuning.instructions", "epochs": "tuning.epochs",
+    "tune_tasks": "tuning.tasks", "limit": "tuning.limit", "epochs": "tuning.epochs",
     "max_steps": "tuning.max_steps", "batch_size": "tuning.batch_size", "lr": "tuning.learning_rate",
     "rank_model": "ranking.model", "test_users": "ranking.test_users", "listwise": "ranking.listwise",
 }

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from recranker.artifacts import atomic_write
 from recranker.metrics import Measure, per_user, single_target_gains
 from recranker.settings import Settings
-from recranker.split import Split, Stage
+from recranker.split import Split, Target
 from recranker.types import Rankings
 
 log = logging.getLogger(__name__)
@@ -64,10 +64,10 @@ class Retriever(ABC):
         """Train on `split.train`; returns self."""
 
     @abstractmethod
-    def score_all(self, users: np.ndarray, stage: Stage = "test") -> np.ndarray:
+    def score_all(self, users: np.ndarray, stage: Target = "test") -> np.ndarray:
         """(U, n_items) float32 scores of every item for `users` at `stage`."""
 
-    def score(self, users: np.ndarray, items: np.ndarray, stage: Stage = "test") -> np.ndarray:
+    def score(self, users: np.ndarray, items: np.ndarray, stage: Target = "test") -> np.ndarray:
         """(U, m) scores of `items[u]` (shape (U, m)) for each user."""
         users = np.asarray(users, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)
@@ -79,7 +79,7 @@ class Retriever(ABC):
         self,
         users: np.ndarray,
         m: int,
-        stage: Stage = "test",
+        stage: Target = "test",
         *,
         exclude: Exclude = "seen",
         batch_size: int = 1024,
@@ -111,7 +111,7 @@ class Retriever(ABC):
 
     # --------------------------------------------------------------------------- evaluation
     def evaluate(
-        self, split: Split, stage: Stage, which: list[str] | None = None, *, exclude: Exclude = "seen"
+        self, split: Split, stage: Target, which: list[str] | None = None, *, exclude: Exclude = "seen"
     ) -> pd.DataFrame:
         """Per-user full-ranking metrics at `stage` (a DataFrame, one column per measure)."""
         which = which or ["HR@10", "NDCG@10"]

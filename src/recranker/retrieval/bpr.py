@@ -16,7 +16,7 @@ from pydantic import Field
 from torch import nn
 
 from recranker.retrieval.base import RetrieverConfig, TorchRetriever, optimize
-from recranker.split import Split, Stage
+from recranker.split import Split, Target
 
 
 def bpr_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
@@ -143,7 +143,7 @@ class BPRMF(TorchRetriever):
         return optimize(optimizer, (self.module(u, i, j, self.config.l2) for u, i, j in batches))
 
     @torch.no_grad()
-    def score_all(self, users: np.ndarray, stage: Stage = "test") -> np.ndarray:
+    def score_all(self, users: np.ndarray, stage: Target = "test") -> np.ndarray:
         """Dot products of the users' embeddings with every item's (stage is ignored)."""
         u = self.module.user(torch.tensor(users, dtype=torch.long, device=self.device))  # (U, d)
         return (u @ self.module.item.weight.T).float().cpu().numpy()  # (U, I)

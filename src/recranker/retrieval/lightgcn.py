@@ -18,7 +18,7 @@ from torch import nn
 
 from recranker.retrieval.base import RetrieverConfig, TorchRetriever, optimize
 from recranker.retrieval.bpr import PairSampler, bpr_loss, l2_penalty
-from recranker.split import Split, Stage
+from recranker.split import Split, Target
 
 
 def normalized_adjacency(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> torch.Tensor:
@@ -120,7 +120,7 @@ class LightGCN(TorchRetriever):
         """(n_users, d) float32 final user embeddings (e.g. for clustering users)."""
         return self.propagated()[0].float().cpu().numpy()
 
-    def score_all(self, users: np.ndarray, stage: Stage = "test") -> np.ndarray:
+    def score_all(self, users: np.ndarray, stage: Target = "test") -> np.ndarray:
         """Dot products of the users' final embeddings with every item's (stage is ignored)."""
         user_all, item_all = self.propagated()
         u = user_all[torch.tensor(users, dtype=torch.long, device=user_all.device)]  # (U, d)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from recranker.retrieval.base import Retriever, RetrieverConfig
-from recranker.split import Split, Stage
+from recranker.split import Split, Target
 
 
 class Popularity(Retriever):
@@ -22,7 +22,7 @@ class Popularity(Retriever):
         self.log = [{"epoch": 0, "valid_ndcg@10": self.validation_ndcg(split)}]
         return self
 
-    def score_all(self, users: np.ndarray, stage: Stage = "test") -> np.ndarray:
+    def score_all(self, users: np.ndarray, stage: Target = "test") -> np.ndarray:
         """The same popularity row for every user."""
         return np.broadcast_to(self.counts, (len(users), len(self.counts)))
 

@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from recranker.retrieval.base import RetrieverConfig, TorchRetriever, minibatches, optimize
-from recranker.split import Split, Stage
+from recranker.split import Split, Target
 
 
 class SequenceConfig(RetrieverConfig):
@@ -189,7 +189,7 @@ class SequenceRetriever(TorchRetriever):
 
     def build(self, split: Split, generator: torch.Generator) -> torch.optim.Optimizer:
         """Make the transformer and its AdamW (decay on matrices only); cut the training windows."""
-        self._queries: dict[Stage, torch.Tensor] = {}
+        self._queries: dict[Target, torch.Tensor] = {}
         self._windows = torch.from_numpy(self.training_windows(split.sequences("valid")))  # (W, L)
         self.module = SequenceTransformer(split.n_items, self.n_tokens, self.config, causal=self.causal)
         params = list(self.module.parameters())
@@ -214,7 +214,7 @@ class SequenceRetriever(TorchRetriever):
         self._queries = {}
         return super().attach(split)  # type: ignore[return-value]
 
-    def score_all(self, users: np.ndarray, stage: Stage = "test", *, batch_size: int = 512) -> np.ndarray:
+    def score_all(self, users: np.ndarray, stage: Target = "test", *, batch_size: int = 512) -> np.ndarray:
         """(U, n_items) float32 scores of each user's next item after their history at `stage`."""
         split = self._require_split()
         if stage not in ("valid", "test"):

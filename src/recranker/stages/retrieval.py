@@ -16,7 +16,7 @@ from recranker.artifacts import Stage, fingerprint, read_json, write_json
 from recranker.config import StudyConfig
 from recranker.metrics import per_user, single_target_gains, summarize
 from recranker.retrieval import load_retriever, make_retriever
-from recranker.split import STAGES, Split
+from recranker.split import TARGETS, Split
 from recranker.stages.base import peak_rss_mib, write_csv, writes_run
 from recranker.stages.split import prepare_split, split_stage
 from recranker.types import Rankings
@@ -66,7 +66,7 @@ def evaluate_retriever(retriever, split: Split, cfg: StudyConfig, folder: Path) 
     which = retrieval_measures(cfg)
     m = cfg.retrieval.candidates
     summary: dict = {"candidates": m}
-    for stage_name in STAGES:
+    for stage_name in TARGETS:
         gains = single_target_gains(split.users, split.target_items(stage_name))
         ranked = retriever.top_m(split.users, max(max(cfg.evaluation.ks), m), stage_name)
         table = per_user(ranked, gains, which + [f"HR@{m}"])
@@ -90,7 +90,7 @@ def _in_measure_order(summary: dict, cfg: StudyConfig) -> dict:
     """`summary` read back from metrics.json (whose keys JSON sorted) with each stage's measures in
     report order again."""
     which = retrieval_measures(cfg)
-    for stage_name in STAGES:
+    for stage_name in TARGETS:
         stored = summary[stage_name]
         summary[stage_name] = {**{k: stored[k] for k in which if k in stored},
                                **{k: v for k, v in stored.items() if k not in which}}

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from recranker import assets
 from recranker.artifacts import Stage, fingerprint, write_json
-from recranker.config import DataConfig, StudyConfig
+from recranker.config import StudyConfig
+from recranker.data.config import DataConfig
 from recranker.data.dataset import Dataset, Feedback
 from recranker.split import Split, check_leakage, leave_one_out
 from recranker.stages.base import input_signature, writes_run

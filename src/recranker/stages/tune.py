@@ -26,7 +26,7 @@ def tune_stage(cfg: StudyConfig) -> Stage:
 
 
 def load_examples(cfg: StudyConfig, tokenizer) -> tuple[list[dict], dict]:
-    """The encoded training examples of the tuned tasks (the first `tuning.instructions` of each
+    """The encoded training examples of the tuned tasks (the first `tuning.limit` of each
     file) and per-task counts."""
     from recranker.tuning.data import encode_file
 
@@ -34,7 +34,7 @@ def load_examples(cfg: StudyConfig, tokenizer) -> tuple[list[dict], dict]:
     examples, counts = [], {}
     for task in tcfg.tasks or cfg.prompts.tasks:
         encoded, dropped = encode_file(folder / f"{task}.jsonl", tokenizer, ranking=tcfg.alro.active,
-                                       limit=tcfg.instructions, max_length=tcfg.max_length)
+                                       limit=tcfg.limit, max_length=tcfg.max_length)
         if dropped:
             log.warning("tune: %d %s examples longer than max_length=%d left out", dropped, task, tcfg.max_length)
         examples += encoded

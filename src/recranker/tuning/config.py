@@ -45,7 +45,8 @@ class TuningConfig(Settings):
                          description="name of this tuning under tune/ (several variants can share a run)")
     model: str = Field("smollm2-135m", description="smollm2-135m, a model folder, a .gguf file or a Hugging Face id")
     tasks: list[Task] | None = Field(None, description="instruction files to mix (default: every task built)")
-    instructions: int | None = Field(None, ge=1, description="use only the first N records of each task file")
+    limit: int | None = Field(None, ge=1, description="use only the first N records of each task file (not to be "
+                              "confused with sampling.instructions, the number of records built)")
     method: Literal["lora", "full"] = "lora"
     lora: LoraConfig = Field(default_factory=LoraConfig)
     alro: AlroConfig = Field(default_factory=AlroConfig)
@@ -71,6 +72,14 @@ class TuningConfig(Settings):
     logging_steps: int = Field(5, ge=1)
     seed: int = 0
     merge: bool = Field(False, description="also export the model with the adapter merged in")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data):
+        if isinstance(data, dict) and "instructions" in data:
+            raise ValueError("instructions was renamed limit (the first N records of each task file; "
+                             "sampling.instructions is how many are built)")
+        return data
 
     @model_validator(mode="after")
     def _checks(self) -> "TuningConfig":

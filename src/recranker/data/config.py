@@ -1,0 +1,32 @@
+"""Settings of the data: which log to load and how ratings become feedback (DESIGN section 1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from recranker.settings import Settings
+
+Format = Literal["ml-100k", "ml-1m", "bookcrossing", "amazon", "recbole", "csv"]
+
+
+class DataConfig(Settings):
+    """Which log to load and how ratings become feedback."""
+
+    format: Format = "ml-100k"
+    path: Path | None = Field(None, description="file or folder; omitted: the fetched default copy")
+    items_path: Path | None = Field(None, description="item table (csv format)")
+    meta_path: Path | None = Field(None, description="item metadata (amazon format)")
+    liked_min: float = Field(4.0, description="ratings at or above are liked")
+    disliked_max: float = Field(2.0, description="ratings at or below are disliked")
+    implicit: bool = Field(False, description="the log has no ratings: everything is liked")
+
+    @field_validator("disliked_max")
+    @classmethod
+    def _below_liked(cls, value: float, info: Any) -> float:
+        liked = info.data.get("liked_min")
+        if liked is not None and value >= liked:
+            raise ValueError(f"must be below liked_min ({liked})")
+        return value
