@@ -21,6 +21,7 @@ from _common import write_section  # noqa: E402
 
 from recranker.config import load_config  # noqa: E402
 from recranker.report import cost_rows, listwise_rows, markdown_table, system_rows  # noqa: E402
+from recranker.results import StudyResults  # noqa: E402
 from recranker.stages import run_study  # noqa: E402
 
 
@@ -50,19 +51,19 @@ def main() -> None:
     summary_path = cfg.run_dir / "results" / "summary.json"
     if args.run or not summary_path.exists():
         run_study(cfg)
-    results = json.loads(summary_path.read_text())
+    results = StudyResults.load(summary_path)
     stages, wall = stage_times(cfg.run_dir)
     parts = [f"Config `{args.config}`; wall time of the study, first stage start to last stage end: "
              f"{wall / 60:.1f} min.\n"]
-    for backbone, summary in results["backbones"].items():
-        w = summary["weights"]
-        tuning = summary["weight_tuning"]
-        parts += [f"### {backbone}\n", f"{summary['users']} test users, {summary['covered']} with the target among "
+    for backbone, summary in results.backbones.items():
+        w = summary.weights
+        tuning = summary.weight_tuning
+        parts += [f"### {backbone}\n", f"{summary.users} test users, {summary.covered} with the target among "
                   f"the candidates; hybrid weights ({w[0]:.1f}, {w[1]:.1f}, {w[2]:.1f})"
                   + (f" tuned on {tuning['valid_users']} validation users" if tuning.get("tuned") else "") + ".\n",
-                  markdown_table(system_rows(summary, results["metrics"])) + "\n",
+                  markdown_table(system_rows(summary, results.measures)) + "\n",
                   "Conditional (users whose target is a candidate):\n",
-                  markdown_table(system_rows(summary, results["metrics"], conditional=True)) + "\n"]
+                  markdown_table(system_rows(summary, results.measures, conditional=True)) + "\n"]
         listwise = listwise_rows(summary)
         if listwise:
             parts += ["Generated listwise answers:\n", markdown_table(listwise) + "\n"]

@@ -8,6 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from recranker.metrics import Measure
+from recranker.results import BackboneResults, StudyResults
+
 
 def markdown_table(rows: Iterable[Mapping[str, Any]], digits: int = 4) -> str:
     """Rows of dicts as a Markdown table; columns in first-seen order, floats rounded."""
@@ -90,25 +93,24 @@ def _save(fig, path: Path) -> None:
     _pyplot().close(fig)
 
 
-def system_rows(summary: Mapping[str, Any], metrics: list[str], *, conditional: bool = False) -> list[dict[str, Any]]:
-    """One row per system of one backbone: each metric, with `*` when its paired t-test against
+def system_rows(backbone: BackboneResults, measures: list[Measure], *, conditional: bool = False) -> list[dict[str, Any]]:
+    """One row per system of one backbone: each measure, with `*` when its paired t-test against
     the backbone has p < 0.05 (the p-value in brackets)."""
     rows = []
-    for s in summary["systems"]:
-        row: dict[str, Any] = {"system": s["system"]}
-        for metric in metrics:
-            value = s[f"cond {metric}" if conditional else metric]
-            p = s.get(f"p {metric}")
+    for s in backbone.systems:
+        row: dict[str, Any] = {"system": s.system}
+        for m in measures:
+            value, p = (s.conditional if conditional else s.mean)[m], s.p[m]
             mark = "" if p is None or conditional else (f" (p={p:.3f}){'*' if p < 0.05 else ''}")
-            row[metric] = "-" if value is None else f"{value:.4f}{mark}"
+            row[str(m)] = "-" if value is None else f"{value:.4f}{mark}"
         rows.append(row)
     return rows
 
 
-def cost_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+def cost_rows(backbone: BackboneResults) -> list[dict[str, Any]]:
     """Seconds and tokens per user of each LLM pass of one backbone."""
     rows = []
-    for name, cost in summary["cost"].items():
+    for name, cost in backbone.cost.items():
         tokens = cost.get("tokens_per_user") or {}
         rows.append({"pass": name, "users": cost["users"], "seconds": f"{cost['seconds']:.0f}",
                      "s/user": "-" if cost.get("seconds_per_user") is None else f"{cost['seconds_per_user']:.2f}",
@@ -118,43 +120,43 @@ def cost_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def listwise_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+def listwise_rows(backbone: BackboneResults) -> list[dict[str, Any]]:
     """Parse outcomes of the generated listwise answers per LLM system."""
     rows = []
-    for system, stats in summary["listwise"].items():
+    for system, stats in backbone.listwise.items():
         if stats.get("answers"):
             rows.append({"system": system, "answers": stats["answers"],
                          **{k: f"{stats[k]:.3f}" for k in ("ok", "repaired", "unparsable")}})
     return rows
 
 
-def plot_systems(results: Mapping[str, Any], path: Path) -> None:
+def plot_systems(results: StudyResults, path: Path) -> None:
     """Bar chart: each system's population metrics, one panel per backbone."""
     plt = _pyplot()
-    backbones = list(results["backbones"])
-    metrics = [m for m in results["metrics"] if m.endswith(("@3", "@5"))] or results["metrics"][:4]
+    backbones = list(results.backbones)
+    measures = [m for m in results.measures if m.k in (3, 5)] or results.measures[:4]
     fig, axes = plt.subplots(1, len(backbones), figsize=(6 * len(backbones), 4.5), squeeze=False)
     for ax, backbone in zip(axes[0], backbones):
-        systems = results["backbones"][backbone]["systems"]
+        systems = results.backbones[backbone].systems
         x = range(len(systems))
-        width = 0.8 / len(metrics)
-        for k, metric in enumerate(metrics):
-            ax.bar([i + k * width for i in x], [s[metric] for s in systems], width, label=metric)
-        ax.set_xticks([i + 0.4 - width / 2 for i in x], [s["system"] for s in systems], rotation=35, ha="right")
+        width = 0.8 / len(measures)
+        for k, m in enumerate(measures):
+            ax.bar([i + k * width for i in x], [s.mean[m] for s in systems], width, label=str(m))
+        ax.set_xticks([i + 0.4 - width / 2 for i in x], [s.system for s in systems], rotation=35, ha="right")
         ax.set_title(f"{backbone} candidates")
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8)
     _save(fig, path)
 
 
-def plot_position_bias(results: Mapping[str, Any], path: Path) -> None:
+def plot_position_bias(results: StudyResults, path: Path, candidates: int) -> None:
     """Share of listwise answers whose top candidate sat at each shown position (A, B, ...), for
     the untuned and the tuned LLM: flat is unbiased (candidates are shuffled)."""
     plt = _pyplot()
-    backbones = list(results["backbones"])
+    backbones = list(results.backbones)
     fig, axes = plt.subplots(1, len(backbones), figsize=(6 * len(backbones), 4), squeeze=False)
     for ax, backbone in zip(axes[0], backbones):
-        for system, stats in results["backbones"][backbone]["listwise"].items():
+        for system, stats in results.backbones[backbone].listwise.items():
             if system == "no_hints":
                 continue
             for key, style in (("top1_position_logits", "-"), ("top1_position_generated", "--")):
@@ -162,7 +164,7 @@ def plot_position_bias(results: Mapping[str, Any], path: Path) -> None:
                 if counts.sum():
                     label = f"{'untuned' if system == 'zero_shot' else 'tuned'} ({key.rsplit('_', 1)[1]})"
                     ax.plot(range(len(counts)), counts / counts.sum(), style, marker="o", label=label)
-        ax.axhline(1 / max(1, results.get("candidates", 10)), color="grey", lw=0.8)
+        ax.axhline(1 / max(1, candidates), color="grey", lw=0.8)
         ax.set_xlabel("shown position of the top-ranked candidate (0 = A)")
         ax.set_ylabel("share of answers")
         ax.set_title(f"listwise position bias, {backbone} candidates")
@@ -171,39 +173,38 @@ def plot_position_bias(results: Mapping[str, Any], path: Path) -> None:
     _save(fig, path)
 
 
-def write_report(cfg: Any, results: Mapping[str, Any]) -> Path:
+def write_report(cfg: Any, results: StudyResults) -> Path:
     """runs/<name>/report/report.md with the tables and the PNG plots beside it."""
     from recranker.artifacts import atomic_write
 
     folder = Path(cfg.run_dir) / "report"
     folder.mkdir(parents=True, exist_ok=True)
-    results = {**results, "candidates": cfg.retrieval.candidates}
-    metrics = results["metrics"]
+    measures = results.measures
     lines = [f"# recranker study `{cfg.name}`", "",
              f"Data: {cfg.data.format}; candidates m = {cfg.retrieval.candidates}; LLM: "
              f"{cfg.ranking.model or cfg.tuning.model} ({'untuned' if cfg.ranking.model else 'tuned: tune/' + cfg.tuning.variant}); "
-             f"relevance: {'graded (future ratings)' if results['graded'] else 'the test target'}.",
+             f"relevance: {'graded (future ratings)' if results.graded else 'the test target'}.",
              "Population metrics average over all evaluated test users (a missed target scores 0); `*`: paired "
              "t-test against the backbone, p < 0.05. Conditional metrics average over the users whose target is "
              "among the candidates.", ""]
-    for backbone, summary in results["backbones"].items():
-        w = summary["weights"]
-        tuned = summary["weight_tuning"]
+    for backbone, summary in results.backbones.items():
+        w = summary.weights
+        tuned = summary.weight_tuning
         lines += [f"## {backbone}", "",
-                  f"{summary['users']} test users, {summary['covered']} with the target among the candidates. "
+                  f"{summary.users} test users, {summary.covered} with the target among the candidates. "
                   f"Hybrid weights (point, pair, list) = ({w[0]:.2f}, {w[1]:.2f}, {w[2]:.2f})"
                   + (f", tuned on {tuned['valid_users']} validation users ({tuned['metric']} "
                      f"{tuned['valid_value']:.4f})." if tuned.get("tuned") else ", as configured.")
                   + " The baselines' hybrids use the same weights.", "",
-                  "### Population", "", markdown_table(system_rows(summary, metrics)), "",
+                  "### Population", "", markdown_table(system_rows(summary, measures)), "",
                   "### Conditional (target among the candidates)", "",
-                  markdown_table(system_rows(summary, metrics, conditional=True)), ""]
+                  markdown_table(system_rows(summary, measures, conditional=True)), ""]
         listwise = listwise_rows(summary)
         if listwise:
             lines += ["### Listwise answers (generated, parsed)", "", markdown_table(listwise), ""]
         lines += ["### Cost per LLM pass", "", markdown_table(cost_rows(summary)), ""]
     plot_systems(results, folder / "systems.png")
-    plot_position_bias(results, folder / "position_bias.png")
+    plot_position_bias(results, folder / "position_bias.png", cfg.retrieval.candidates)
     lines += ["![metrics per system](systems.png)", "", "![listwise position bias](position_bias.png)", ""]
     with atomic_write(folder / "report.md") as fh:
         fh.write("\n".join(lines))

@@ -375,13 +375,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_results(results: dict, systems: tuple[str, ...] | None = None) -> None:
-    """The population table of each backbone (all systems, or those named)."""
+def print_results(results, systems: tuple[str, ...] | None = None) -> None:
+    """The population table of each backbone of `results` (a `StudyResults`): all systems, or
+    those named."""
     from recranker.report import markdown_table, system_rows
 
-    for backbone, summary in results["backbones"].items():
-        rows = [r for r in system_rows(summary, results["metrics"]) if systems is None or r["system"] in systems]
-        print(f"\n{backbone}: {summary['users']} test users, {summary['covered']} with the target among the candidates")
+    for backbone, summary in results.backbones.items():
+        rows = [r for r in system_rows(summary, results.measures) if systems is None or r["system"] in systems]
+        print(f"\n{backbone}: {summary.users} test users, {summary.covered} with the target among the candidates")
         print(markdown_table(rows))
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_serializer, field_validator, model_validator
 
+from recranker.metrics import Measure
 from recranker.prompts.templates import TASKS, Task
 from recranker.settings import Settings
 
@@ -53,7 +54,8 @@ class RankingConfig(Settings):
     weights: tuple[float, float, float] = Field((1 / 3, 1 / 3, 1 / 3), description="a1, a2, a3 of the hybrid")
     tune_weights: bool = Field(True, description="choose the weights on validation users (grid over the simplex)")
     weight_step: float = Field(0.1, gt=0, le=0.5)
-    tune_metric: str = Field("NDCG@3", description="what the weight grid maximises on validation users")
+    tune_metric: Measure = Field(Measure("NDCG", 3), description="what the weight grid maximises on validation "
+                                 "users (HR@k or NDCG@k; a value, written as text)")
     test_users: int | None = Field(None, ge=1, description="evaluate a seeded sample of test users; null: all")
     valid_users: int | None = Field(None, ge=1, description="validation users the weights are tuned on; null: all")
     constants: UtilityConstants = Field(default_factory=UtilityConstants)
@@ -84,9 +86,13 @@ class RankingConfig(Settings):
             raise ValueError("give at least one of " + ", ".join(TASKS))
         return list(dict.fromkeys(value))
 
-    @field_validator("tune_metric")
+    @field_validator("tune_metric", mode="before")
     @classmethod
-    def _measure(cls, value: str) -> str:
-        from recranker.metrics import Measure
+    def _measure(cls, value: object) -> Measure:
+        if not isinstance(value, (str, Measure)):
+            raise ValueError(f"expected a measure such as NDCG@3, got {value!r}")
+        return Measure.parse(value)
 
-        return str(Measure.parse(value))
+    @field_serializer("tune_metric")
+    def _measure_text(self, value: Measure) -> str:
+        return str(value)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recranker.metrics import per_user
+from recranker.metrics import Measure, per_user
 from recranker.ranking.config import UtilityConstants
 from recranker.ranking.llm import RankerOutputs
 from recranker.types import Rankings
@@ -99,10 +99,11 @@ def simplex(step: float) -> list[tuple[float, float, float]]:
     return [(i / n, j / n, (n - i - j) / n) for i in range(n + 1) for j in range(n + 1 - i)]
 
 
-def tune_weights(systems: dict[str, np.ndarray], out: RankerOutputs, gains: dict, metric: str, step: float,
+def tune_weights(systems: dict[str, np.ndarray], out: RankerOutputs, gains: dict, metric: "str | Measure", step: float,
                  listwise: str = "generate") -> tuple[tuple[float, float, float], float, list[dict]]:
     """The grid point whose hybrid maximises the mean of `metric` over the users of `out`
     (ties: the one closest to equal weights), its value and the whole grid's values."""
+    metric = str(Measure.parse(metric))
     grid = []
     for weights in simplex(step):
         ranked = Rankings.from_scores(out.users, out.items, hybrid(systems, weights, listwise))

@@ -36,25 +36,26 @@ works (`artifacts.run_lock`): a second process on the same run gets a `RunInUseE
 from __future__ import annotations
 
 from recranker.config import StudyConfig
+from recranker.results import StudyResults
 from recranker.stages.base import writes_run
 from recranker.stages.population import evaluation_population, llm_candidates
 from recranker.stages.prompts import full_hint_models, prompt_renderer, run_prompts
-from recranker.stages.rank import ModelCache, rank_stage, ranking_passes, run_rank
-from recranker.stages.results import results_and_report, study_report
+from recranker.stages.rank import ModelCache, Pass, rank_stage, ranking_passes, run_rank
+from recranker.stages.results import Outputs, results_and_report, study_report
 from recranker.stages.retrieval import collect_metrics, load_backbone, load_candidates, run_retrieval
 from recranker.stages.sample import run_sample
 from recranker.stages.split import prepare_split, split_stats
 from recranker.stages.tune import check_model, run_tune, tune_stage
 
 __all__ = [
-    "ModelCache", "collect_metrics", "evaluation_population", "full_hint_models", "llm_candidates", "load_backbone",
+    "ModelCache", "Pass", "collect_metrics", "evaluation_population", "full_hint_models", "llm_candidates", "load_backbone",
     "load_candidates", "prepare_split", "prompt_renderer", "rank_stage", "ranking_passes", "run_prompts", "run_rank",
     "run_retrieval", "run_sample", "run_study", "run_tune", "split_stats", "study_report", "tune_stage",
 ]
 
 
 @writes_run
-def run_study(cfg: StudyConfig, *, report: bool = True, progress: bool = True) -> dict | None:
+def run_study(cfg: StudyConfig, *, report: bool = True, progress: bool = True) -> StudyResults | None:
     """The whole study, stage by stage (each skipped when done): split, backbones, instruction
     data, tuning, LLM ranking of every backbone's candidates by every system, then (with
     `report`) results and report. Returns the results summary (None without `report`)."""
@@ -66,10 +67,9 @@ def run_study(cfg: StudyConfig, *, report: bool = True, progress: bool = True) -
     if cfg.ranking.model is None:
         run_tune(cfg, progress=progress)
     models = ModelCache()
-    outputs: dict = {}
-    for system, backbone, stage in ranking_passes(cfg):
-        outputs[backbone, system, stage] = run_rank(cfg, backbone, system, stage, split=split, models=models,
-                                                    progress=progress)
+    outputs: Outputs = {}
+    for pass_ in ranking_passes(cfg):
+        outputs[pass_] = run_rank(cfg, *pass_, split=split, models=models, progress=progress)
     if not report:
         return None
     return results_and_report(cfg, split, outputs)[0]

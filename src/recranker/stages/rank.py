@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -156,12 +157,22 @@ def run_rank(cfg: StudyConfig, backbone: str, system: str, stage: str, *, split:
     return outputs, summary
 
 
-def ranking_passes(cfg: StudyConfig) -> list[tuple[str, str, str]]:
-    """(system, backbone, stage) of every LLM pass of the study, in the order they run (one model
-    loaded at a time): validation users only where the hybrid's weights are tuned."""
+class Pass(NamedTuple):
+    """One LLM pass of a study: `system` ("tuned", "no_hints" or "zero_shot") over `backbone`'s
+    candidates of the users evaluated at `split` ("valid" or "test"); its stage is
+    rank/<backbone>/<system>/<split>/ (`rank_stage(cfg, *pass_)`)."""
+
+    backbone: str
+    system: str
+    split: str
+
+
+def ranking_passes(cfg: StudyConfig) -> list[Pass]:
+    """Every LLM pass of the study, in the order they run (one model loaded at a time):
+    validation users only where the hybrid's weights are tuned."""
     passes = []
     for system in ranking_systems(cfg):
         for backbone in cfg.retrieval.models:
-            stages = ["valid", "test"] if system == "tuned" and cfg.ranking.tune_weights else ["test"]
-            passes += [(system, backbone, stage) for stage in stages]
+            splits = ["valid", "test"] if system == "tuned" and cfg.ranking.tune_weights else ["test"]
+            passes += [Pass(backbone, system, split) for split in splits]
     return passes

@@ -27,19 +27,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recranker.artifacts import atomic_write, read_json, write_json
+from recranker.artifacts import atomic_write, read_json
 from recranker.config import StudyConfig
 from recranker.errors import DataError
 from recranker.metrics import covered as covered_users
-from recranker.metrics import per_user, single_target_gains
+from recranker.metrics import Measure, per_user, single_target_gains
 from recranker.ranking.hybrid import hybrid, tune_weights, utilities
 from recranker.ranking.llm import RankerOutputs
 from recranker.ranking.parse import STATUS_NAMES
 from recranker.report import write_report
+from recranker.results import BackboneResults, StudyResults, SystemResult
 from recranker.split import Split
 from recranker.stages.base import writes_run
 from recranker.stages.population import evaluation_population
-from recranker.stages.rank import rank_stage, ranking_passes
+from recranker.stages.rank import Pass, rank_stage, ranking_passes
 from recranker.stages.split import prepare_split
 from recranker.types import Rankings
 
@@ -47,12 +48,12 @@ SINGLE = {"pointwise": "pointwise", "pairwise": "pairwise", "listwise": "listwis
           "listwise_logits": "listwise 1-pass", "bootstrapping": "bootstrapping"}
 
 
-def metric_names(cfg) -> list[str]:
+def study_measures(cfg: StudyConfig) -> list[Measure]:
     """HR@k and NDCG@k for the configured cutoffs up to m (NDCG only when graded)."""
     m = cfg.retrieval.candidates
     ks = [k for k in cfg.evaluation.ks if k <= m] or [m]
     names = ["NDCG"] if cfg.evaluation.graded else ["HR", "NDCG"]
-    return [f"{name}@{k}" for name in names for k in ks]
+    return [Measure(name, k) for name in names for k in ks]
 
 
 def _replace(base: Rankings, rows: np.ndarray, scores: np.ndarray, out: RankerOutputs) -> Rankings:
@@ -72,72 +73,95 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> float:
     return float(ttest_rel(a, b).pvalue)
 
 
-def study_results(cfg, split, outputs: dict) -> dict:
+#: the LLM passes' outputs and summaries, by pass
+Outputs = dict[Pass, tuple[RankerOutputs, dict]]
+
+
+def study_results(cfg: StudyConfig, split: Split, outputs: Outputs) -> StudyResults:
     """Evaluate every system of every backbone; writes results/<backbone>/per_user.csv and
-    results/summary.json under the run directory and returns the summary."""
+    results/summary.json under the run directory and returns the results."""
     folder = Path(cfg.run_dir) / "results"
-    which = metric_names(cfg)
-    rcfg = cfg.ranking
-    summary: dict = {"metrics": which, "backbones": {}, "graded": cfg.evaluation.graded}
+    measures = study_measures(cfg)
+    results = StudyResults(measures, cfg.evaluation.graded, {})
     for backbone in cfg.retrieval.models:
-        test = outputs[backbone, "tuned", "test"][0]
         population, gains = evaluation_population(cfg, split, backbone, "test")
-        position = {int(u): k for k, u in enumerate(population.users)}
-        weights, weight_info = rcfg.weights, {"tuned": False}
-        if rcfg.tune_weights and (backbone, "tuned", "valid") in outputs:
-            valid = outputs[backbone, "tuned", "valid"][0]
-            if len(valid) and len(test):
-                vgains = single_target_gains(valid.users, split.target_items("valid")[
-                    np.searchsorted(split.users, valid.users)])
-                weights, value, grid = tune_weights(utilities(valid, rcfg.constants, cfg.prompts.listwise_top, rcfg.listwise), valid, vgains,
-                                                    rcfg.tune_metric, rcfg.weight_step, rcfg.listwise)
-                weight_info = {"tuned": True, "metric": rcfg.tune_metric, "valid_value": value,
-                               "valid_users": len(valid), "grid": grid}
-        systems: dict[str, Rankings] = {"backbone": population}
-
-        def add(name: str, out: RankerOutputs, scores: np.ndarray) -> None:
-            rows_ = np.array([position[int(u)] for u in out.users], dtype=np.int64)
-            systems[name] = _replace(population, rows_, scores, out)
-
-        utils = utilities(test, rcfg.constants, cfg.prompts.listwise_top, rcfg.listwise) if len(test) else {}
-        for key, name in SINGLE.items():
-            if key in utils and (key != "bootstrapping" or "bootstrapping" in rcfg.baselines):
-                add(name, test, utils[key])
-        if utils:
-            add("hybrid", test, hybrid(utils, weights, rcfg.listwise))
-        for system, name in (("zero_shot", "zero-shot hybrid"), ("no_hints", "hybrid w/o hints")):
-            if (backbone, system, "test") in outputs and len(outputs[backbone, system, "test"][0]):
-                other = outputs[backbone, system, "test"][0]
-                add(name, other, hybrid(utilities(other, rcfg.constants, cfg.prompts.listwise_top, rcfg.listwise), weights, rcfg.listwise))
-        tables = {name: per_user(r, gains, which) for name, r in systems.items()}
+        weights, weight_info = hybrid_weights(cfg, split, backbone, outputs)
+        systems = system_lists(cfg, population, backbone, outputs, weights)
+        tables = {name: per_user(r, gains, measures) for name, r in systems.items()}
         covered = covered_users(population, gains)  # exactly the users the LLM was asked about
-        base = tables["backbone"]
-        rows_out = []
-        for name, table in tables.items():
-            row: dict = {"system": name}
-            for metric in which:
-                row[metric] = float(table[metric].mean())
-                row[f"p {metric}"] = None if name == "backbone" else paired_test(table[metric].to_numpy(),
-                                                                                 base[metric].to_numpy())
-                row[f"cond {metric}"] = float(table[metric].to_numpy()[covered].mean()) if covered.any() else None
-            rows_out.append(row)
-        per_user_frame = pd.concat({name: t for name, t in tables.items()}, axis=1)
-        per_user_frame.columns = [f"{a} {b}" for a, b in per_user_frame.columns]
-        per_user_frame.insert(0, "covered", covered)
-        path = folder / backbone / "per_user.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path) as fh:
-            per_user_frame.to_csv(fh, float_format="%.6g")
-        summary["backbones"][backbone] = {
-            "users": len(population), "covered": int(covered.sum()), "weights": list(weights),
-            "weight_tuning": weight_info, "systems": rows_out,
-            "listwise": {system: listwise_stats(outputs[backbone, system, "test"][0])
-                         for system in ("tuned", "zero_shot", "no_hints") if (backbone, system, "test") in outputs},
-            "cost": {f"{system}/{stage}": outputs[key][1] for key in outputs
-                     for system, stage in [key[1:]] if key[0] == backbone},
-        }
-    write_json(folder / "summary.json", summary)
-    return summary
+        _write_per_user(folder / backbone / "per_user.csv", tables, covered)
+        results.backbones[backbone] = BackboneResults(
+            users=len(population), covered=int(covered.sum()), weights=tuple(weights), weight_tuning=weight_info,
+            systems=system_results(tables, covered, measures),
+            listwise={system: listwise_stats(outputs[Pass(backbone, system, "test")][0])
+                      for system in ("tuned", "zero_shot", "no_hints") if Pass(backbone, system, "test") in outputs},
+            cost={f"{p.system}/{p.split}": outputs[p][1] for p in outputs if p.backbone == backbone})
+    results.save(folder / "summary.json")
+    return results
+
+
+def hybrid_weights(cfg: StudyConfig, split: Split, backbone: str, outputs: Outputs) -> tuple[tuple, dict]:
+    """The hybrid's weights for `backbone`: tuned on its validation pass (a grid over the simplex
+    maximising `ranking.tune_metric`) when configured and run, else `ranking.weights`; and how
+    they were chosen."""
+    rcfg, valid_pass, test_pass = cfg.ranking, Pass(backbone, "tuned", "valid"), Pass(backbone, "tuned", "test")
+    if not (rcfg.tune_weights and valid_pass in outputs):
+        return rcfg.weights, {"tuned": False}
+    valid = outputs[valid_pass][0]
+    if not (len(valid) and len(outputs[test_pass][0])):
+        return rcfg.weights, {"tuned": False}
+    gains = single_target_gains(valid.users, split.target_items("valid")[np.searchsorted(split.users, valid.users)])
+    utils = utilities(valid, rcfg.constants, cfg.prompts.listwise_top, rcfg.listwise)
+    weights, value, grid = tune_weights(utils, valid, gains, rcfg.tune_metric, rcfg.weight_step, rcfg.listwise)
+    return weights, {"tuned": True, "metric": str(rcfg.tune_metric), "valid_value": value, "valid_users": len(valid),
+                     "grid": grid}
+
+
+def system_lists(cfg: StudyConfig, population: Rankings, backbone: str, outputs: Outputs,
+                 weights: tuple) -> dict[str, Rankings]:
+    """Every system's lists of the evaluated users: the backbone's, each single task's, the
+    hybrid's and the baselines' hybrids (the LLM's users re-sorted, every other user unchanged)."""
+    rcfg, top = cfg.ranking, cfg.prompts.listwise_top
+    position = {int(u): k for k, u in enumerate(population.users)}
+    systems: dict[str, Rankings] = {"backbone": population}
+
+    def add(name: str, out: RankerOutputs, scores: np.ndarray) -> None:
+        rows = np.array([position[int(u)] for u in out.users], dtype=np.int64)
+        systems[name] = _replace(population, rows, scores, out)
+
+    test = outputs[Pass(backbone, "tuned", "test")][0]
+    utils = utilities(test, rcfg.constants, top, rcfg.listwise) if len(test) else {}
+    for key, name in SINGLE.items():
+        if key in utils and (key != "bootstrapping" or "bootstrapping" in rcfg.baselines):
+            add(name, test, utils[key])
+    if utils:
+        add("hybrid", test, hybrid(utils, weights, rcfg.listwise))
+    for system, name in (("zero_shot", "zero-shot hybrid"), ("no_hints", "hybrid w/o hints")):
+        other = outputs.get(Pass(backbone, system, "test"), (None,))[0]
+        if other is not None and len(other):
+            add(name, other, hybrid(utilities(other, rcfg.constants, top, rcfg.listwise), weights, rcfg.listwise))
+    return systems
+
+
+def system_results(tables: dict[str, pd.DataFrame], covered: np.ndarray, measures: list[Measure]) -> list[SystemResult]:
+    """Each system's population means, paired t-tests against the backbone and conditional means."""
+    base = tables["backbone"]
+    out = []
+    for name, table in tables.items():
+        values = {m: table[str(m)].to_numpy() for m in measures}
+        out.append(SystemResult(
+            name, {m: float(v.mean()) for m, v in values.items()},
+            {m: None if name == "backbone" else paired_test(v, base[str(m)].to_numpy()) for m, v in values.items()},
+            {m: float(v[covered].mean()) if covered.any() else None for m, v in values.items()}))
+    return out
+
+
+def _write_per_user(path: Path, tables: dict[str, pd.DataFrame], covered: np.ndarray) -> None:
+    frame = pd.concat(dict(tables), axis=1)
+    frame.columns = [f"{a} {b}" for a, b in frame.columns]
+    frame.insert(0, "covered", covered)
+    with atomic_write(path) as fh:
+        frame.to_csv(fh, float_format="%.6g")
 
 
 def listwise_stats(out: RankerOutputs) -> dict:
@@ -164,20 +188,19 @@ def listwise_stats(out: RankerOutputs) -> dict:
 
 
 @writes_run
-def study_report(cfg: StudyConfig) -> tuple[dict, Path]:
+def study_report(cfg: StudyConfig) -> tuple[StudyResults, Path]:
     """Results and report from the finished LLM passes (DataError naming the first one missing)."""
-    outputs = {}
-    for system, backbone, stage in ranking_passes(cfg):
-        stage_obj = rank_stage(cfg, backbone, system, stage)
+    outputs: Outputs = {}
+    for p in ranking_passes(cfg):
+        stage_obj = rank_stage(cfg, *p)
         if not stage_obj.done():
             raise DataError(stage_obj.path, "this LLM pass has not finished with the config's settings; "
                             "run `recranker rank` (or `recranker run`) first")
-        outputs[backbone, system, stage] = (RankerOutputs.load(stage_obj.path / "outputs.npz"),
-                                            read_json(stage_obj.path / "summary.json"))
+        outputs[p] = (RankerOutputs.load(stage_obj.path / "outputs.npz"), read_json(stage_obj.path / "summary.json"))
     return results_and_report(cfg, prepare_split(cfg), outputs)
 
 
-def results_and_report(cfg: StudyConfig, split: Split, outputs: dict) -> tuple[dict, Path]:
+def results_and_report(cfg: StudyConfig, split: Split, outputs: Outputs) -> tuple[StudyResults, Path]:
     """`study_results` of the LLM passes' `outputs`, then the report written from them."""
     results = study_results(cfg, split, outputs)
     return results, write_report(cfg, results)
