@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recranker.data.dataset import Dataset, read_table
+from recranker.data.dataset import Dataset
+from recranker.data.tables import read_table
 from recranker.data.filters import apply_k_core, drop_unknown_items, k_core
 from recranker.errors import DataError
 

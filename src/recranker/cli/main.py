@@ -18,8 +18,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
 
+from recranker.cli.options import hold_run, instruction_flags, ranking_flags, study_config, study_flags, wait_flag
 from recranker.errors import RecrankerError
 
 log = logging.getLogger("recranker")
@@ -76,7 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recranker", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
+    _data_commands(sub)
+    _instruction_commands(sub)
+    _llm_commands(sub)
+    return parser
 
+
+def _data_commands(sub) -> None:
+    """fetch, data, retrieve, evaluate."""
     fetch = sub.add_parser("fetch", help="fetch a default asset into $RECRANKER_HOME")
     from recranker.assets import ASSETS  # light: transformers is imported only when a model loads
 
@@ -85,27 +92,30 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.set_defaults(func=cmd_fetch)
 
     data = sub.add_parser("data", help="load, split and describe the data")
-    _study_flags(data)
+    study_flags(data)
     data.set_defaults(func=cmd_data)
 
     retrieve = sub.add_parser("retrieve", help="train a backbone, evaluate it, write candidates")
-    _study_flags(retrieve)
+    study_flags(retrieve)
     retrieve.add_argument("--model", action="append", help="backbone (repeatable); default: the config's")
     retrieve.add_argument("--candidates", type=int, help="m, candidates per user")
     retrieve.set_defaults(func=cmd_retrieve)
 
     evaluate = sub.add_parser("evaluate", help="print the metrics of a run's finished stages")
-    _study_flags(evaluate)
+    study_flags(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
+
+def _instruction_commands(sub) -> None:
+    """sample, prompts, tune."""
     sample = sub.add_parser("sample", help="sample the users of the instruction data (adaptive sampling)")
-    _study_flags(sample)
-    _instruction_flags(sample)
+    study_flags(sample)
+    instruction_flags(sample)
     sample.set_defaults(func=cmd_sample)
 
     prompts = sub.add_parser("prompts", help="build the instruction data: one JSONL file per task")
-    _study_flags(prompts)
-    _instruction_flags(prompts)
+    study_flags(prompts)
+    instruction_flags(prompts)
     prompts.add_argument("--tasks", help="comma-separated subset of pointwise,pairwise,listwise")
     prompts.add_argument("--tokenizer", help="tokenizer for budgets and lengths: smollm2-135m, a folder, an id, or none")
     prompts.add_argument("--no-hints", action="store_true", help="leave the hints out of the prompts")
@@ -113,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     prompts.set_defaults(func=cmd_prompts)
 
     tune = sub.add_parser("tune", help="instruction-tune the LLM on the run's prompts (LoRA, ALRO losses)")
-    _study_flags(tune)
-    _instruction_flags(tune)
+    study_flags(tune)
+    instruction_flags(tune)
     tune.add_argument("--tokenizer", help="tokenizer of the prompts' token budgets (when they are built here)")
     tune.add_argument("--variant", help="name of this tuning under tune/ (default: main)")
     tune.add_argument("--model", dest="tune_model", help="smollm2-135m (default), a model folder, a .gguf file or a Hugging Face id")
@@ -131,135 +141,30 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--merge", action="store_true", help="also export the model with the adapter merged in")
     tune.set_defaults(func=cmd_tune)
 
+
+def _llm_commands(sub) -> None:
+    """rank, report, run, demo."""
     rank = sub.add_parser("rank", help="rank every backbone's candidates with the LLM (tuned, and the baselines)")
-    _study_flags(rank)
-    _ranking_flags(rank)
+    study_flags(rank)
+    ranking_flags(rank)
     rank.set_defaults(func=cmd_rank)
 
     report = sub.add_parser("report", help="evaluate the finished LLM ranking and write the report (Markdown + PNG)")
-    _study_flags(report)
-    _ranking_flags(report)
+    study_flags(report)
+    ranking_flags(report)
     report.set_defaults(func=cmd_report)
 
     run = sub.add_parser("run", help="the whole study of a config, stage by stage (resumable), ending with its report")
     run.add_argument("config_file", type=Path, metavar="CONFIG", help="study config (YAML), e.g. configs/ml-100k-cpu.yaml")
-    _study_flags(run)
-    _ranking_flags(run)
+    study_flags(run)
+    ranking_flags(run)
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="the whole pipeline on ML-100K with the default LLM, sized for a 2-core CPU")
     demo.add_argument("--runs-dir", type=Path, default=Path("runs"))
     demo.add_argument("--name", default="demo", help="run name")
-    _wait_flag(demo)
+    wait_flag(demo)
     demo.set_defaults(func=cmd_demo)
-    return parser
-
-
-def _study_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="study config (YAML)")
-    parser.add_argument("--name", help="run name (folder under --runs-dir)")
-    parser.add_argument("--runs-dir", type=Path, help="parent folder of runs")
-    parser.add_argument("--format", help="data format: ml-100k, ml-1m, bookcrossing, amazon, recbole, csv")
-    parser.add_argument("--path", type=Path, help="data file or folder")
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
-        help="override any config key, e.g. --set retrieval.candidates=20 (repeatable)",
-    )
-    _wait_flag(parser)
-
-
-def _wait_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--wait", action="store_true",
-                        help="when another process is writing this run, wait for it instead of failing")
-
-
-def _instruction_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--instructions", type=int, help="sampled user instances N (instructions per task)")
-    parser.add_argument("--strategy", choices=["adaptive", "uniform", "importance", "clustering"],
-                        help="user sampling strategy")
-
-
-def _ranking_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rank-model", help="rank with this LLM (untuned) instead of the run's tuned model")
-    parser.add_argument("--test-users", type=int, help="evaluate a seeded sample of N test users")
-    parser.add_argument("--listwise", choices=["logits", "generate"], help="listwise order the hybrid uses")
-    parser.add_argument("--weights", help="hybrid weights a1,a2,a3 (sum 1); they are then not tuned")
-
-
-def study_config(args: argparse.Namespace):
-    """The config from --config (or the positional CONFIG of `run`) with the flags applied; from
-    here to the end of the command this process holds the run directory's lock."""
-    cfg = _configured(args)
-    _hold_run(args, cfg)
-    return cfg
-
-
-def _hold_run(args: argparse.Namespace, cfg) -> None:
-    from recranker.artifacts import run_lock
-
-    held = getattr(args, "held", None)
-    if held is not None:
-        held.enter_context(run_lock(cfg.run_dir, wait=getattr(args, "wait", False)))
-
-
-def _configured(args: argparse.Namespace):
-    from recranker.config import StudyConfig, load_config, override
-
-    path = getattr(args, "config_file", None) or args.config
-    cfg = load_config(path) if path else StudyConfig()
-    changes: dict[str, object] = {}
-    for flag, key in (("name", "name"), ("runs_dir", "runs_dir"), ("format", "data.format"), ("path", "data.path")):
-        value = getattr(args, flag, None)
-        if value is not None:
-            changes[key] = str(value)
-    for flag, key in FLAGS.items():
-        value = getattr(args, flag, None)
-        if value is not None:
-            changes[key] = _flag_value(flag, value)
-    for flag, settings in SWITCHES.items():
-        if getattr(args, flag, False):
-            changes.update(settings)
-    weights = getattr(args, "weights", None)
-    if weights is not None:
-        try:
-            changes["ranking.weights"] = [float(w) for w in weights.split(",")]
-        except ValueError:
-            raise RecrankerError(f"--weights {weights!r}: expected three numbers a1,a2,a3") from None
-        changes["ranking.tune_weights"] = False
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise RecrankerError(f"--set {item!r}: expected KEY=VALUE")
-        changes[key.strip()] = yaml.safe_load(value)
-    return override(cfg, changes) if changes else cfg
-
-
-#: value flag (argparse dest) -> config key
-FLAGS = {
-    "instructions": "sampling.instructions", "strategy": "sampling.strategy", "tasks": "prompts.tasks",
-    "tokenizer": "prompts.tokenizer", "variant": "tuning.variant", "tune_model": "tuning.model",
-    "tune_tasks": "tuning.tasks", "limit": "tuning.limit", "epochs": "tuning.epochs",
-    "max_steps": "tuning.max_steps", "batch_size": "tuning.batch_size", "lr": "tuning.learning_rate",
-    "rank_model": "ranking.model", "test_users": "ranking.test_users", "listwise": "ranking.listwise",
-}
-#: on/off flag -> the config values it sets
-SWITCHES = {
-    "no_hints": {"prompts.hints.enabled": False},
-    "no_cross_fit": {"prompts.hints.cross_fit": False},
-    "full": {"tuning.method": "full"},
-    "merge": {"tuning.merge": True},
-    "no_soft_lambda": {"tuning.alro.soft_lambda": False},
-    "no_permutation": {"tuning.alro.permutation": False},
-    "no_alro": {"tuning.alro.soft_lambda": False, "tuning.alro.permutation": False},
-}
-
-
-def _flag_value(flag: str, value: object) -> object:
-    if flag in ("tasks", "tune_tasks"):
-        return [t.strip() for t in str(value).split(",") if t.strip()]
-    if flag == "tokenizer" and str(value).lower() in ("none", "null", ""):
-        return None
-    return value
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
@@ -396,7 +301,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     assets.fetch("ml-100k")
     assets.fetch("smollm2-135m")
     cfg = demo_config(args.runs_dir, args.name)
-    _hold_run(args, cfg)
+    hold_run(args, cfg)
     print(markdown_table([prepare_split(cfg).dataset.stats()]))
     results = run_study(cfg)
     print_results(results)

@@ -29,8 +29,9 @@ from typing import Any, TextIO
 
 import pandas as pd
 
-from recranker.data.dataset import Dataset, Feedback, parse_numbers
+from recranker.data.dataset import Dataset, Feedback
 from recranker.data.filters import apply_k_core, drop_unknown_items
+from recranker.data.tables import parse_numbers
 from recranker.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -27,15 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recranker.data.dataset import (
-    Dataset,
-    Feedback,
-    four_digit_year,
-    parse_numbers,
-    read_table,
-    require_columns,
-)
+from recranker.data.dataset import Dataset, Feedback
 from recranker.data.filters import apply_k_core, drop_unknown_items
+from recranker.data.tables import four_digit_year, parse_numbers, read_table, require_columns
 from recranker.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from recranker.data.dataset import ITEM_TEXT_COLUMNS, Dataset, Feedback, read_table
+from recranker.data.dataset import ITEM_TEXT_COLUMNS, Dataset, Feedback
+from recranker.data.tables import read_table
 
 LOG_COLUMNS = ("user", "item", "rating", "timestamp")
 ITEM_COLUMNS = ("item", "title")

@@ -23,14 +23,8 @@ A `Dataset` depends only on the content of the log, not on the order of its rows
 
 from __future__ import annotations
 
-import bz2
-import csv
-import gzip
 import json
 import logging
-import lzma
-import re
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -39,13 +33,12 @@ import numpy as np
 import pandas as pd
 
 from recranker.artifacts import atomic_write
+from recranker.data.tables import parse_numbers
 from recranker.errors import DataError
 
 log = logging.getLogger(__name__)
 
 ITEM_TEXT_COLUMNS = ("title", "genres", "year", "author")
-_YEAR = re.compile(r"^[1-9]\d{3}$")
-_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}  # as pandas infers compression
 
 
 @dataclass(frozen=True)
@@ -134,43 +127,15 @@ class Dataset:
         `timestamp` and an int `line` column; `item_frame` has `item`, `line` and any of the text
         columns. Raises `DataError` naming the file and line of the first problem.
         """
-        if len(log_frame) == 0:
-            raise DataError(log_path, "no interactions: the file is empty")
-        frame = log_frame.copy()
-        for column in ("user", "item"):
-            empty = frame[column].astype(str).str.strip().eq("").to_numpy()
-            if empty.any():
-                line = int(frame["line"].to_numpy()[empty][0])
-                raise DataError(log_path, f"empty {column} id", line=line)
-        if implicit or "rating" not in frame:
-            frame["rating"] = "1"
-        frame["rating"] = parse_numbers(frame, "rating", log_path, float)
-        frame["timestamp"] = parse_numbers(frame, "timestamp", log_path, int)
-        frame = _drop_duplicates(frame, log_path, duplicates)
-
+        frame = _checked_log(log_frame, log_path, implicit, duplicates)
         items_text = _item_text(item_frame, items_path) if item_frame is not None else None
         if items_text is not None:
             unknown = ~frame["item"].isin(items_text.index)
             if unknown.any():
                 row = frame[unknown].iloc[0]
-                raise DataError(
-                    log_path,
-                    f"item {row['item']!r} is not in the item table {items_path}",
-                    line=int(row["line"]),
-                )
-
-        user_codes, user_ids = pd.factorize(frame["user"], sort=True)
-        item_codes, item_ids = pd.factorize(frame["item"], sort=True)
-        interactions = pd.DataFrame(
-            {
-                "user": user_codes.astype(np.int64),
-                "item": item_codes.astype(np.int64),
-                "rating": frame["rating"].to_numpy(np.float64),
-                "timestamp": frame["timestamp"].to_numpy(np.int64),
-            }
-        )
-        interactions = sort_interactions(interactions, user_ids, item_ids)
-        item_ids = np.asarray(item_ids, dtype=object)
+                raise DataError(log_path, f"item {row['item']!r} is not in the item table {items_path}",
+                                line=int(row["line"]))
+        interactions, user_ids, item_ids = _encoded(frame)
         if items_text is None:
             items = pd.DataFrame({c: [""] * len(item_ids) for c in ITEM_TEXT_COLUMNS})
         else:
@@ -180,7 +145,7 @@ class Dataset:
         return cls(
             name=name,
             interactions=interactions,
-            user_ids=np.asarray(user_ids, dtype=object),
+            user_ids=user_ids,
             item_ids=item_ids,
             items=items,
             feedback=Feedback(liked_min=1.0, disliked_max=0.0) if implicit else feedback or Feedback(),
@@ -223,6 +188,37 @@ class Dataset:
         )
 
 
+def _checked_log(log_frame: pd.DataFrame, path: str | Path, implicit: bool, duplicates: str) -> pd.DataFrame:
+    """The raw log with ids present, ratings and timestamps as numbers and duplicates handled."""
+    if len(log_frame) == 0:
+        raise DataError(path, "no interactions: the file is empty")
+    frame = log_frame.copy()
+    for column in ("user", "item"):
+        empty = frame[column].astype(str).str.strip().eq("").to_numpy()
+        if empty.any():
+            raise DataError(path, f"empty {column} id", line=int(frame["line"].to_numpy()[empty][0]))
+    if implicit or "rating" not in frame:
+        frame["rating"] = "1"
+    frame["rating"] = parse_numbers(frame, "rating", path, float)
+    frame["timestamp"] = parse_numbers(frame, "timestamp", path, int)
+    return _drop_duplicates(frame, path, duplicates)
+
+
+def _encoded(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The interactions with users and items coded by their sorted raw ids, in the one order of
+    `sort_interactions`; and the raw ids of the codes."""
+    user_codes, user_ids = pd.factorize(frame["user"], sort=True)
+    item_codes, item_ids = pd.factorize(frame["item"], sort=True)
+    interactions = pd.DataFrame({
+        "user": user_codes.astype(np.int64),
+        "item": item_codes.astype(np.int64),
+        "rating": frame["rating"].to_numpy(np.float64),
+        "timestamp": frame["timestamp"].to_numpy(np.int64),
+    })
+    user_ids, item_ids = np.asarray(user_ids, dtype=object), np.asarray(item_ids, dtype=object)
+    return sort_interactions(interactions, user_ids, item_ids), user_ids, item_ids
+
+
 def sort_interactions(frame: pd.DataFrame, user_ids: np.ndarray, item_ids: np.ndarray) -> pd.DataFrame:
     """`frame` (int columns `user`, `item`, `timestamp`: codes into `user_ids` / `item_ids`)
     sorted by (user, timestamp, tie key, item), with a fresh index: the one order of a
@@ -245,133 +241,6 @@ def tie_keys(user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------- shared checks
-def read_table(
-    path: str | Path,
-    *,
-    sep: str,
-    columns: list[str] | None = None,
-    required: tuple[str, ...] = (),
-    encoding: str = "utf-8",
-    quoting: int = 3,
-) -> pd.DataFrame:
-    """Read a delimited text file as strings, with a `line` column (1-based line in the file).
-
-    `columns` names the columns of a file without a header; otherwise the first line is the header
-    and every name in `required` must be in it. Blank lines hold no row but count in `line` (a
-    row whose quoted field spans lines has the line where it starts); the header's line is in
-    `frame.attrs["header_line"]`. Raises `DataError` on an empty file, a missing column or a row
-    with too few fields.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(path, "file not found")
-    if path.stat().st_size == 0:
-        raise DataError(path, "the file is empty")
-    header = None if columns else 0
-    try:
-        frame = pd.read_csv(
-            path,
-            sep=sep,
-            header=header,
-            names=columns,
-            dtype=str,
-            keep_default_na=False,
-            encoding=encoding,
-            engine="python" if len(sep) > 1 else "c",
-            quoting=quoting,
-        )
-    except pd.errors.ParserError as exc:
-        raise DataError(path, f"cannot parse: {exc}") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(path, "the file is empty") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(path, f"not {encoding} text ({exc.reason})") from None
-    lines = _record_lines(path, sep=sep, quoting=quoting, encoding=encoding)
-    n_records = len(frame) + (header is not None)
-    if lines is None or len(lines) != n_records:
-        log.warning("%s: cannot tell the line of each row; reported lines may be off", path)
-        lines = list(range(1, n_records + 1))
-    if header is not None:
-        frame.attrs["header_line"] = lines[0]
-        lines = lines[1:]
-    require_columns(frame, required, path)
-    if len(frame) == 0:
-        raise DataError(path, "the file has a header but no rows")
-    frame["line"] = np.asarray(lines, dtype=np.int64)
-    return frame
-
-
-def _record_lines(path: Path, *, sep: str, quoting: int, encoding: str) -> list[int] | None:
-    """The line where each record of the file starts, leaving out those pandas skips as blank.
-
-    Blank for pandas' C engine (a one-character `sep`) is a line of spaces and tabs other than
-    `sep`; for its python engine, a line without `sep` that is whitespace only. With csv quoting
-    and a one-character `sep` a quoted field may span lines. None when the file cannot be split
-    the way pandas did (a compression other than gzip, bz2 and xz).
-    """
-    opener = _OPENERS.get(path.suffix.lower(), open)
-    try:
-        with opener(path, "rt", encoding=encoding, newline="") as fh:
-            if len(sep) > 1:
-                return [n for n, text in enumerate(fh, start=1) if text.strip() or sep in text]
-            blank = set(" \t\r\n") - {sep}
-            if quoting == csv.QUOTE_NONE:
-                return [n for n, text in enumerate(fh, start=1) if not blank.issuperset(text)]
-            return _quoted_record_lines(fh, sep, quoting, blank)
-    except (UnicodeDecodeError, csv.Error):
-        return None
-
-
-def _quoted_record_lines(lines: Iterable[str], sep: str, quoting: int, blank: set[str]) -> list[int]:
-    """`_record_lines` of a file with csv quoting: `csv.reader` tells where each record ends."""
-    last = ""
-
-    def remember() -> Iterator[str]:
-        nonlocal last
-        for last in lines:
-            yield last
-
-    reader = csv.reader(remember(), delimiter=sep, quoting=quoting)
-    starts, end = [], 0
-    for _ in reader:
-        start, end = end + 1, reader.line_num
-        if end > start or not blank.issuperset(last):
-            starts.append(start)
-    return starts
-
-
-def require_columns(
-    frame: pd.DataFrame, required: Iterable[str], path: str | Path, *, noun: str = "column"
-) -> None:
-    """A `DataError` on the header's line of `path` (`frame.attrs["header_line"]`, else 1) for the
-    first name of `required` that is not a column of `frame`, listing the columns found."""
-    for column in required:
-        if column not in frame.columns:
-            found = ", ".join(str(c) for c in frame.columns if c != "line")
-            line = int(frame.attrs.get("header_line", 1))
-            raise DataError(path, f"missing {noun} {column!r} (found: {found})", line=line)
-
-
-def four_digit_year(text: str) -> str:
-    """`text` stripped when it is a year 1000-9999, else empty (for year fields such as "0" or "n/a").
-
-    >>> four_digit_year(" 1999 "), four_digit_year("0")
-    ('1999', '')
-    """
-    text = text.strip()
-    return text if _YEAR.match(text) else ""
-
-
-def parse_numbers(frame: pd.DataFrame, column: str, path: str | Path, kind: type) -> pd.Series:
-    """Column `column` as numbers; a value that is not one is a `DataError` with its line."""
-    values = pd.to_numeric(frame[column].astype(str).str.strip(), errors="coerce")
-    bad = values.isna() | ~np.isfinite(values.to_numpy(np.float64, na_value=np.nan))
-    if bad.any():
-        row = frame[bad.to_numpy()].iloc[0]
-        raise DataError(path, f"{column} {row[column]!r} is not a number", line=int(row["line"]))
-    if kind is int:
-        return values.astype(np.float64).round().astype(np.int64)
-    return values.astype(np.float64)
 
 
 def _drop_duplicates(frame: pd.DataFrame, path: str | Path, policy: str) -> pd.DataFrame:

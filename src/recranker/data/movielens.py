@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from recranker.data.dataset import Dataset, Feedback, read_table
+from recranker.data.dataset import Dataset, Feedback
 from recranker.data.recbole import load_recbole
+from recranker.data.tables import read_table
 from recranker.errors import DataError
 
 GENRES_100K = (

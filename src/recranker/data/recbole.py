@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from recranker.data.dataset import Dataset, Feedback, four_digit_year, read_table, require_columns
+from recranker.data.dataset import Dataset, Feedback
+from recranker.data.tables import four_digit_year, read_table, require_columns
 from recranker.errors import DataError
 
 TEXT_FIELDS = {

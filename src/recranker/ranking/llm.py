@@ -150,44 +150,55 @@ class LLMRanker:
 
     def rank_chunk(self, candidates: Rankings, stage: str) -> RankerOutputs:
         """`RankerOutputs` of a few users, their prompts sent to the backend together."""
+        cfg = self.config
+        passes = cfg.bootstrap if "bootstrapping" in cfg.baselines else 1
+        pairs = pair_columns(candidates.depth, cfg.pairs)
+        requests, where, shown = self._requests(candidates, stage, pairs, passes)
+        outputs = self.backend.run(requests, self.token_ids) if requests else []
+        return self._read(candidates, pairs, shown, where, outputs)
+
+    def _requests(self, candidates: Rankings, stage: str, pairs: np.ndarray,
+                  passes: int) -> tuple[list[Request], list[tuple[str, int, int]], np.ndarray]:
+        """Every prompt of the chunk's users; what each asks ((task, row, index)); and the shown
+        order of each listwise pass, (U, B, m)."""
         cfg, tasks = self.config, set(self.config.tasks or self.renderer.templates)
         users, items = candidates.users, candidates.items
         n, m = items.shape
-        passes = cfg.bootstrap if "bootstrapping" in cfg.baselines else 1
-        pairs = pair_columns(m, cfg.pairs)
         ratings = scores = None
         if self.hints is not None:
             ratings = self.hints.rating.predict_ratings(users, items) if "pointwise" in tasks else None
             scores = self.hints.ranking.score(users, items, stage)
         requests: list[Request] = []
-        where: list[tuple[str, int, int]] = []  # (task, row, index) per request
+        where: list[tuple[str, int, int]] = []
         shown = np.zeros((n, passes, m), dtype=np.int64)
+
+        def ask(prompt, task: str, row: int, index: int, max_new_tokens: int = 0) -> None:
+            requests.append(self._request(prompt, row, max_new_tokens))
+            where.append((task, row, index))
+
         for row, user in enumerate(users.tolist()):
-            history = self.history(stage, user)
-            if "pointwise" in tasks:
-                for j in range(m):
-                    hint = None if ratings is None else float(ratings[row, j])
-                    prompt = self.renderer.pointwise(history, int(items[row, j]), hint=hint, rng=self._rng(stage, user))
-                    requests.append(self._request(prompt, row))
-                    where.append(("pointwise", row, j))
-            if "pairwise" in tasks:
-                for p, (a, b) in enumerate(pairs):
-                    for side, (x, y) in enumerate(((a, b), (b, a))):
-                        hint = None if scores is None else bool(scores[row, x] >= scores[row, y])
-                        prompt = self.renderer.pairwise(history, int(items[row, x]), int(items[row, y]),
-                                                        hint_first=hint, rng=self._rng(stage, user))
-                        requests.append(self._request(prompt, row))
-                        where.append(("pairwise", row, 2 * p + side))
-            if "listwise" in tasks:
-                for k in range(passes):
-                    order = self._rng(stage, user, 1 + k).permutation(m)
-                    shown[row, k] = order
-                    hint = None if scores is None else np.argsort(-scores[row, order], kind="stable")
-                    prompt = self.renderer.listwise(history, items[row, order],
-                                                    hint_order=hint, rng=self._rng(stage, user))
-                    requests.append(self._request(prompt, row, cfg.max_new_tokens if cfg.generate else 0))
-                    where.append(("listwise", row, k))
-        outputs = self.backend.run(requests, self.token_ids) if requests else []
+            history, rng = self.history(stage, user), lambda *extra: self._rng(stage, user, *extra)
+            for j in range(m) if "pointwise" in tasks else ():
+                hint = None if ratings is None else float(ratings[row, j])
+                ask(self.renderer.pointwise(history, int(items[row, j]), hint=hint, rng=rng()), "pointwise", row, j)
+            for p, (a, b) in enumerate(pairs) if "pairwise" in tasks else ():
+                for side, (x, y) in enumerate(((a, b), (b, a))):
+                    hint = None if scores is None else bool(scores[row, x] >= scores[row, y])
+                    prompt = self.renderer.pairwise(history, int(items[row, x]), int(items[row, y]), hint_first=hint,
+                                                    rng=rng())
+                    ask(prompt, "pairwise", row, 2 * p + side)
+            for k in range(passes) if "listwise" in tasks else ():
+                order = shown[row, k] = rng(1 + k).permutation(m)
+                hint = None if scores is None else np.argsort(-scores[row, order], kind="stable")
+                prompt = self.renderer.listwise(history, items[row, order], hint_order=hint, rng=rng())
+                ask(prompt, "listwise", row, k, cfg.max_new_tokens if cfg.generate else 0)
+        return requests, where, shown
+
+    def _read(self, candidates: Rankings, pairs: np.ndarray, shown: np.ndarray, where: list[tuple[str, int, int]],
+              outputs: list) -> RankerOutputs:
+        """The answers as `RankerOutputs`: expected ratings, P(Yes), listwise orders and logits."""
+        n, m = candidates.items.shape
+        passes = shown.shape[1]
         point = np.full((n, m), np.nan)
         pair_yes = np.full((n, len(pairs), 2), np.nan)
         list_rank = np.tile(np.arange(m), (n, passes, 1))
@@ -196,8 +207,7 @@ class LLMRanker:
         r, y = len(self.rating_tokens), len(self.yes_no)
         for (task, row, k), out in zip(where, outputs):
             if task == "pointwise":
-                probs = _softmax(out.logprobs[:r])
-                point[row, k] = float(probs @ np.arange(1, 6))
+                point[row, k] = float(_softmax(out.logprobs[:r]) @ np.arange(1, 6))
             elif task == "pairwise":
                 pair_yes[row, k // 2, k % 2] = float(_softmax(out.logprobs[r:r + y])[0])
             else:
@@ -206,10 +216,10 @@ class LLMRanker:
                     continue
                 backbone_order = np.argsort(shown[row, k])  # shown positions, backbone's best first
                 order, status = parse_order(out.text, IDENTIFIERS[:m], self.renderer.listwise_top, backbone_order)
-                columns = shown[row, k][order]
-                list_rank[row, k, columns] = np.arange(m)
+                list_rank[row, k, shown[row, k][order]] = np.arange(m)
                 list_status[row, k] = status
-        return RankerOutputs(users, items, point, pairs, pair_yes, shown, list_rank, list_status, list_logprob)
+        return RankerOutputs(candidates.users, candidates.items, point, pairs, pair_yes, shown, list_rank, list_status,
+                             list_logprob)
 
     def _request(self, prompt, row: int, max_new_tokens: int = 0) -> Request:
         return Request(chat_text(prompt.messages, self.backend.tokenizer, generation_prompt=True), row, max_new_tokens)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from typing import NamedTuple
@@ -116,45 +117,36 @@ def run_rank(cfg: StudyConfig, backbone: str, system: str, stage: str, *, split:
     tokenizer, model = models.get(cfg, system)
     folder = stage_obj.path
     resumed = stage_obj.resume_or_start()
-    parts = sorted(folder.glob("part-*.npz")) if resumed else []
-    done = [RankerOutputs.load(p) for p in parts]
+    done = [RankerOutputs.load(p) for p in sorted(folder.glob("part-*.npz"))] if resumed else []
     seen = set(np.concatenate([d.users for d in done]).tolist()) if done else set()
     todo = np.array([u not in seen for u in candidates.users], dtype=bool)
-    renderer = prompt_renderer(cfg, split, tokenizer, cfg.ranked_tasks)
-    hints = None
-    if system != "no_hints" and cfg.prompts.hints.enabled:
-        hints = full_hint_models(cfg, split, progress=progress)
+    hints = full_hint_models(cfg, split, progress=progress) if system != "no_hints" and cfg.prompts.hints.enabled else None
     backend = TransformersBackend(model, tokenizer, batch_tokens=cfg.ranking.batch_tokens,
                                   prefix_tokens=cfg.ranking.prefix_tokens)
-    ranker = LLMRanker(backend, renderer, split, hints, cfg.ranking)
-    counter = [len(parts)]
-
-    def save(part) -> None:
-        part.save(folder / f"part-{counter[0]:05d}.npz")
-        counter[0] += 1
-
+    ranker = LLMRanker(backend, prompt_renderer(cfg, split, tokenizer, cfg.ranked_tasks), split, hints, cfg.ranking)
+    saved = itertools.count(len(done))
     started = time.perf_counter()
-    remaining = candidates.select(todo)
-    fresh = None
     if todo.any() or not done:  # no covered user at all still gives (empty) outputs
-        fresh = ranker.rank(remaining, stage, chunk=cfg.ranking.chunk_users, progress=progress, on_chunk=save)
+        done.append(ranker.rank(candidates.select(todo), stage, chunk=cfg.ranking.chunk_users, progress=progress,
+                                on_chunk=lambda part: part.save(folder / f"part-{next(saved):05d}.npz")))
     seconds = time.perf_counter() - started
-    outputs = RankerOutputs.concat(done + ([fresh] if fresh is not None else []))
-    order = np.argsort(outputs.users)
-    outputs = outputs.select(order)
+    outputs = RankerOutputs.concat(done)
+    outputs = outputs.select(np.argsort(outputs.users))
     outputs.save(folder / "outputs.npz")
     for part in folder.glob("part-*.npz"):
         part.unlink()
-    users_now = int(todo.sum())
-    summary = {"backbone": backbone, "system": system, "stage": stage, "users": len(outputs),
-               "users_this_run": users_now, "seconds": seconds, "resumed": resumed,
-               "seconds_per_user": seconds / users_now if users_now else None,
-               "usage": backend.usage.as_dict(), "device": torch_device(),
-               "tokens_per_user": {k: v / users_now for k, v in backend.usage.as_dict().items()
-                                   if k.endswith("tokens")} if users_now else None}
+    summary = {"backbone": backbone, "system": system, "stage": stage, "users": len(outputs), "resumed": resumed,
+               "device": torch_device(), **pass_cost(backend.usage.as_dict(), int(todo.sum()), seconds)}
     write_json(folder / "summary.json", summary)
     stage_obj.finish({"seconds": seconds})
     return outputs, summary
+
+
+def pass_cost(usage: dict, users: int, seconds: float) -> dict:
+    """Time and tokens of an LLM pass over `users` users, in all and per user."""
+    return {"users_this_run": users, "seconds": seconds, "usage": usage,
+            "seconds_per_user": seconds / users if users else None,
+            "tokens_per_user": {k: v / users for k, v in usage.items() if k.endswith("tokens")} if users else None}
 
 
 class Pass(NamedTuple):
