@@ -125,22 +125,13 @@ def test_only_implicit_ratings(tmp_path: Path) -> None:
         load_bookcrossing(tmp_path)
 
 
-def test_missing_column(tmp_path: Path) -> None:
-    _write(tmp_path, books='"ISBN";"Book-Title";"Year-Of-Publication"\n"0155061224";"Title";"2000"\n')
+@pytest.mark.parametrize("blank, line", [("", 1), ("\n", 2)])  # the header's own line, blank lines counted
+def test_missing_column(tmp_path: Path, blank: str, line: int) -> None:
+    _write(tmp_path, books=blank + '"ISBN";"Book-Title";"Year-Of-Publication"\n"0155061224";"Title";"2000"\n')
     with pytest.raises(DataError) as excinfo:
         load_bookcrossing(tmp_path)
     assert str(excinfo.value) == (
-        f"{tmp_path / 'BX-Books.csv'}, line 1: missing column 'Book-Author' "
-        "(found: ISBN, Book-Title, Year-Of-Publication)"
-    )
-
-
-def test_missing_column_after_a_blank_line(tmp_path: Path) -> None:
-    _write(tmp_path, books='\n"ISBN";"Book-Title";"Year-Of-Publication"\n"0155061224";"Title";"2000"\n')
-    with pytest.raises(DataError) as excinfo:
-        load_bookcrossing(tmp_path)
-    assert str(excinfo.value) == (
-        f"{tmp_path / 'BX-Books.csv'}, line 2: missing column 'Book-Author' "
+        f"{tmp_path / 'BX-Books.csv'}, line {line}: missing column 'Book-Author' "
         "(found: ISBN, Book-Title, Year-Of-Publication)"
     )
 

@@ -61,18 +61,12 @@ def test_missing_title_column(tmp_path: Path) -> None:
     assert str(excinfo.value) == f"{items}, line 1: missing column 'title' (found: item, name)"
 
 
-def test_non_numeric_rating(tmp_path: Path) -> None:
-    log = _write(tmp_path / "log.csv", LOG + "u2,i2,N/A,80\n")
+@pytest.mark.parametrize("blank, line", [("", 5), ("\n  \n", 7)])  # blank lines count in the line number
+def test_non_numeric_rating(tmp_path: Path, blank: str, line: int) -> None:
+    log = _write(tmp_path / "log.csv", LOG + blank + "u2,i2,N/A,80\n")
     with pytest.raises(DataError) as excinfo:
         load_csv(log)
-    assert str(excinfo.value) == f"{log}, line 5: rating 'N/A' is not a number"
-
-
-def test_blank_lines_before_a_bad_rating(tmp_path: Path) -> None:
-    log = _write(tmp_path / "log.csv", LOG + "\n  \n" + "u2,i2,N/A,80\n")
-    with pytest.raises(DataError) as excinfo:
-        load_csv(log)
-    assert str(excinfo.value) == f"{log}, line 7: rating 'N/A' is not a number"
+    assert str(excinfo.value) == f"{log}, line {line}: rating 'N/A' is not a number"
 
 
 def test_blank_lines_in_a_gzip_log(tmp_path: Path) -> None:
