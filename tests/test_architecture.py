@@ -1,4 +1,4 @@
-"""The package's shape (STYLE.md, "The house"): no import cycle, nothing imports upward.
+"""The package's shape (STYLE.md): no import cycle, nothing imports upward, small modules and functions.
 
 `python -m pytest tests/test_architecture.py` checks it; the graph is read from the source (every
 `import` anywhere in a module, lazy ones inside functions included), so it needs no import.
@@ -15,7 +15,7 @@ LIBRARY = ("recranker.data", "recranker.split", "recranker.retrieval", "recranke
            "recranker.report", "recranker.types", "recranker.artifacts", "recranker.assets", "recranker.testing")
 
 
-def modules() -> dict[str, Path]:
+def modules_of_the_package() -> dict[str, Path]:
     """Module name -> file, for every module of the package."""
     out = {}
     for path in sorted((SRC / "recranker").rglob("*.py")):
@@ -51,7 +51,7 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
 
 
 def graph() -> dict[str, set[str]]:
-    known = modules()
+    known = modules_of_the_package()
     return {name: imports(name, path, known) for name, path in known.items()}
 
 
@@ -98,3 +98,23 @@ def test_the_library_never_imports_the_orchestration() -> None:
 
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def sizes() -> tuple[dict[str, int], dict[str, int]]:
+    """Lines of every module, and of every function (decorators to last line) by module:line name."""
+    modules, functions = {}, {}
+    for name, path in sorted(modules_of_the_package().items()):
+        text = path.read_text(encoding="utf-8")
+        modules[name] = len(text.splitlines())
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                functions[f"{name}:{node.lineno} {node.name}"] = node.end_lineno - start + 1
+    return modules, functions
+
+
+def test_modules_and_functions_stay_small() -> None:
+    """STYLE.md's sizes, with a margin: modules under ~400 lines, functions under ~50."""
+    modules, functions = sizes()
+    assert {name: n for name, n in modules.items() if n > 420} == {}
+    assert {name: n for name, n in functions.items() if n > 55} == {}
