@@ -12,7 +12,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 ORCHESTRATION = ("recranker.stages", "recranker.config", "recranker.cli", "recranker.serve")
 LIBRARY = ("recranker.data", "recranker.split", "recranker.retrieval", "recranker.candidates", "recranker.sampling",
            "recranker.hints", "recranker.prompts", "recranker.tuning", "recranker.ranking", "recranker.metrics",
-           "recranker.report", "recranker.types", "recranker.artifacts", "recranker.assets", "recranker.testing")
+           "recranker.report", "recranker.results", "recranker.settings", "recranker.types", "recranker.artifacts",
+           "recranker.assets", "recranker.errors", "recranker.testing")
 
 
 def modules_of_the_package() -> dict[str, Path]:
