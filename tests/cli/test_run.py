@@ -57,6 +57,13 @@ def test_run_writes_every_system_and_the_report(study, capsys) -> None:
     assert backbone["NDCG@3"] == pytest.approx(retrieval["test"]["NDCG@3"])  # same users, same lists
     report = (run / "report" / "report.md").read_text()
     assert "## bpr" in report and "Cost per LLM pass" in report and "position_bias.png" in report
+    from recranker.ranking.llm import RankerOutputs
+
+    # validation passes only serve the weights: one listwise pass from logits, nothing generated
+    valid = RankerOutputs.load(run / "rank" / "bpr" / "tuned" / "valid" / "outputs.npz")
+    test = RankerOutputs.load(run / "rank" / "bpr" / "tuned" / "test" / "outputs.npz")
+    assert valid.list_rank.shape[1] == 1 and (valid.list_status == -1).all()
+    assert test.list_rank.shape[1] == 2 and (test.list_status >= 0).all()
 
 
 def test_a_finished_run_is_skipped_and_report_rebuilds_it(study, capsys) -> None:

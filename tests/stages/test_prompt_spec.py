@@ -126,3 +126,18 @@ def test_the_ranker_asks_exactly_the_training_prompt(cfg, monkeypatch) -> None:
             ranker.rank_chunk(Rankings([user], [items], [np.zeros(len(items))]), "test")
             expected = chat_text(record["messages"][:2], tokenizer, generation_prompt=True)
             assert backend.texts[0] == expected, (task, record["instance"])
+
+
+@pytest.mark.parametrize("listwise, generates", [("logits", False), ("generate", True)])
+def test_validation_passes_ask_only_what_the_weight_tuning_reads(cfg, listwise, generates) -> None:
+    from recranker.stages.rank import pass_ranking
+
+    cfg = override(cfg, {"ranking.listwise": listwise, "ranking.generate": True, "ranking.bootstrap": 3})
+    valid, test = pass_ranking(cfg, "valid"), pass_ranking(cfg, "test")
+    assert "bootstrapping" not in valid.baselines and valid.generate is generates
+    assert test == cfg.ranking
+    before = stages.rank_stage(cfg, "lightgcn", "tuned", "valid").inputs
+    for change in ({"ranking.bootstrap": 5}, {"ranking.baselines": ["zero_shot"]}):
+        assert stages.rank_stage(override(cfg, change), "lightgcn", "tuned", "valid").inputs == before, change
+    assert stages.rank_stage(override(cfg, {"ranking.bootstrap": 5}), "lightgcn", "tuned", "test").inputs != \
+        stages.rank_stage(cfg, "lightgcn", "tuned", "test").inputs

@@ -15,6 +15,7 @@ import numpy as np
 
 from recranker.artifacts import Stage, fingerprint, read_json, write_json
 from recranker.config import StudyConfig
+from recranker.ranking.config import RankingConfig
 from recranker.split import Split
 from recranker.stages.base import file_part, model_signature, torch_device, writes_run
 from recranker.stages.population import llm_candidates
@@ -50,14 +51,25 @@ def rank_stage(cfg: StudyConfig, backbone: str, system: str, stage: str) -> Stag
     `PromptsConfig.TRAINING_ONLY`), so a new setting is an input unless declared otherwise: a
     stale pass can never be read back. Also the templates, the model and the candidates."""
     return Stage(cfg.run_dir, f"rank/{backbone}/{system}/{stage}", inputs=fingerprint(
-        asked_settings(cfg), shown_settings(cfg, system), template_texts(cfg, cfg.ranked_tasks),
+        asked_settings(cfg, stage), shown_settings(cfg, system), template_texts(cfg, cfg.ranked_tasks),
         ranking_model_inputs(cfg, system), retrieval_stage(cfg, backbone).inputs, RANKING_FORMAT))
 
 
-def asked_settings(cfg: StudyConfig) -> dict:
-    """The ranking section as it shapes the LLM's requests: all of it but `NOT_ASKED`, with the
-    tasks ranked and the listwise passes made."""
+def pass_ranking(cfg: StudyConfig, stage: str) -> RankingConfig:
+    """The ranking settings of the passes over `stage`'s users. Validation passes serve only the
+    hybrid's weights, which read one listwise pass (its generated order only when
+    `ranking.listwise` is "generate"): they make no bootstrap passes and generate nothing else."""
     r = cfg.ranking
+    if stage != "valid":
+        return r
+    return r.model_copy(update={"baselines": [b for b in r.baselines if b != "bootstrapping"],
+                                "generate": r.listwise == "generate"})
+
+
+def asked_settings(cfg: StudyConfig, stage: str) -> dict:
+    """The ranking section as it shapes the LLM's requests over `stage`'s users: all of it but
+    `NOT_ASKED`, with the tasks ranked and the listwise passes made."""
+    r = pass_ranking(cfg, stage)
     asked = r.model_dump(mode="json", exclude=set(r.NOT_ASKED))
     asked.update(tasks=cfg.ranked_tasks, passes=r.bootstrap if "bootstrapping" in r.baselines else 1)
     return asked
@@ -123,7 +135,8 @@ def run_rank(cfg: StudyConfig, backbone: str, system: str, stage: str, *, split:
     hints = full_hint_models(cfg, split, progress=progress) if system != "no_hints" and cfg.prompts.hints.enabled else None
     backend = TransformersBackend(model, tokenizer, batch_tokens=cfg.ranking.batch_tokens,
                                   prefix_tokens=cfg.ranking.prefix_tokens)
-    ranker = LLMRanker(backend, prompt_renderer(cfg, split, tokenizer, cfg.ranked_tasks), split, hints, cfg.ranking)
+    ranker = LLMRanker(backend, prompt_renderer(cfg, split, tokenizer, cfg.ranked_tasks), split, hints,
+                       pass_ranking(cfg, stage))
     saved = itertools.count(len(done))
     started = time.perf_counter()
     if todo.any() or not done:  # no covered user at all still gives (empty) outputs
