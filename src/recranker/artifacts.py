@@ -73,9 +73,10 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 
 
 def write_json(path: str | Path, value: Any) -> None:
-    """Write `value` as indented JSON, atomically."""
+    """Write `value` as indented JSON, atomically, keys in the order `value` has them (a summary
+    reads back as it was written; fingerprints sort their keys themselves)."""
     with atomic_write(path) as fh:
-        json.dump(value, fh, indent=2, sort_keys=True, default=_jsonable)
+        json.dump(value, fh, indent=2, default=_jsonable)
         fh.write("\n")
 
 

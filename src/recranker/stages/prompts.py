@@ -21,7 +21,7 @@ from recranker.prompts.templates import load_templates, template_path
 from recranker.prompts.text import TokenCounter
 from recranker.retrieval import load_retriever
 from recranker.split import Split
-from recranker.stages.base import file_part, model_signature, writes_run
+from recranker.stages.base import model_signature, writes_run
 from recranker.stages.retrieval import fitted_backbone, retrieval_stage
 from recranker.stages.sample import run_sample, sample_stage
 from recranker.stages.split import prepare_split, split_stage
@@ -104,7 +104,7 @@ def prompts_stage(cfg: StudyConfig) -> Stage:
     upstream = [retrieval_stage(cfg, name).inputs for name in (hints.rating_model, hints.ranking_model)]
     return Stage(cfg.run_dir, "prompts", inputs=fingerprint(
         cfg.prompts, template_texts(cfg, cfg.prompts.tasks), sample_stage(cfg).inputs, hints_stage(cfg).inputs,
-        upstream, PROMPTS_FORMAT, *file_part(model_signature(cfg.prompts.tokenizer))))
+        upstream, PROMPTS_FORMAT, model_signature(cfg.prompts.tokenizer)))
 
 
 @writes_run

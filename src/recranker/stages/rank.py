@@ -17,7 +17,7 @@ from recranker.artifacts import Stage, fingerprint, read_json, write_json
 from recranker.config import StudyConfig
 from recranker.ranking.config import RankingConfig
 from recranker.split import Split
-from recranker.stages.base import file_part, model_signature, torch_device, writes_run
+from recranker.stages.base import model_signature, torch_device, writes_run
 from recranker.stages.population import llm_candidates
 from recranker.stages.prompts import full_hint_models, prompt_renderer, template_texts
 from recranker.stages.retrieval import retrieval_stage
@@ -39,9 +39,9 @@ def ranking_systems(cfg: StudyConfig) -> list[str]:
 def ranking_model_inputs(cfg: StudyConfig, system: str) -> str:
     """What identifies the LLM of `system`: the tune stage's inputs, or the untuned model spec."""
     if cfg.ranking.model is not None:
-        return fingerprint("model", cfg.ranking.model, *file_part(model_signature(cfg.ranking.model)))
+        return fingerprint("model", cfg.ranking.model, model_signature(cfg.ranking.model))
     if system == "zero_shot":
-        return fingerprint("model", cfg.tuning.model, *file_part(model_signature(cfg.tuning.model)))
+        return fingerprint("model", cfg.tuning.model, model_signature(cfg.tuning.model))
     return tune_stage(cfg).inputs
 
 

@@ -31,7 +31,7 @@ from recranker.artifacts import atomic_write, read_json
 from recranker.config import StudyConfig
 from recranker.errors import DataError
 from recranker.metrics import covered as covered_users
-from recranker.metrics import Measure, per_user, single_target_gains
+from recranker.metrics import Measure, per_user
 from recranker.ranking.hybrid import hybrid, tune_weights, utilities
 from recranker.ranking.llm import RankerOutputs
 from recranker.ranking.parse import STATUS_NAMES
@@ -110,7 +110,7 @@ def hybrid_weights(cfg: StudyConfig, split: Split, backbone: str, outputs: Outpu
     valid = outputs[valid_pass][0]
     if not (len(valid) and len(outputs[test_pass][0])):
         return rcfg.weights, {"tuned": False}
-    gains = single_target_gains(valid.users, split.target_items("valid")[np.searchsorted(split.users, valid.users)])
+    _, gains = evaluation_population(cfg, split, backbone, "valid")
     utils = utilities(valid, rcfg.constants, cfg.prompts.listwise_top, rcfg.listwise)
     weights, value, grid = tune_weights(utils, valid, gains, rcfg.tune_metric, rcfg.weight_step, rcfg.listwise)
     return weights, {"tuned": True, "metric": str(rcfg.tune_metric), "valid_value": value, "valid_users": len(valid),

@@ -46,7 +46,7 @@ def run_retrieval(
     stage = retrieval_stage(cfg, model)
     if stage.done():
         log.info("retrieval/%s: done, reading %s", model, stage.path)
-        return _in_measure_order(read_json(stage.path / "metrics.json"), cfg)
+        return read_json(stage.path / "metrics.json")
     folder = stage.start()
     retriever = make_retriever(model, cfg.retrieval.model(model))
     started = time.perf_counter()
@@ -84,17 +84,6 @@ def evaluate_retriever(retriever, split: Split, cfg: StudyConfig, folder: Path) 
 def retrieval_measures(cfg: StudyConfig) -> list[str]:
     """The measures of a backbone's full ranking, in report order: HR@k then NDCG@k, k ascending."""
     return [f"{name}@{k}" for name in ("HR", "NDCG") for k in cfg.evaluation.ks]
-
-
-def _in_measure_order(summary: dict, cfg: StudyConfig) -> dict:
-    """`summary` read back from metrics.json (whose keys JSON sorted) with each stage's measures in
-    report order again."""
-    which = retrieval_measures(cfg)
-    for stage_name in TARGETS:
-        stored = summary[stage_name]
-        summary[stage_name] = {**{k: stored[k] for k in which if k in stored},
-                               **{k: v for k, v in stored.items() if k not in which}}
-    return summary
 
 
 def load_candidates(cfg: StudyConfig, model: str, stage: str) -> Rankings:

@@ -44,20 +44,16 @@ def load_data(cfg: DataConfig) -> Dataset:
     from recranker.data.registry import load_dataset
 
     files = data_files(cfg)
-    options: dict[str, object] = {
-        "feedback": Feedback(liked_min=cfg.liked_min, disliked_max=cfg.disliked_max)
-    }
-    if cfg.format == "csv":
-        options.update(items_path=files.get("data.items_path"), implicit=cfg.implicit)
-    if cfg.format == "amazon":
-        options["meta_path"] = files.get("data.meta_path")
-    if cfg.format == "recbole" and cfg.implicit:
+    options: dict[str, object] = {"feedback": Feedback(liked_min=cfg.liked_min, disliked_max=cfg.disliked_max)}
+    options.update({key.removeprefix("data."): path for key, path in files.items() if key != "data.path"})
+    if cfg.format in ("csv", "recbole") and cfg.implicit:
         options["implicit"] = True
     return load_dataset(cfg.format, files["data.path"], **options)
 
 
 #: version of the split's layout and order: a change rebuilds earlier runs' splits (2: timestamp ties
-#: broken by item id, not file order, so the split is a function of the log's content)
+#: broken by a hash of the (user id, item id) pair, not file order, so the split is a function of the
+#: log's content)
 SPLIT_FORMAT = 2
 
 

@@ -13,7 +13,7 @@ from recranker import assets
 from recranker.artifacts import Stage, atomic_write, fingerprint, read_json, write_json
 from recranker.config import StudyConfig
 from recranker.errors import DataError
-from recranker.stages.base import file_part, model_signature, peak_rss_mib, writes_run
+from recranker.stages.base import model_signature, peak_rss_mib, writes_run
 from recranker.stages.prompts import prompts_stage, run_prompts
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 def tune_stage(cfg: StudyConfig) -> Stage:
     """The tuning stage of variant `tuning.variant` (inputs: tuning settings, the instruction data)."""
     return Stage(cfg.run_dir, f"tune/{cfg.tuning.variant}", inputs=fingerprint(
-        cfg.tuning, prompts_stage(cfg).inputs, *file_part(model_signature(cfg.tuning.model))))
+        cfg.tuning, prompts_stage(cfg).inputs, model_signature(cfg.tuning.model)))
 
 
 def load_examples(cfg: StudyConfig, tokenizer) -> tuple[list[dict], dict]:
