@@ -1,25 +1,37 @@
-"""Benchmark: seconds per user of LLM ranking, ours against a naive loop, side by side.
+"""Benchmark: seconds per user of LLM ranking, every backend side by side, with accuracy gates.
 
-Both rank the same users' candidates (ML-100K, LightGCN's top 10, users whose test target is
-among them) with the same model and the same prompts (`LLMRanker`, all three tasks, hints,
-adjacent pairs in both orders). Only the backend differs:
+Every row ranks the same users' candidates (ML-100K, LightGCN's top 10, test users whose target is
+among them) with the same model and the same prompts (`LLMRanker`, all three tasks, hints, adjacent
+pairs in both orders: 10 pointwise + 18 pairwise + 1 listwise prompt per user). Only the backend
+differs:
 
-- ours: `TransformersBackend`: each user's shared prefix computed once (KV cache), suffixes
-  batched by length across users, only the last position's logits, listwise order from one
-  pass's identifier logits (the default hybrid), and again with listwise answers generated;
 - naive: every prompt on its own, `model.generate` with greedy decoding until the answer ends
-  (2 tokens for a rating or Yes/No, up to 24 for a listwise answer), first-step scores kept.
+  (2 tokens for a rating or Yes/No, up to 24 for a listwise answer), first-step scores kept;
+- today's: `TransformersBackend` (each user's prefix computed once, suffixes batched across users,
+  last-position logits only) in float32 with PyTorch's default matrix products (MKL);
+- improved transformers: the same backend, float32 with the linear layers on oneDNN
+  (`use_onednn_linears`, what `recranker rank` uses on a CPU), and in bfloat16;
+- vLLM (fp32, bf16): `VLLMBackend`, automatic prefix caching, run by the interpreter of an
+  environment that has vLLM (`--vllm-python`, e.g. .venv-vllm/bin/python from `.ci/vllm`).
 
-It also checks that both agree: the expected ratings and P(Yes) of the naive loop's first step
-must match ours. Writes the section "ranking-speed" of BENCHMARKS.md (with --write).
+Per row: s/user, prompt and computed tokens per user, prompt tokens per CPU-second, computed
+tokens/s beside the measured forward limit of the same model and dtype (plain batched forward
+passes of whole prompts, 4 per batch, last-position logits) and their ratio; and the accuracy
+gates against today's float32 outputs: mean |change| of expected ratings and of P(Yes), and the
+default hybrid's HR@3 / NDCG@3 on these users. Writes the section "ranking-speed" of
+BENCHMARKS.md (with --write).
 
-    python bench/ranking_speed.py --name ml-100k-cpu [--users 32] [--naive-users 6] [--write]
+    python bench/ranking_speed.py [--users 100] [--naive-users 6] [--vllm-python .venv-vllm/bin/python] [--write]
+    python bench/ranking_speed.py --model runs/ml-100k-cpu/tune/main/merged --rows today,bf16   # gates of a tuned model
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_section  # noqa: E402
 
 from recranker.config import StudyConfig, load_config  # noqa: E402
-from recranker.ranking.backend import Backend, Output, TransformersBackend, Usage  # noqa: E402
-from recranker.ranking.llm import LLMRanker  # noqa: E402
+from recranker.ranking.backend import Backend, Output, TransformersBackend, Usage, use_onednn_linears  # noqa: E402
+from recranker.ranking.llm import LLMRanker, RankerOutputs  # noqa: E402
 from recranker.report import markdown_table  # noqa: E402
 
 
@@ -61,70 +73,189 @@ class NaiveBackend(Backend):
         return outputs
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--name", default="ml-100k-cpu", help="run with a finished lightgcn retrieval stage")
-    parser.add_argument("--config", help="the run's config (default: configs/<name>.yaml when it exists)")
-    parser.add_argument("--users", type=int, default=32, help="users for our backend")
-    parser.add_argument("--naive-users", type=int, default=6, help="users for the naive loop (the first of ours)")
-    parser.add_argument("--write", action="store_true")
-    args = parser.parse_args()
-    torch.set_grad_enabled(False)
+def setting(args):
+    """(config with `args.model` as the ranking model, split, candidates of the first `args.users`
+    covered test users, hint models)."""
     from recranker import stages
 
     default = Path("configs") / f"{args.name}.yaml"
     cfg = load_config(args.config or default) if (args.config or default.exists()) else StudyConfig(name=args.name)
+    # every covered test user can be benchmarked (the config may sample test users)
+    cfg = cfg.model_copy(update={"ranking": cfg.ranking.model_copy(update={"model": args.model, "test_users": None})})
     split = stages.prepare_split(cfg)
-    candidates = stages.llm_candidates(cfg, split, "lightgcn", "test")
-    candidates = candidates.select(slice(None, args.users))
-    tuned = stages.tune_stage(cfg)
-    system = "tuned" if tuned.done() else "zero_shot"  # loads, never trains
-    tokenizer, model = stages.ModelCache().get(cfg, system)
-    which = f"tuned ({tuned.path})" if tuned.done() else f"{cfg.tuning.model} (untuned: no finished tune stage)"
-    renderer = stages.prompt_renderer(cfg, split, tokenizer, cfg.ranked_tasks)
-    hints = stages.full_hint_models(cfg, split)
-    base = cfg.ranking.model_copy(update={"baselines": [], "tune_weights": False})
-    runs = {
-        "ours, listwise from logits (default hybrid)": (TransformersBackend, base.model_copy(update={"generate": False}), args.users),
-        "ours, listwise answers generated": (TransformersBackend, base.model_copy(update={"generate": True}), args.users),
-        "naive: generate per prompt": (NaiveBackend, base.model_copy(update={"generate": True}), args.naive_users),
-    }
-    rows, outputs = [], {}
-    for name, (backend_type, rcfg, n) in runs.items():
-        backend = backend_type(model, tokenizer)
-        ranker = LLMRanker(backend, renderer, split, hints, rcfg)
-        subset = candidates.select(slice(None, n))
-        warm = candidates.select(slice(-2, None))
-        ranker.rank(warm, "test", progress=False)  # warm-up on two users outside the naive loop's
-        backend.usage = Usage()
-        started = time.perf_counter()
-        outputs[name] = ranker.rank(subset, "test", progress=False)
-        seconds = time.perf_counter() - started
-        u = backend.usage
-        rows.append({"backend": name, "users": n, "s/user": seconds / n, "prompt tokens/user": u.prompt_tokens / n,
-                     "computed tokens/user": u.computed_tokens / n, "generated tokens/user": u.generated_tokens / n,
-                     "forward passes/user": u.forward_passes / n if u.forward_passes else None})
-        print(markdown_table(rows[-1:]), flush=True)
-    naive = rows[-1]["s/user"]
-    for row in rows:
-        row["speed-up vs naive"] = f"{naive / row['s/user']:.1f}x"
-        row["s/user"] = f"{row['s/user']:.2f}"
-        for key in ("prompt tokens/user", "computed tokens/user", "forward passes/user"):
-            row[key] = "-" if row[key] is None else f"{row[key]:.0f}"
-        row["generated tokens/user"] = f"{row['generated tokens/user']:.1f}"
-    ours, slow = outputs["ours, listwise answers generated"], outputs["naive: generate per prompt"]
-    n = len(slow)
-    agree = {"max |expected rating difference|": float(np.nanmax(np.abs(ours.point[:n] - slow.point))),
-             "max |P(Yes) difference|": float(np.nanmax(np.abs(ours.pair_yes[:n] - slow.pair_yes))),
-             "same generated listwise order": float((ours.list_rank[:n] == slow.list_rank).all(axis=-1).mean())}
-    table = markdown_table(rows)
-    body = (f"Model: {which}; ML-100K, LightGCN's top 10, test users whose target is a candidate; all three "
-            f"tasks with hints, 10 pointwise + 18 pairwise (9 adjacent pairs, both orders) + 1 listwise prompt "
-            f"per user; torch threads {torch.get_num_threads()}.\n\n{table}\n\nAgreement on the naive loop's "
-            f"users: " + ", ".join(f"{k} {v:.2g}" for k, v in agree.items()) + "\n")
-    print("\n" + body)
+    candidates = stages.llm_candidates(cfg, split, "lightgcn", "test").select(slice(None, args.users))
+    return cfg, split, candidates, stages.full_hint_models(cfg, split, progress=False)
+
+
+def rank(backend: Backend, cfg, split, hints, candidates, *, generate: bool = False) -> tuple[RankerOutputs, float]:
+    """The outputs on `candidates` and the seconds they took (after a warm-up on two other users)."""
+    from recranker import stages
+
+    rcfg = cfg.ranking.model_copy(update={"baselines": [], "tune_weights": False, "generate": generate})
+    renderer = stages.prompt_renderer(cfg, split, backend.tokenizer, cfg.ranked_tasks)
+    ranker = LLMRanker(backend, renderer, split, hints, rcfg)
+    ranker.rank(stages.llm_candidates(cfg, split, "lightgcn", "valid").select(slice(-2, None)), "valid", progress=False)
+    backend.usage = Usage()
+    started = time.perf_counter()
+    out = ranker.rank(candidates, "test", progress=False)
+    return out, time.perf_counter() - started
+
+
+@torch.inference_mode()
+def forward_limit(model, tokenizer, texts: list[str], batch: int = 4) -> float:
+    """Tokens/s of plain batched forward passes over whole prompts (left-padded, last-position
+    logits), padding excluded: the most the model computes on this machine in this dtype."""
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    def one(rows):
+        width = max(map(len, rows))
+        ids = torch.full((len(rows), width), pad)
+        mask = torch.zeros(len(rows), width, dtype=torch.long)
+        for b, r in enumerate(rows):
+            ids[b, width - len(r):], mask[b, width - len(r):] = torch.tensor(r), 1
+        model(input_ids=ids, attention_mask=mask, logits_to_keep=1)
+
+    one(encoded[:batch])
+    started = time.perf_counter()
+    for start in range(0, len(encoded), batch):
+        one(encoded[start:start + batch])
+    return sum(map(len, encoded)) / (time.perf_counter() - started)
+
+
+def vllm_worker(args) -> None:
+    """In the vLLM environment: rank with `VLLMBackend` in `args.dtype`, save the outputs and the
+    measurements under `args.out`."""
+    from recranker import stages
+    from recranker.ranking.vllm_backend import VLLMBackend
+
+    cfg, split, candidates, hints = setting(args)
+    started = time.perf_counter()
+    backend = VLLMBackend(stages.model_folder(cfg, "tuned"), dtype=args.dtype)
+    start_s = time.perf_counter() - started
+    out, seconds = rank(backend, cfg, split, hints, candidates)
+    out.save(Path(args.out) / "outputs.npz")
+    (Path(args.out) / "run.json").write_text(json.dumps({"seconds": seconds, "usage": backend.usage.as_dict(),
+                                                         "start_s": start_s}))
+
+
+def gates(reference: RankerOutputs, out: RankerOutputs, cfg, split) -> dict:
+    """Mean |change| of expected ratings and P(Yes) against `reference`, and the default hybrid's
+    HR@3 / NDCG@3 on the users of `out`."""
+    from recranker.metrics import per_user, single_target_gains, summarize
+    from recranker.ranking.hybrid import hybrid, utilities
+    from recranker.types import Rankings
+
+    ref = reference.select(np.flatnonzero(np.isin(reference.users, out.users)))
+    c, top = cfg.ranking.constants, cfg.prompts.listwise_top
+    scores = hybrid(utilities(out, c, top, "logits"), cfg.ranking.weights, "logits")
+    ranked = Rankings.from_scores(out.users, out.items, scores)
+    targets = dict(zip(split.users.tolist(), split.target_items("test").tolist()))
+    metrics = summarize(per_user(ranked, single_target_gains(out.users, [targets[int(u)] for u in out.users]),
+                                 ["HR@3", "NDCG@3"]))
+    return {"mean |d E[rating]|": float(np.nanmean(np.abs(out.point - ref.point))),
+            "mean |d P(Yes)|": float(np.nanmean(np.abs(out.pair_yes - ref.pair_yes))),
+            "hybrid HR@3": metrics["HR@3"], "hybrid NDCG@3": metrics["NDCG@3"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", default="ml-100k-cpu", help="run with a finished lightgcn retrieval stage")
+    parser.add_argument("--config", help="the run's config (default: configs/<name>.yaml when it exists)")
+    parser.add_argument("--model", default="smollm2-135m", help="the LLM (default: the untuned default model)")
+    parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("--naive-users", type=int, default=6, help="users for the naive loop (the first of the others)")
+    parser.add_argument("--vllm-python", help="python of an environment with vLLM and recranker (vLLM rows)")
+    parser.add_argument("--rows", default="naive,today,fp32,bf16",
+                        help="transformers rows, in order (naive, today, fp32, bf16); the first two are the references")
+    parser.add_argument("--write", action="store_true")
+    parser.add_argument("--section", default="ranking-speed", help="the section of BENCHMARKS.md to write")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    if args.worker == "vllm":
+        return vllm_worker(args)
+    from recranker.tuning.model import load_causal_lm
+
+    cfg, split, candidates, hints = setting(args)
+    texts = []
+    runs: dict[str, dict] = {}
+
+    def transformers_row(name: str, dtype: torch.dtype, onednn: bool, naive: bool = False) -> None:
+        tokenizer, model = load_causal_lm(args.model)
+        model = model.to(dtype).eval()
+        if onednn:
+            use_onednn_linears(model)
+        backend = NaiveBackend(model, tokenizer) if naive else TransformersBackend(model, tokenizer)
+        subset = candidates.select(slice(None, args.naive_users)) if naive else candidates
+        out, seconds = rank(backend, cfg, split, hints, subset, generate=naive)
+        if not texts:
+            recorder = Recorder(tokenizer)
+            rank(recorder, cfg, split, hints, candidates.select(slice(None, 2)))
+            texts.extend(r.text for r in recorder.requests[:48])
+        limit = None if naive else forward_limit(model, tokenizer, texts)
+        runs[name] = {"out": out, "seconds": seconds, "usage": backend.usage.as_dict(), "limit": limit}
+        print(name, f"{seconds / len(out):.2f} s/user", flush=True)
+
+    rows = {"naive": ("naive: generate per prompt, fp32", torch.float32, False, True),
+            "today": ("today's: transformers, fp32 (MKL matmuls)", torch.float32, False, False),
+            "fp32": ("improved transformers, fp32 (oneDNN linears)", torch.float32, True, False),
+            "bf16": ("improved transformers, bf16", torch.bfloat16, False, False)}
+    for key in args.rows.split(","):
+        transformers_row(*rows[key])
+    for dtype in ("float32", "bfloat16") if args.vllm_python else ():
+        with tempfile.TemporaryDirectory() as tmp:
+            command = [args.vllm_python, __file__, "--worker", "vllm", "--dtype", dtype, "--out", tmp, "--name", args.name,
+                       "--model", args.model, "--users", str(args.users)] + (["--config", args.config] if args.config else [])
+            subprocess.run(command, check=True, env={**__import__("os").environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"})
+            run = json.loads((Path(tmp) / "run.json").read_text())
+            runs[f"vLLM, {'fp32' if dtype == 'float32' else 'bf16'} (engine start {run['start_s']:.0f} s)"] = {
+                "out": RankerOutputs.load(Path(tmp) / "outputs.npz"), "seconds": run["seconds"], "usage": run["usage"],
+                "limit": None}
+    print(report(runs, cfg, split))
     if args.write:
-        write_section("ranking-speed", body, "python bench/ranking_speed.py " + " ".join(sys.argv[1:]))
+        write_section(args.section, report(runs, cfg, split), "python bench/ranking_speed.py " + " ".join(sys.argv[1:]))
+
+
+class Recorder(Backend):
+    """Keeps the requests it is sent (to measure the forward limit on the same prompts)."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer, self.usage, self.requests = tokenizer, Usage(), []
+
+    def run(self, requests, token_ids):
+        self.requests += list(requests)
+        return [Output(np.zeros(len(token_ids), np.float32), "" if r.max_new_tokens else None) for r in requests]
+
+
+def report(runs: dict, cfg, split) -> str:
+    names = list(runs)
+    naive = [n for n in names if n.startswith("naive")]
+    naive_s = runs[naive[0]]["seconds"] / len(runs[naive[0]]["out"]) if naive else None
+    reference = runs[[n for n in names if not n.startswith("naive")][0]]["out"]  # the first fp32 backend row
+    threads = torch.get_num_threads()
+    rows = []
+    for name, run in runs.items():
+        n, u = len(run["out"]), run["usage"]
+        s = run["seconds"] / n
+        computed = u["computed_tokens"] / run["seconds"]
+        row = {"backend": name, "users": n, "s/user": f"{s:.2f}", "speed-up vs naive": f"{naive_s / s:.1f}x" if naive_s else "-",
+               "prompt tokens/user": f"{u['prompt_tokens'] / n:.0f}", "computed tokens/user": f"{u['computed_tokens'] / n:.0f}",
+               "prompt tokens per CPU-s": f"{u['prompt_tokens'] / run['seconds'] / threads:.0f}",
+               "computed tokens/s": f"{computed:.0f}",
+               "forward limit tokens/s": "-" if run["limit"] is None else f"{run['limit']:.0f}",
+               "of limit": "-" if run["limit"] is None else f"{computed / run['limit']:.0%}"}
+        row.update({k: f"{v:.2g}" if k.startswith("mean") else f"{v:.4f}"
+                    for k, v in gates(reference, run["out"], cfg, split).items()})
+        rows.append(row)
+    return (f"Model: {cfg.ranking.model}; ML-100K, LightGCN's top 10, test users whose target is a "
+            f"candidate; all three tasks with hints, 10 pointwise + 18 pairwise (9 adjacent pairs, both orders) + 1 "
+            f"listwise prompt per user, listwise order from one pass's identifier logits (the naive loop generates "
+            f"every answer); torch threads {threads}; machine otherwise idle. Gates: against the first backend row's outputs (fp32) on "
+            f"the same users (targets: mean |d E[rating]| < 0.02, mean |d P(Yes)| < 0.01); hybrid with the default "
+            f"weights.\n\n{markdown_table(rows)}\n")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ steps, SFT only, so only the batching differs) for one epoch over the same ML-10
 
 - ours (`tuning.batching: length`): the Trainer's length-grouped sampler, each batch padded on
   the left to its longest row, logits computed at the answer positions only;
+- ours, bf16 mixed precision (`tuning.mixed_precision: bf16`): the same, with float32 weights and
+  the matrix products in bfloat16 under autocast; its loss at every step beside ours';
 - naive (`batching: fixed`): random batches, every row padded to a fixed length (512: the
   smallest power of two above the longest prompt, as a fixed cutoff is usually set), logits at
   every position, as a plain causal-LM loss computes them;
@@ -33,8 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_section  # noqa: E402
 
 TASKS = ("pointwise", "pairwise", "listwise")
-#: name -> (batching, fixed_length); fixed_length 0: the longest example of the data
-MODES = {"ours": ("length", None), "naive-512": ("fixed", 512), "naive-longest": ("fixed", 0)}
+#: name -> (batching, fixed_length, mixed_precision); fixed_length 0: the longest example of the data
+MODES = {"ours": ("length", None, "no"), "ours-bf16": ("length", None, "bf16"), "naive-512": ("fixed", 512, "no"),
+         "naive-longest": ("fixed", 0, "no")}
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -56,9 +59,9 @@ def worker(args: argparse.Namespace) -> None:
     for task in TASKS:
         examples += encode_file(Path(args.run) / "prompts" / f"{task}.jsonl", tokenizer, ranking=False,
                                 limit=args.per_task)[0]
-    batching, fixed_length = MODES[args.worker]
-    cfg = TuningConfig(batching=batching, fixed_length=fixed_length or None, epochs=1, save_steps=10**6,
-                       logging_steps=10**6, alro=AlroConfig(soft_lambda=False, permutation=False))
+    batching, fixed_length, mixed = MODES[args.worker]
+    cfg = TuningConfig(batching=batching, fixed_length=fixed_length or None, mixed_precision=mixed, epochs=1,
+                       save_steps=10**6, logging_steps=1, alro=AlroConfig(soft_lambda=False, permutation=False))
     torch.manual_seed(cfg.seed)
     model = prepare_model(model, cfg)
     out = Path(tempfile.mkdtemp(prefix="bench-tuning-"))
@@ -83,6 +86,7 @@ def worker(args: argparse.Namespace) -> None:
         "tokens": trainer.total_tokens, "padded_tokens": padded, "tokens_per_s": trainer.total_tokens / seconds,
         "peak_mib": torch.cuda.max_memory_allocated() / 2**20 if gpu else peak_rss_mib(),
         "device": torch.cuda.get_device_name() if gpu else "cpu", "loss": trainer.state.log_history[-1].get("train_loss"),
+        "step_losses": [row["loss"] for row in trainer.state.log_history if "loss" in row],
     }))
 
 
@@ -115,9 +119,10 @@ def main() -> None:
 def report(results: list[dict], args: argparse.Namespace) -> str:
     from recranker.tuning.config import TuningConfig
 
-    ours, naive = results[0], results[1]
+    by_mode = {r["mode"]: r for r in results}
+    ours, half, naive = by_mode["ours"], by_mode["ours-bf16"], by_mode["naive-512"]
     lines = [
-        f"SmolLM2-135M-Instruct, LoRA (r 8, all linear layers), float32, SFT only, batch {TuningConfig().batch_size} "
+        f"SmolLM2-135M-Instruct, LoRA (r 8, all linear layers), float32 weights, SFT only, batch {TuningConfig().batch_size} "
         f"x {TuningConfig().grad_accum} accumulation steps, one epoch over the same {ours['examples']} ML-100K instructions ({args.per_task} per task, "
         f"mixed); device: {ours['device']}. Tokens/s counts real prompt + answer tokens (no padding).",
         "",
@@ -125,6 +130,7 @@ def report(results: list[dict], args: argparse.Namespace) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     names = {"ours": "ours: length-grouped, per-batch padding, answer logits only",
+             "ours-bf16": "ours + bf16 mixed precision (autocast)",
              "naive-512": "naive: random, fixed length 512, all logits",
              "naive-longest": "naive, tightest: random, padded to the longest example, all logits"}
     for r in results:
@@ -132,7 +138,12 @@ def report(results: list[dict], args: argparse.Namespace) -> str:
         lines.append(f"| {names[r['mode']]} | {r['steps']} | {r['seconds']:.1f} | {r['tokens']:,} | "
                      f"{r['padded_tokens']:,} | {share:.1%} | {r['tokens_per_s']:.0f} | {r['peak_mib']:.0f} |")
     lines += ["", f"Speed-up of ours over naive (512): **{ours['tokens_per_s'] / naive['tokens_per_s']:.2f}x** tokens/s; "
-              f"over the tightest fixed length: **{ours['tokens_per_s'] / results[2]['tokens_per_s']:.2f}x**."]
+              f"over the tightest fixed length: **{ours['tokens_per_s'] / by_mode['naive-longest']['tokens_per_s']:.2f}x**.",
+              "", f"bf16 mixed precision over ours (float32): **{half['tokens_per_s'] / ours['tokens_per_s']:.2f}x** "
+              f"tokens/s. Loss per step, float32 / bf16: " + ", ".join(
+                  f"{a:.3f} / {b:.3f}" for a, b in zip(ours["step_losses"], half["step_losses"])) +
+              f"; largest difference {max(abs(a - b) for a, b in zip(ours['step_losses'], half['step_losses'])):.3f}, "
+              f"final training loss {ours['loss']:.4f} / {half['loss']:.4f}."]
     return "\n".join(lines)
 
 

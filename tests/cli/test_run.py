@@ -118,3 +118,23 @@ def test_an_interrupted_ranking_resumes_from_its_saved_users(study, monkeypatch,
     assert summary["resumed"] and summary["users_this_run"] == summary["users"] - 2
     out = llm.RankerOutputs.load(folder / "outputs.npz")
     assert np.all(np.diff(out.users) > 0) and not list(folder.glob("part-*.npz"))
+
+
+def test_the_tuned_model_is_merged_once_into_a_plain_model_folder(study) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from recranker import stages
+    from recranker.config import load_config
+
+    cfg = load_config(study / "study.yaml")
+    folder = stages.model_folder(cfg, "tuned")  # tunes first when the stage is not done
+    assert folder == stages.tune_stage(cfg).path / "merged"
+    assert stages.model_folder(cfg, "zero_shot") == study / "tiny-lm"  # an untuned folder serves as it is
+    tokenizer, merged = AutoTokenizer.from_pretrained(folder), AutoModelForCausalLM.from_pretrained(folder)
+    _, adapted = stages.ModelCache().get(cfg, "tuned")
+    ids = tokenizer("Rank these movies", return_tensors="pt").input_ids
+    with torch.no_grad():
+        torch.testing.assert_close(merged(ids).logits, adapted(ids).logits, atol=1e-4, rtol=1e-4)
+    stamp = (folder / "config.json").stat().st_mtime_ns
+    assert stages.model_folder(cfg, "tuned") == folder and (folder / "config.json").stat().st_mtime_ns == stamp

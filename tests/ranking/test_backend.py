@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from recranker.ranking.backend import Request, TransformersBackend, shared_prefix
+from recranker.ranking.backend import OneDNNLinear, Request, TransformersBackend, _Group, shared_prefix, use_onednn_linears
 from recranker.testing import tiny_causal_lm
 
 
@@ -65,3 +65,44 @@ def test_token_id_rejects_multi_token_answers(model, tokenizer) -> None:
     assert backend.token_id("A") == tokenizer.convert_tokens_to_ids("A")
     with pytest.raises(ValueError, match="one token"):
         backend.token_id("collaborative filtering")
+
+
+def test_prefix_chunks_go_longest_first_within_the_padded_budget(model, tokenizer) -> None:
+    backend = TransformersBackend(model, tokenizer, prefix_tokens=100)
+    groups = [_Group(list(range(n))) for n in (10, 60, 30, 45, 5, 20)]
+    chunks = backend._chunks(groups)
+    lengths = [len(g.prefix) for chunk in chunks for g in chunk]
+    assert sorted(lengths) == [5, 10, 20, 30, 45, 60] and lengths == sorted(lengths, reverse=True)
+    for chunk in chunks:  # the batch is left-padded to its first (longest) prefix
+        assert len(chunk) == 1 or len(chunk) * len(chunk[0].prefix) <= 100
+    assert [len(c) for c in chunks] == [1, 2, 3]  # 60 | 45 30 | 20 10 5
+
+
+def test_onednn_linears_answer_as_the_plain_model(tokenizer) -> None:
+    plain, fast = tiny_causal_lm(tokenizer), tiny_causal_lm(tokenizer)
+    replaced = use_onednn_linears(fast)
+    if not torch.backends.mkldnn.is_available():
+        assert replaced == 0
+        return
+    assert replaced == 2 * 7 + 1  # q, k, v, o, gate, up, down per layer and the head
+    assert not any(type(m) is torch.nn.Linear for m in fast.modules())
+    assert fast.lm_head.weight is fast.model.embed_tokens.weight  # tied weights stay tied
+    ids = [tokenizer.convert_tokens_to_ids(t) for t in ("A", "B", "1", "5")]
+    reqs = requests()
+    expected = TransformersBackend(plain, tokenizer).run(reqs, ids)
+    got = TransformersBackend(fast, tokenizer).run(reqs, ids)
+    for a, b in zip(expected, got):
+        np.testing.assert_allclose(b.logprobs, a.logprobs, atol=1e-4)
+        assert b.text == a.text
+    assert isinstance(fast.lm_head, OneDNNLinear)
+
+
+def test_a_bfloat16_model_answers_close_to_float32(tokenizer) -> None:
+    plain, half = tiny_causal_lm(tokenizer), tiny_causal_lm(tokenizer).to(torch.bfloat16)
+    ids = [tokenizer.convert_tokens_to_ids(t) for t in ("A", "B", "1", "5")]
+    reqs = [r for r in requests() if not r.max_new_tokens]
+    expected = TransformersBackend(plain, tokenizer).run(reqs, ids)
+    got = TransformersBackend(half, tokenizer).run(reqs, ids)
+    difference = max(float(np.abs(a.logprobs - b.logprobs).max()) for a, b in zip(expected, got))
+    assert 0 < difference < 0.05  # rounded, not broken
+    assert all(b.logprobs.dtype == np.float32 for b in got)

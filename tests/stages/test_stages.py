@@ -122,3 +122,27 @@ def test_fitting_in_the_stages_ignores_the_callers_grad_mode(cfg) -> None:
     with torch.no_grad():  # as bench/ranking_speed.py calls it
         summary = stages.run_retrieval(cfg, "biased_mf", split=split, progress=False)
     assert summary["model"] == "biased_mf"
+
+
+def test_the_ranking_model_comes_in_the_configured_dtype_and_backend(cfg, tmp_path) -> None:
+    import torch
+
+    from recranker.ranking.backend import TransformersBackend
+    from recranker.testing import tiny_causal_lm, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    tiny_causal_lm(tokenizer).save_pretrained(tmp_path / "lm")
+    tokenizer.save_pretrained(tmp_path / "lm")
+    cfg = override(cfg, {"ranking.model": str(tmp_path / "lm")})
+    half = override(cfg, {"ranking.dtype": "bfloat16"})
+    models = stages.ModelCache()
+    _, model = models.get(half, "tuned")
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    backend = models.backend(cfg, "tuned")
+    assert isinstance(backend, TransformersBackend)
+    assert {p.dtype for p in backend.model.parameters()} == {torch.float32}
+    assert models.backend(cfg, "tuned") is backend  # kept, its usage reset
+    inputs = {stages.rank_stage(c, "pop", "tuned", "test").inputs
+              for c in (cfg, half, override(cfg, {"ranking.backend": "vllm"}))}
+    assert len(inputs) == 3  # precision and engine change the answers: inputs of the stage
+    assert stages.model_folder(cfg, "tuned") == tmp_path / "lm"

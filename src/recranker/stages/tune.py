@@ -20,9 +20,12 @@ log = logging.getLogger(__name__)
 
 
 def tune_stage(cfg: StudyConfig) -> Stage:
-    """The tuning stage of variant `tuning.variant` (inputs: tuning settings, the instruction data)."""
+    """The tuning stage of variant `tuning.variant` (inputs: tuning settings, with mixed precision as
+    resolved on this machine, and the instruction data)."""
+    from recranker.tuning.model import mixed_precision
+
     return Stage(cfg.run_dir, f"tune/{cfg.tuning.variant}", inputs=fingerprint(
-        cfg.tuning, prompts_stage(cfg).inputs, model_signature(cfg.tuning.model)))
+        cfg.tuning, mixed_precision(cfg.tuning), prompts_stage(cfg).inputs, model_signature(cfg.tuning.model)))
 
 
 def load_examples(cfg: StudyConfig, tokenizer) -> tuple[list[dict], dict]:

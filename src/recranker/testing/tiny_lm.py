@@ -68,13 +68,15 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return tokenizer
 
 
-def tiny_causal_lm(tokenizer: PreTrainedTokenizerFast | None = None, seed: int = 0) -> LlamaForCausalLM:
-    """A random 2-layer Llama (hidden 32) over `tokenizer`'s vocabulary, seeded, in eval mode."""
+def tiny_causal_lm(tokenizer: PreTrainedTokenizerFast | None = None, seed: int = 0, *,
+                   hidden_size: int = 32) -> LlamaForCausalLM:
+    """A random 2-layer Llama (hidden 32, 2 heads) over `tokenizer`'s vocabulary, seeded, in eval
+    mode; `hidden_size=128` gives heads of 64 dimensions, the smallest vLLM's CPU kernels take."""
     tokenizer = tokenizer or tiny_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=2,
         num_attention_heads=2,
         num_key_value_heads=1,

@@ -66,7 +66,12 @@ class TuningConfig(Settings):
         "logits of every position")
     fixed_length: int | None = Field(None, ge=16, description="fixed batching: pad every row to this "
                                      "(default: the longest example of the data)")
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="the weights' dtype while training (keep float32 and use mixed_precision for speed)")
+    mixed_precision: Literal["auto", "no", "bf16"] = Field(
+        "auto", description="bf16: float32 weights, matrix products in bfloat16 under autocast (CPU or GPU), "
+        "adapter sums in float32; auto: bf16 where the device computes bfloat16 natively (AVX512-BF16 or AMX "
+        "CPUs, recent GPUs), else no (BENCHMARKS.md, tuning)")
     gradient_checkpointing: bool = False
     save_steps: int = Field(50, ge=1, description="checkpoint every N steps (an interrupted run resumes)")
     logging_steps: int = Field(5, ge=1)

@@ -23,7 +23,7 @@ from recranker.artifacts import atomic_dir, atomic_write, write_json
 from recranker.report import plot_loss_curve
 from recranker.tuning.config import TuningConfig
 from recranker.tuning.data import Collator
-from recranker.tuning.model import parameter_counts, prepare_model
+from recranker.tuning.model import mixed_precision, parameter_counts, prepare_model
 from recranker.tuning.trainer import ProgressBar, RankerTrainer
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,8 @@ def training_arguments(cfg: TuningConfig, output_dir: Path) -> Any:
         disable_tqdm=True,
         dataloader_num_workers=0,
         dataloader_pin_memory=on_gpu,
-        bf16=on_gpu and cfg.dtype == "bfloat16",
+        bf16=mixed_precision(cfg) == "bf16" or (on_gpu and cfg.dtype == "bfloat16"),
+        use_cpu=not on_gpu,
         fp16=on_gpu and cfg.dtype == "float16",
     )
 
@@ -123,6 +124,7 @@ def tune(cfg: TuningConfig, tokenizer: Any, model: Any, examples: list[dict[str,
         "tokens": trainer.total_tokens,
         "tokens_per_s": trainer.total_tokens / seconds if seconds else 0.0,
         "train_loss": result.training_loss,
+        "mixed_precision": mixed_precision(cfg),
         "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
         **parameter_counts(trainer.model),
     }
