@@ -27,18 +27,15 @@ SETTINGS = {"today's: fp32, MKL matmuls": ("float32", False), "fp32, oneDNN line
 def worker(args) -> None:
     import torch
 
-    from ranking_speed import rank, setting
+    from ranking_speed import bench_model, rank, setting
 
-    from recranker.ranking.backend import TransformersBackend, use_onednn_linears
-    from recranker.tuning.model import DTYPES, load_causal_lm
+    from recranker.ranking.backend import TransformersBackend
+    from recranker.tuning.model import DTYPES
 
     dtype, onednn = SETTINGS[args.worker]
     torch.set_grad_enabled(False)
     cfg, split, candidates, hints = setting(args)
-    tokenizer, model = load_causal_lm(args.model)
-    model = model.to(DTYPES[dtype]).eval()
-    if onednn:
-        use_onednn_linears(model)
+    tokenizer, model = bench_model(args.model, DTYPES[dtype], onednn)
     started = time.perf_counter()
     out, seconds = rank(TransformersBackend(model, tokenizer), cfg, split, hints, candidates)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

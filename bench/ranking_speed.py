@@ -42,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_section  # noqa: E402
 
 from recranker.config import StudyConfig, load_config  # noqa: E402
-from recranker.ranking.backend import Backend, Output, TransformersBackend, Usage, use_onednn_linears  # noqa: E402
+from recranker.ranking.backend import (Backend, Output, TransformersBackend, Usage, stop_token_ids,  # noqa: E402
+                                      use_onednn_linears)
 from recranker.ranking.llm import LLMRanker, RankerOutputs  # noqa: E402
 from recranker.report import markdown_table  # noqa: E402
 
@@ -52,7 +53,7 @@ class NaiveBackend(Backend):
 
     def __init__(self, model, tokenizer) -> None:
         self.model, self.tokenizer, self.usage = model, tokenizer, Usage()
-        self.stop = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")]
+        self.stop = sorted(stop_token_ids(tokenizer))
 
     @torch.inference_mode()
     def run(self, requests, token_ids):
@@ -99,6 +100,17 @@ def rank(backend: Backend, cfg, split, hints, candidates, *, generate: bool = Fa
     started = time.perf_counter()
     out = ranker.rank(candidates, "test", progress=False)
     return out, time.perf_counter() - started
+
+
+def bench_model(spec: str, dtype: torch.dtype, onednn: bool) -> tuple:
+    """(tokenizer, model) of `spec` in `dtype`, in eval mode, its linear layers on oneDNN when asked."""
+    from recranker.tuning.model import load_causal_lm
+
+    tokenizer, model = load_causal_lm(spec)
+    model = model.to(dtype).eval()
+    if onednn:
+        use_onednn_linears(model)
+    return tokenizer, model
 
 
 @torch.inference_mode()
@@ -177,17 +189,12 @@ def main() -> None:
     torch.set_grad_enabled(False)
     if args.worker == "vllm":
         return vllm_worker(args)
-    from recranker.tuning.model import load_causal_lm
-
     cfg, split, candidates, hints = setting(args)
     texts = []
     runs: dict[str, dict] = {}
 
     def transformers_row(name: str, dtype: torch.dtype, onednn: bool, naive: bool = False) -> None:
-        tokenizer, model = load_causal_lm(args.model)
-        model = model.to(dtype).eval()
-        if onednn:
-            use_onednn_linears(model)
+        tokenizer, model = bench_model(args.model, dtype, onednn)
         backend = NaiveBackend(model, tokenizer) if naive else TransformersBackend(model, tokenizer)
         subset = candidates.select(slice(None, args.naive_users)) if naive else candidates
         out, seconds = rank(backend, cfg, split, hints, subset, generate=naive)

