@@ -10,16 +10,26 @@ see `recranker.hints`).
 
 Negatives are items the user has no interaction with before the test target and that are not a
 target either, so no training prompt mentions a validation or test target of its user.
+
+Retrieved candidates (`RetrievedCandidates`) are what inference asks about: the top of a ranking
+model fitted without the fold, which excludes the items the prompt's history shows; the fold's
+held-out interactions among them carry their ratings, every other item is a non-interacted one
+(grade 0), and the user's validation and test targets are dropped from the list.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from recranker.prompts.config import CandidateCounts
 from recranker.split import Split
+
+if TYPE_CHECKING:
+    from recranker.retrieval import Retriever
 
 #: relevance grade of a non-interacted (negatively sampled) candidate; observed items grade = rating
 NEGATIVE_GRADE = 0.0
@@ -127,6 +137,42 @@ class TrainingPools:
             _, first = np.unique(out, return_index=True)
             out = out[np.sort(first)]
         return out[:n]
+
+
+class RetrievedCandidates:
+    """Per fold f, each user's top-`depth` items of `models[f]` (a ranking model fitted without fold
+    f, at the validation stage, so without the items of the prompt's history), less the user's
+    validation and test targets, graded by the user's ratings in fold f (0 elsewhere). Each fold's
+    lists are computed once, for every user, when first asked for."""
+
+    def __init__(self, pools: TrainingPools, models: Sequence["Retriever"], depth: int) -> None:
+        if len(models) != pools.k:
+            raise ValueError(f"retrieved candidates need one model per fold ({pools.k}), got {len(models)}")
+        self.pools, self.models, self.depth = pools, models, depth
+        split = pools.split
+        self._targets = np.stack([np.full(split.n_users, -1, np.int64)] * 2)
+        self._targets[:, split.users] = [split.target_items("valid"), split.target_items("test")]
+        self._lists: dict[int, list[np.ndarray]] = {}
+
+    def top(self, fold: int) -> list[np.ndarray]:
+        """Per user code, the item codes of fold `fold`'s model, best first, targets and the
+        history left out (up to `depth`; fewer only in a catalogue that small)."""
+        if fold not in self._lists:
+            users = np.arange(self.pools.split.n_users)
+            ranked = self.models[fold].top_m(users, self.depth + 2, "valid", exclude="seen")
+            keep = np.isfinite(ranked.scores) & (ranked.items != self._targets[0][:, None])
+            keep &= ranked.items != self._targets[1][:, None]
+            self._lists[fold] = [row[ok][: self.depth] for row, ok in zip(ranked.items, keep)]
+        return self._lists[fold]
+
+    def draw(self, user: int, fold: int) -> Candidates:
+        """The user's retrieved candidates for `fold`, in the model's order."""
+        items = self.top(fold)[user]
+        rows = self.pools.rows(user)
+        held = self.pools.folds[rows] == fold
+        rating = dict(zip(self.pools._items[rows][held].tolist(), self.pools._ratings[rows][held].tolist()))
+        grades = np.array([rating.get(int(i), NEGATIVE_GRADE) for i in items], dtype=np.float64)
+        return Candidates(items=items.copy(), grades=grades)
 
 
 def _forbidden_items(split: Split) -> list[np.ndarray]:

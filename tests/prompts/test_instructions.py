@@ -13,6 +13,7 @@ def users(split):
 
 
 def build(pools, renderer, models, task, users, **settings):
+    settings.setdefault("candidates", "sampled")  # what most tests here check; retrieved ones below
     config = PromptsConfig(folds=pools.k, tokenizer=None, **settings)
     return InstructionBuilder(pools, renderer, models, config).build(task, users, progress=False)
 
@@ -86,6 +87,49 @@ def test_candidate_counts_are_configurable(pools, renderer, hint_models, users) 
     assert all(len(r["items"]) == 15 and len(r["messages"][-1]["content"].split("\n")) == 2 for r in records)
 
 
+def test_retrieved_candidates_are_the_fold_models_top_less_history_and_targets(pools, renderer, hint_models, split,
+                                                                               users) -> None:
+    targets = {stage: dict(zip(split.users.tolist(), split.target_items(stage).tolist())) for stage in ("valid", "test")}
+    for task in ("pointwise", "pairwise", "listwise"):
+        records = build(pools, renderer, hint_models, task, users, candidates="retrieved")
+        assert np.mean([r["candidates"] == "retrieved" for r in records]) > 0.8
+        for r in (r for r in records if r["candidates"] == "retrieved"):
+            user, fold = r["user_code"], r["fold"]
+            top = hint_models.ranking_folds[fold].top_m(np.array([user]), 40, "valid").items[0].tolist()
+            top = [i for i in top if i not in (targets["valid"][user], targets["test"][user])][:10]
+            assert set(r["item_codes"]) <= set(top) and not set(r["item_codes"]) & set(r["history"])
+            rows = pools.rows(user)
+            held = dict(zip(pools._items[rows][pools.folds[rows] == fold].tolist(),
+                            pools._ratings[rows][pools.folds[rows] == fold].tolist()))
+            assert r["labels"] == [held.get(i, 0.0) for i in r["item_codes"]]  # graded by the held-out fold
+            if task == "listwise":
+                assert r["item_codes"] == [i for i in top if i in r["item_codes"]] or sorted(r["item_codes"]) == sorted(top)
+                assert max(r["labels"]) >= 4  # a liked held-out item among them, as a covered user at inference
+            elif task == "pairwise":
+                assert max(r["labels"]) >= 4 and min(r["labels"]) < max(r["labels"])
+            else:
+                assert r["labels"][0] >= 1
+
+
+def test_mixed_candidates_take_their_share_and_sampled_ones_stay_as_they_were(pools, renderer, hint_models,
+                                                                               users) -> None:
+    sampled = build(pools, renderer, hint_models, "listwise", users)
+    assert all(r["candidates"] == "sampled" for r in sampled)
+    mixed = build(pools, renderer, hint_models, "listwise", users, candidates="mixed", retrieved_share=0.3)
+    share = np.mean([r["candidates"] == "retrieved" for r in mixed])
+    assert 0.15 < share < 0.45
+    retrieved = build(pools, renderer, hint_models, "listwise", users, candidates="retrieved")
+    assert np.mean([r["candidates"] == "retrieved" for r in retrieved]) > share
+
+
+def test_retrieved_candidates_keep_the_leakage_guarantees(pools, renderer, hint_models, split, users) -> None:
+    from recranker.prompts.leakage import check_instruction_leakage
+
+    records = [r for task in ("pointwise", "pairwise", "listwise")
+               for r in build(pools, renderer, hint_models, task, users, candidates="retrieved")]
+    assert check_instruction_leakage(records, split, hint_models) == 3 * len(users)
+
+
 @pytest.mark.parametrize(
     "settings, message",
     [
@@ -94,6 +138,7 @@ def test_candidate_counts_are_configurable(pools, renderer, hint_models, users) 
         ({"listwise": {"liked": 10, "negatives": 20}}, "listwise: needs 2 to 26"),
         ({"tasks": []}, "give at least one"),
         ({"folds": 1}, "greater than or equal to 2"),
+        ({"candidates": "fresh"}, "'sampled', 'retrieved' or 'mixed'"),
     ],
 )
 def test_bad_settings_are_refused(settings, message) -> None:

@@ -57,6 +57,7 @@ class PromptsConfig(Settings):
     #: and is an input of the LLM ranking stages
     TRAINING_ONLY: ClassVar[dict] = {"tasks": True, "tokenizer": True, "folds": True, "seed": True,
                                      "shift_positions": True, "pointwise": True, "pairwise": True, "listwise": True,
+                                     "candidates": True, "retrieved_share": True, "retrieved_depth": True,
                                      "hints": {"cross_fit": True}}
 
     tasks: list[Task] = Field(default_factory=lambda: list(TASKS))
@@ -74,6 +75,12 @@ class PromptsConfig(Settings):
     pairwise: CandidateCounts = CandidateCounts(liked=1, neutral=0, disliked=1, negatives=1)
     listwise: CandidateCounts = CandidateCounts(liked=3, neutral=0, disliked=2, negatives=5)
     listwise_top: int = Field(5, ge=1, description="identifiers in a listwise answer (top-n)")
+    candidates: Literal["sampled", "retrieved", "mixed"] = Field(
+        "retrieved", description="training candidates: a held-out fold's ratings plus uniform negatives (sampled), "
+        "the top of the ranking hint model fitted without the fold (retrieved, as at inference), or a share of each")
+    retrieved_share: float = Field(0.5, ge=0, le=1, description="mixed: share of instances with retrieved candidates")
+    retrieved_depth: int = Field(10, ge=2, le=len(IDENTIFIERS),
+                                 description="retrieved: items of the fold model's top list an instance draws from")
     hints: HintConfig = Field(default_factory=HintConfig)
 
     @model_validator(mode="after")
@@ -88,6 +95,11 @@ class PromptsConfig(Settings):
         if not 2 <= r.total <= len(IDENTIFIERS):
             raise ValueError(f"listwise: needs 2 to {len(IDENTIFIERS)} candidates, got {r.total}")
         return self
+
+    @property
+    def retrieved_fraction(self) -> float:
+        """Share of training instances that draw retrieved candidates."""
+        return {"sampled": 0.0, "retrieved": 1.0}.get(self.candidates, self.retrieved_share)
 
     def resolved_domain(self, data_format: str) -> str:
         """The template domain for data of `data_format`."""

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from recranker.candidates import Candidates, TrainingPools
+from recranker.candidates import Candidates, RetrievedCandidates, TrainingPools
 from recranker.hints import HintModels
 from recranker.prompts.config import CandidateCounts, PromptsConfig
 from recranker.prompts.render import IDENTIFIERS, PromptRenderer
@@ -37,6 +37,7 @@ class Draft:
     candidates: Candidates
     asked: np.ndarray  # positions into candidates, in the order the prompt shows them
     answer: np.ndarray  # pointwise/pairwise: unused; listwise: positions into `asked`, best first
+    source: str = "sampled"  # where the candidates come from: sampled or retrieved
 
 
 TASK_INDEX = {task: k for k, task in enumerate(TASKS)}
@@ -52,6 +53,11 @@ class InstructionBuilder:
             raise ValueError("listwise prompts without position shifting list candidates in the ranking "
                              "model's order, so they need hint models")
         self.dataset = pools.split.dataset
+        self.retrieved = None
+        if config.retrieved_fraction > 0:
+            if hints is None or hints.ranking_folds is None:
+                raise ValueError(f"candidates: {config.candidates} needs the cross-fitted ranking hint models")
+            self.retrieved = RetrievedCandidates(pools, hints.ranking_folds, config.retrieved_depth)
 
     def build(self, task: str, users: np.ndarray, *, progress: bool = True) -> list[dict[str, Any]]:
         """One record per entry of `users` (user codes, repeats allowed) for `task`."""
@@ -66,7 +72,12 @@ class InstructionBuilder:
     def _draft(self, task: str, index: int, user: int, counts: CandidateCounts) -> Draft:
         rng = np.random.default_rng([self.config.seed, TASK_INDEX[task], index])
         fold = int(rng.choice(self.pools.usable_folds(user)))
-        cands = self.pools.draw(user, fold, counts, rng)
+        source, cands = "sampled", None
+        if self.retrieved is not None and rng.random() < self.config.retrieved_fraction:
+            fold, cands = self._retrieved(task, user, fold, rng)
+            source = "sampled" if cands is None else "retrieved"
+        if cands is None:
+            cands = self.pools.draw(user, fold, counts, rng)
         grades = cands.grades
         if task == "pointwise":
             if not (grades > 0).any():  # the fold lacks the configured kinds: ask about a liked one
@@ -81,7 +92,26 @@ class InstructionBuilder:
         else:
             asked = rng.permutation(len(grades))
         order = np.lexsort((rng.random(len(asked)), -grades[asked]))  # best first, ties at random
-        return Draft(index, user, fold, rng, cands, asked, order)
+        return Draft(index, user, fold, rng, cands, asked, order, source)
+
+    def _retrieved(self, task: str, user: int, fold: int,
+                   rng: np.random.Generator) -> tuple[int, Candidates | None]:
+        """Retrieved candidates of the first fold (`fold`, then the user's other folds in random
+        order) whose list holds what the task asks about: a rated held-out item for pointwise, a
+        liked one (with a lower-graded item beside it) for pairwise and listwise, as only users with
+        their target among the candidates are asked at inference. (fold, None) when no fold has."""
+        others = rng.permutation(np.setdiff1d(np.arange(self.pools.k), [fold]))
+        for f in [fold, *others.tolist()]:
+            cands = self.retrieved.draw(user, f)
+            grades = cands.grades
+            if task == "pointwise":
+                ok = (grades > 0).any()
+            else:
+                liked = self.dataset.feedback.liked(grades) & (grades > 0)
+                ok = liked.any() and (grades < grades[liked].min()).any()
+            if ok:
+                return int(f), cands
+        return fold, None
 
     def _hint_values(self, task: str, drafts: list[Draft]) -> np.ndarray | None:
         """Per draft, the hint model's values for its asked items (None without hint models or when
@@ -177,4 +207,5 @@ class InstructionBuilder:
             "permutation": list(permutation),
             "history": prompt.history,
             "hint": hint,
+            "candidates": d.source,
         }

@@ -41,14 +41,15 @@ def hints_stage(cfg: StudyConfig) -> Stage:
 
 def prepare_hints(cfg: StudyConfig, split: Split, pools: TrainingPools, *, progress: bool = True) -> HintModels | None:
     """The hint models: full ones from the retrieval stages and, when cross-fitting, one per fold
-    (fitted once, then read back). None when no prompt needs them."""
+    (fitted once, then read back). None when no prompt needs them (no hints, shuffled
+    candidates, none retrieved)."""
     settings = cfg.prompts.hints
-    if not settings.enabled and cfg.prompts.shift_positions:
+    if not settings.enabled and cfg.prompts.shift_positions and cfg.prompts.retrieved_fraction == 0:
         return None
     names = (settings.rating_model, settings.ranking_model)
     full = full_hint_models(cfg, split, progress=progress)
-    if not settings.cross_fit:
-        return full
+    if not settings.cross_fit and cfg.prompts.retrieved_fraction == 0:
+        return full  # (retrieved candidates come from the fold models, whatever the hints' source)
     stage = hints_stage(cfg)
     per_fold = {}
     if stage.done():
@@ -130,8 +131,9 @@ def run_prompts(cfg: StudyConfig, *, split: Split | None = None, progress: bool 
         records = builder.build(task, users, progress=progress)
         write_jsonl(folder / f"{task}.jsonl", records)
         seconds = time.perf_counter() - started
+        retrieved = sum(r["candidates"] == "retrieved" for r in records)
         stats["tasks"][task] = {**length_summary(*token_lengths(records, tokenizer)), "seconds": seconds,
-                                "hint_quality": hint_quality(records)}
+                                "retrieved": retrieved / max(len(records), 1), "hint_quality": hint_quality(records)}
     write_json(folder / "stats.json", stats)
     stage.finish()
     return stats
