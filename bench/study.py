@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_section  # noqa: E402
 
 from recranker.config import load_config  # noqa: E402
-from recranker.report import cost_rows, listwise_rows, markdown_table, system_rows  # noqa: E402
+from recranker.report import (auc_rows, cost_rows, difference_rows, fusion_lines, listwise_rows,  # noqa: E402
+                              markdown_table, position_rows, system_rows)
 from recranker.results import StudyResults  # noqa: E402
 from recranker.stages import run_study  # noqa: E402
 
@@ -62,8 +63,16 @@ def main() -> None:
                   f"the candidates; hybrid weights ({w[0]:.1f}, {w[1]:.1f}, {w[2]:.1f})"
                   + (f" tuned on {tuning['valid_users']} validation users" if tuning.get("tuned") else "") + ".\n",
                   markdown_table(system_rows(summary, results.measures)) + "\n",
+                  "Difference from the backbone, 95% bootstrap CIs over users:\n",
+                  markdown_table(difference_rows(summary, results.measures)) + "\n",
                   "Conditional (users whose target is a candidate):\n",
                   markdown_table(system_rows(summary, results.measures, conditional=True)) + "\n"]
+        parts += [" ".join(fusion_lines(summary)) + "\n"]
+        if summary.diagnostics:
+            parts += ["Signal per task on the covered test users (AUC of the target against the other candidates, "
+                      "95% bootstrap CI):\n", markdown_table(auc_rows(summary)) + "\n",
+                      "First listwise pick by first-step logits, by shown position:\n",
+                      markdown_table(position_rows(summary)) + "\n"]
         listwise = listwise_rows(summary)
         if listwise:
             parts += ["Generated listwise answers:\n", markdown_table(listwise) + "\n"]

@@ -107,6 +107,69 @@ def system_rows(backbone: BackboneResults, measures: list[Measure], *, condition
     return rows
 
 
+def difference_rows(backbone: BackboneResults, measures: list[Measure]) -> list[dict[str, Any]]:
+    """One row per system but the backbone: its difference from the backbone per measure with the
+    95% bootstrap confidence interval, and the population mean's own interval."""
+    rows = []
+    base = backbone.system("backbone")
+    for s in backbone.systems:
+        if s.system == "backbone":
+            continue
+        row: dict[str, Any] = {"system": s.system}
+        for m in measures:
+            diff, ci, own = s.mean[m] - base.mean[m], s.diff_ci.get(m), s.ci.get(m)
+            row[f"Δ{m} [95% CI]"] = f"{diff:+.4f}" + ("" if ci is None else f" [{ci[0]:+.4f}, {ci[1]:+.4f}]")
+            row[f"{m} CI"] = "-" if own is None else f"[{own[0]:.4f}, {own[1]:.4f}]"
+        rows.append(row)
+    return rows
+
+
+def auc_rows(backbone: BackboneResults) -> list[dict[str, Any]]:
+    """Per score (a task's, the backbone's order, the fusions'), each LLM system's AUC of the target
+    against the other candidates on the covered test users, with its 95% bootstrap CI."""
+    scores: dict[str, dict[str, Any]] = {}
+    for system, report in backbone.diagnostics.items():
+        for name, auc in report.get("auc", {}).items():
+            cell = "-" if auc["auc"] is None else f"{auc['auc']:.3f} [{auc['ci'][0]:.3f}, {auc['ci'][1]:.3f}]"
+            scores.setdefault(name, {"score": name})[_SYSTEM_NAMES.get(system, system)] = cell
+    return list(scores.values())
+
+
+_SYSTEM_NAMES = {"tuned": "tuned LLM", "zero_shot": "untuned LLM", "no_hints": "tuned LLM, no hints"}
+
+
+def position_rows(backbone: BackboneResults) -> list[dict[str, Any]]:
+    """Per LLM system, raw and calibrated: where the first listwise pick (by first-step logits) was
+    shown, the largest gap from uniform in points and the chi-square p-value against uniform."""
+    rows = []
+    for system, report in backbone.diagnostics.items():
+        for key, label in (("first_pick", "raw"), ("first_pick_calibrated", "calibrated")):
+            test = report.get(key) or {}
+            if not test.get("answers"):
+                continue
+            rows.append({"system": _SYSTEM_NAMES.get(system, system), "logits": label, "answers": test["answers"],
+                         "shares A, B, ...": " ".join(f"{x:.2f}" for x in test["shares"]),
+                         "max gap (points)": f"{test['max_gap_points']:.1f}", "chi-square p": f"{test['chi2_p']:.3g}"})
+    return rows
+
+
+def fusion_lines(backbone: BackboneResults) -> list[str]:
+    """How the tuned hybrid and the learned fusion were fitted, in sentences."""
+    lines = []
+    tuned = backbone.fusion.get("tuned_hybrid")
+    if tuned:
+        w = tuned["weights"]
+        lines.append(f"Tuned hybrid: weights (point, pair, list) = ({w[0]:.2f}, {w[1]:.2f}, {w[2]:.2f}), backbone "
+                     f"weight a0 = {tuned['a0']:g}, on {tuned['valid_users']} validation users ({tuned['metric']} "
+                     f"{tuned['valid_value']:.4f}; the backbone's {tuned['valid_backbone']:.4f}).")
+    learned = backbone.fusion.get("learned_fusion")
+    if learned:
+        coef = ", ".join(f"{k} {v:+.3f}" for k, v in learned["coef"].items())
+        lines.append(f"Learned fusion: {learned['model']}, C = {learned['C']:g}, {learned['pairs']} pairs of "
+                     f"{learned['valid_users']} validation users; coefficients: {coef}.")
+    return lines
+
+
 def cost_rows(backbone: BackboneResults) -> list[dict[str, Any]]:
     """Seconds and tokens per user of each LLM pass of one backbone."""
     rows = []
@@ -159,10 +222,13 @@ def plot_position_bias(results: StudyResults, path: Path, candidates: int) -> No
         for system, stats in results.backbones[backbone].listwise.items():
             if system == "no_hints":
                 continue
-            for key, style in (("top1_position_logits", "-"), ("top1_position_generated", "--")):
-                counts = np.asarray(stats.get(key) or [], dtype=float)
+            calibrated = (results.backbones[backbone].diagnostics.get(system) or {}).get("first_pick_calibrated") or {}
+            curves = [(key, stats.get(key)) for key in ("top1_position_logits", "top1_position_generated")]
+            for key, counts in curves + [("calibrated_logits", calibrated.get("shares"))]:
+                counts = np.asarray(counts or [], dtype=float)
                 if counts.sum():
-                    label = f"{'untuned' if system == 'zero_shot' else 'tuned'} ({key.rsplit('_', 1)[1]})"
+                    label = f"{'untuned' if system == 'zero_shot' else 'tuned'} ({key.replace('top1_position_', '')})"
+                    style = {"top1_position_generated": "--", "calibrated_logits": ":"}.get(key, "-")
                     ax.plot(range(len(counts)), counts / counts.sum(), style, marker="o", label=label)
         ax.axhline(1 / max(1, candidates), color="grey", lw=0.8)
         ax.set_xlabel("shown position of the top-ranked candidate (0 = A)")
@@ -199,6 +265,16 @@ def write_report(cfg: Any, results: StudyResults) -> Path:
                   "### Population", "", markdown_table(system_rows(summary, measures)), "",
                   "### Conditional (target among the candidates)", "",
                   markdown_table(system_rows(summary, measures, conditional=True)), ""]
+        lines += ["### Difference from the backbone (95% bootstrap CIs over users)", "",
+                  markdown_table(difference_rows(summary, measures)), ""]
+        lines += fusion_lines(summary) + [""]
+        if summary.diagnostics:
+            lines += ["### Signal per task (covered test users)", "",
+                      "AUC of the target against the other candidates under each score (0.5: no information), "
+                      "with 95% bootstrap CIs.", "", markdown_table(auc_rows(summary)), "",
+                      "### Listwise position bias", "", "Where the first pick by first-step identifier logits was "
+                      "shown (candidates are shuffled: uniform is unbiased).", "",
+                      markdown_table(position_rows(summary)), ""]
         listwise = listwise_rows(summary)
         if listwise:
             lines += ["### Listwise answers (generated, parsed)", "", markdown_table(listwise), ""]

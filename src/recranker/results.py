@@ -28,26 +28,36 @@ from recranker.metrics import Measure
 @dataclass(frozen=True)
 class SystemResult:
     """One system on one backbone's evaluated users: per measure, the population mean, the
-    paired t-test's p-value against the backbone (None for the backbone itself) and the mean over
-    the covered users (None when no user is covered)."""
+    paired t-test's p-value against the backbone (None for the backbone itself), the mean over
+    the covered users (None when no user is covered), and 95% bootstrap confidence intervals of
+    the population mean (`ci`) and of its difference from the backbone (`diff_ci`; None for the
+    backbone itself and in summaries written before they existed)."""
 
     system: str
     mean: dict[Measure, float]
     p: dict[Measure, float | None]
     conditional: dict[Measure, float | None]
+    ci: dict[Measure, tuple[float, float] | None] = field(default_factory=dict)
+    diff_ci: dict[Measure, tuple[float, float] | None] = field(default_factory=dict)
 
     def row(self) -> dict[str, Any]:
         """The flat row of results/summary.json."""
         out: dict[str, Any] = {"system": self.system}
         for m in self.mean:
-            out.update({str(m): self.mean[m], f"p {m}": self.p[m], f"cond {m}": self.conditional[m]})
+            out.update({str(m): self.mean[m], f"p {m}": self.p[m], f"cond {m}": self.conditional[m],
+                        f"ci {m}": _pair(self.ci.get(m)), f"diff ci {m}": _pair(self.diff_ci.get(m))})
         return out
 
     @classmethod
     def from_row(cls, row: dict[str, Any], measures: list[Measure]) -> "SystemResult":
         """Read back a flat row."""
         return cls(row["system"], {m: row[str(m)] for m in measures}, {m: row.get(f"p {m}") for m in measures},
-                   {m: row.get(f"cond {m}") for m in measures})
+                   {m: row.get(f"cond {m}") for m in measures}, {m: _pair(row.get(f"ci {m}")) for m in measures},
+                   {m: _pair(row.get(f"diff ci {m}")) for m in measures})
+
+
+def _pair(value) -> tuple[float, float] | None:
+    return None if value is None else (float(value[0]), float(value[1]))
 
 
 @dataclass(frozen=True)
@@ -57,7 +67,10 @@ class BackboneResults:
     `weight_tuning` says how the hybrid's weights were chosen (`tuned`, and when tuned `metric`,
     `valid_value`, `valid_users`, `grid`); `listwise` holds the parse outcomes and position
     counts of each LLM system's listwise answers; `cost` the summary of each LLM pass
-    ("<system>/<split>": seconds, users, tokens per user).
+    ("<system>/<split>": seconds, users, tokens per user); `fusion` how the tuned hybrid and the
+    learned fusion were fitted; `diagnostics` the per-task signal of each LLM system on the
+    covered test users (AUC of the target against the other candidates, with 95% bootstrap CIs)
+    and the position test of its first listwise pick, raw and calibrated.
     """
 
     users: int
@@ -67,6 +80,8 @@ class BackboneResults:
     systems: list[SystemResult]
     listwise: dict[str, dict[str, Any]] = field(default_factory=dict)
     cost: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fusion: dict[str, Any] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
 
     def system(self, name: str) -> SystemResult:
         """The result of system `name` (KeyError naming the systems there are)."""
@@ -89,7 +104,8 @@ class StudyResults:
         """The results/summary.json layout."""
         return {"metrics": [str(m) for m in self.measures], "graded": self.graded, "backbones": {
             name: {"users": b.users, "covered": b.covered, "weights": list(b.weights), "weight_tuning": b.weight_tuning,
-                   "systems": [s.row() for s in b.systems], "listwise": b.listwise, "cost": b.cost}
+                   "systems": [s.row() for s in b.systems], "listwise": b.listwise, "cost": b.cost,
+                   "fusion": b.fusion, "diagnostics": b.diagnostics}
             for name, b in self.backbones.items()}}
 
     @classmethod
@@ -99,7 +115,8 @@ class StudyResults:
         backbones = {name: BackboneResults(
             users=b["users"], covered=b["covered"], weights=tuple(b["weights"]), weight_tuning=b["weight_tuning"],
             systems=[SystemResult.from_row(row, measures) for row in b["systems"]],
-            listwise=b.get("listwise", {}), cost=b.get("cost", {})) for name, b in data["backbones"].items()}
+            listwise=b.get("listwise", {}), cost=b.get("cost", {}), fusion=b.get("fusion", {}),
+            diagnostics=b.get("diagnostics", {})) for name, b in data["backbones"].items()}
         return cls(measures, bool(data.get("graded", False)), backbones)
 
     def save(self, path: str | Path) -> None:

@@ -37,8 +37,9 @@ def study(tmp_path_factory):
 def test_run_writes_every_system_and_the_report(study, capsys) -> None:
     assert main(["run", str(study / "study.yaml")]) == 0
     out = capsys.readouterr().out
-    for system in ("backbone", "pointwise", "pairwise", "listwise", "listwise 1-pass", "hybrid", "bootstrapping",
-                   "zero-shot hybrid", "hybrid w/o hints"):
+    for system in ("backbone", "pointwise", "pairwise", "listwise", "listwise 1-pass", "listwise 1-pass calibrated",
+                   "hybrid", "tuned hybrid", "learned fusion", "bootstrapping", "zero-shot hybrid", "hybrid w/o hints",
+                   "tuned hybrid w/o hints"):
         assert f"| {system} |" in out
     run = study / "runs" / "tiny"
     for name in ("report/report.md", "report/systems.png", "report/position_bias.png", "results/summary.json",
@@ -47,6 +48,16 @@ def test_run_writes_every_system_and_the_report(study, capsys) -> None:
     summary = json.loads((run / "results" / "summary.json").read_text())
     bpr = summary["backbones"]["bpr"]
     assert bpr["weight_tuning"]["tuned"] and len(bpr["weight_tuning"]["grid"]) == 6
+    tuned = bpr["fusion"]["tuned_hybrid"]  # a0 can always fall back to the backbone's order
+    assert tuned["valid_value"] >= tuned["valid_backbone"] and tuned["a0"] in (0, 0.5, 1, 2, 4, 8, 16, 1000)
+    assert bpr["fusion"]["position_prior"]["tuned"]["from"] == "validation pass"
+    auc = bpr["diagnostics"]["tuned"]["auc"]
+    assert {"backbone", "expected rating", "pairwise wins", "listwise log-prob, calibrated", "tuned hybrid",
+            "learned fusion"} <= set(auc) and all(0 <= a["auc"] <= 1 for a in auc.values())
+    assert bpr["diagnostics"]["zero_shot"]["first_pick"]["answers"] == bpr["covered"] * 2  # bootstrap: 2 passes
+    for row in bpr["systems"]:
+        lo, hi = row["ci NDCG@3"]
+        assert lo <= row["NDCG@3"] <= hi and (row["diff ci NDCG@3"] is None) == (row["system"] == "backbone")
     table = pd.read_csv(run / "results" / "bpr" / "per_user.csv", index_col=0)
     assert len(table) == bpr["users"] == 40 and table["covered"].sum() == bpr["covered"]
     # users whose target is not a candidate score 0 in every system: the LLM was never asked
@@ -57,6 +68,7 @@ def test_run_writes_every_system_and_the_report(study, capsys) -> None:
     assert backbone["NDCG@3"] == pytest.approx(retrieval["test"]["NDCG@3"])  # same users, same lists
     report = (run / "report" / "report.md").read_text()
     assert "## bpr" in report and "Cost per LLM pass" in report and "position_bias.png" in report
+    assert "Signal per task" in report and "Listwise position bias" in report and "Tuned hybrid: weights" in report
     from recranker.ranking.llm import RankerOutputs
 
     # validation passes only serve the weights: one listwise pass from logits, nothing generated

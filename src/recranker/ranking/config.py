@@ -39,7 +39,8 @@ class RankingConfig(Settings):
     #: is an input of the LLM ranking stages
     NOT_ASKED: ClassVar[frozenset[str]] = frozenset({
         "listwise", "weights", "tune_weights", "weight_step", "tune_metric", "constants", "baselines", "bootstrap",
-        "tasks", "batch_tokens", "prefix_tokens", "chunk_users"})
+        "tasks", "batch_tokens", "prefix_tokens", "chunk_users", "calibrate_positions", "backbone_weights",
+        "learned_fusion", "learned_c"})
 
     model: str | None = Field(None, description="LLM to rank with; null: the run's tuned model (tune/<variant>)")
     backend: Literal["transformers", "vllm"] = Field(
@@ -65,6 +66,15 @@ class RankingConfig(Settings):
     test_users: int | None = Field(None, ge=1, description="evaluate a seeded sample of test users; null: all")
     valid_users: int | None = Field(None, ge=1, description="validation users the weights are tuned on; null: all")
     constants: UtilityConstants = Field(default_factory=UtilityConstants)
+    calibrate_positions: bool = Field(True, description="the tuned hybrid's and learned fusion's listwise term: "
+                                      "first-step identifier log-probabilities less the model's position prior")
+    backbone_weights: list[float] = Field(
+        [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 1000.0], min_length=1,
+        description="the grid of the tuned hybrid's backbone weight a0 (a0 * U_retrieval); 1000 reproduces the "
+        "backbone's order, so on validation the tuned hybrid is never below the backbone")
+    learned_fusion: bool = Field(True, description="fit the learned fusion (pairwise logistic regression) on "
+                                 "validation users")
+    learned_c: float = Field(1.0, gt=0, description="inverse L2 strength of the learned fusion")
     batch_tokens: int = Field(1024, ge=16, description="suffix tokens per forward pass")
     prefix_tokens: int = Field(4096, ge=16, description="prefix tokens per prefix pass")
     chunk_users: int = Field(16, ge=1, description="users whose prompts go to the backend together (and are saved together)")

@@ -14,10 +14,18 @@ Systems (rows of the report):
 | pairwise        | U_pair                                                                |
 | listwise        | U_list from the parsed generated answer                               |
 | listwise 1-pass | U_list from the first answer position's identifier logits             |
-| hybrid          | a1 U_point + a2 U_pair + a3 U_list (weights tuned on validation users) |
+| listwise 1-pass calibrated | the same, the log-probabilities less the position prior       |
+| hybrid          | the paper's: a1 U_point + a2 U_pair + a3 U_list (weights tuned on validation users) |
+| tuned hybrid    | + a0 U_retrieval, calibrated listwise term, weights and a0 tuned on validation |
+| learned fusion  | pairwise logistic regression on candidate features, fitted on validation |
 | bootstrapping   | U_retrieval + the listwise term averaged over B shuffled passes       |
 | zero-shot hybrid| the hybrid of the untuned LLM                                         |
 | hybrid w/o hints| the hybrid of the tuned LLM asked without hints                       |
+| tuned hybrid w/o hints | the tuned hybrid's weights and a0 on the passes without hints  |
+
+(`recranker.stages.fusion` fits the tuned hybrid, the learned fusion and the position priors, and
+measures each task's signal.) Every population mean comes with a 95% bootstrap confidence
+interval over users, of itself and of its difference from the backbone.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from recranker.config import StudyConfig
 from recranker.errors import DataError
 from recranker.metrics import covered as covered_users
 from recranker.metrics import Measure, per_user
+from recranker.ranking.fusion import bootstrap_ci
 from recranker.ranking.hybrid import hybrid, tune_weights, utilities
 from recranker.ranking.llm import RankerOutputs
 from recranker.ranking.parse import STATUS_NAMES
@@ -39,7 +48,9 @@ from recranker.report import write_report
 from recranker.results import BackboneResults, StudyResults, SystemResult
 from recranker.split import Split
 from recranker.stages.base import writes_run
+from recranker.stages.fusion import Fusions, features, fit_fusions, signal_diagnostics
 from recranker.stages.population import evaluation_population
+from recranker.stages.prompts import full_hint_models
 from recranker.stages.rank import Pass, rank_stage, ranking_passes
 from recranker.stages.split import prepare_split
 from recranker.types import Rankings
@@ -83,10 +94,12 @@ def study_results(cfg: StudyConfig, split: Split, outputs: Outputs) -> StudyResu
     folder = Path(cfg.run_dir) / "results"
     measures = study_measures(cfg)
     results = StudyResults(measures, cfg.evaluation.graded, {})
+    hints = full_hint_models(cfg, split, progress=False) if cfg.prompts.hints.enabled else None
     for backbone in cfg.retrieval.models:
         population, gains = evaluation_population(cfg, split, backbone, "test")
         weights, weight_info = hybrid_weights(cfg, split, backbone, outputs)
-        systems = system_lists(cfg, population, backbone, outputs, weights)
+        fusions = fit_fusions(cfg, split, backbone, outputs, hints)
+        systems = system_lists(cfg, split, population, backbone, outputs, weights, fusions, hints)
         tables = {name: per_user(r, gains, measures) for name, r in systems.items()}
         covered = covered_users(population, gains)  # exactly the users the LLM was asked about
         _write_per_user(folder / backbone / "per_user.csv", tables, covered)
@@ -95,7 +108,9 @@ def study_results(cfg: StudyConfig, split: Split, outputs: Outputs) -> StudyResu
             systems=system_results(tables, covered, measures),
             listwise={system: listwise_stats(outputs[Pass(backbone, system, "test")][0])
                       for system in ("tuned", "zero_shot", "no_hints") if Pass(backbone, system, "test") in outputs},
-            cost={f"{p.system}/{p.split}": outputs[p][1] for p in outputs if p.backbone == backbone})
+            cost={f"{p.system}/{p.split}": outputs[p][1] for p in outputs if p.backbone == backbone},
+            fusion=fusions.info,
+            diagnostics=signal_diagnostics(cfg, split, backbone, outputs, fusions, weights, population, gains, hints))
     results.save(folder / "summary.json")
     return results
 
@@ -117,10 +132,11 @@ def hybrid_weights(cfg: StudyConfig, split: Split, backbone: str, outputs: Outpu
                      "grid": grid}
 
 
-def system_lists(cfg: StudyConfig, population: Rankings, backbone: str, outputs: Outputs,
-                 weights: tuple) -> dict[str, Rankings]:
+def system_lists(cfg: StudyConfig, split: Split, population: Rankings, backbone: str, outputs: Outputs,
+                 weights: tuple, fusions: Fusions, hints) -> dict[str, Rankings]:
     """Every system's lists of the evaluated users: the backbone's, each single task's, the
-    hybrid's and the baselines' hybrids (the LLM's users re-sorted, every other user unchanged)."""
+    hybrids, the fusions and the baselines' hybrids (the LLM's users re-sorted, every other user
+    unchanged)."""
     rcfg, top = cfg.ranking, cfg.prompts.listwise_top
     position = {int(u): k for k, u in enumerate(population.users)}
     systems: dict[str, Rankings] = {"backbone": population}
@@ -131,28 +147,42 @@ def system_lists(cfg: StudyConfig, population: Rankings, backbone: str, outputs:
 
     test = outputs[Pass(backbone, "tuned", "test")][0]
     utils = utilities(test, rcfg.constants, top, rcfg.listwise) if len(test) else {}
+    calibrated = fusions.calibrated(cfg, "tuned", test)
     for key, name in SINGLE.items():
         if key in utils and (key != "bootstrapping" or "bootstrapping" in rcfg.baselines):
             add(name, test, utils[key])
+        if key == "listwise_logits" and key in utils and calibrated is not test:
+            add("listwise 1-pass calibrated", test,
+                utilities(calibrated, rcfg.constants, top, "logits")["listwise_logits"])
     if utils:
         add("hybrid", test, hybrid(utils, weights, rcfg.listwise))
+    if utils and fusions.weights is not None:
+        add("tuned hybrid", test, fusions.tuned_hybrid(cfg, test))
+    if len(test) and fusions.learned is not None:
+        add("learned fusion", test, fusions.learned.scores(features(cfg, split, calibrated, population, "test", hints)))
     for system, name in (("zero_shot", "zero-shot hybrid"), ("no_hints", "hybrid w/o hints")):
         other = outputs.get(Pass(backbone, system, "test"), (None,))[0]
         if other is not None and len(other):
             add(name, other, hybrid(utilities(other, rcfg.constants, top, rcfg.listwise), weights, rcfg.listwise))
+            if system == "no_hints" and fusions.weights is not None:
+                add("tuned hybrid w/o hints", other, fusions.tuned_hybrid(cfg, other, system))
     return systems
 
 
 def system_results(tables: dict[str, pd.DataFrame], covered: np.ndarray, measures: list[Measure]) -> list[SystemResult]:
-    """Each system's population means, paired t-tests against the backbone and conditional means."""
+    """Each system's population means, paired t-tests against the backbone, conditional means and
+    95% bootstrap confidence intervals (users resampled; the same resamples for every system)."""
     base = tables["backbone"]
     out = []
     for name, table in tables.items():
         values = {m: table[str(m)].to_numpy() for m in measures}
+        differences = {m: v - base[str(m)].to_numpy() for m, v in values.items()}
         out.append(SystemResult(
             name, {m: float(v.mean()) for m, v in values.items()},
             {m: None if name == "backbone" else paired_test(v, base[str(m)].to_numpy()) for m, v in values.items()},
-            {m: float(v[covered].mean()) if covered.any() else None for m, v in values.items()}))
+            {m: float(v[covered].mean()) if covered.any() else None for m, v in values.items()},
+            {m: bootstrap_ci(v) for m, v in values.items()},
+            {m: None if name == "backbone" else bootstrap_ci(d) for m, d in differences.items()}))
     return out
 
 
