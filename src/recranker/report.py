@@ -147,6 +147,9 @@ def position_rows(backbone: BackboneResults) -> list[dict[str, Any]]:
             test = report.get(key) or {}
             if not test.get("answers"):
                 continue
+            source = (backbone.fusion.get("position_prior", {}).get(system) or {}).get("from", "")
+            if key == "first_pick_calibrated" and source:
+                label += f" (prior: {source.split(' (')[0]})"
             rows.append({"system": _SYSTEM_NAMES.get(system, system), "logits": label, "answers": test["answers"],
                          "shares A, B, ...": " ".join(f"{x:.2f}" for x in test["shares"]),
                          "max gap (points)": f"{test['max_gap_points']:.1f}", "chi-square p": f"{test['chi2_p']:.3g}"})

@@ -82,7 +82,8 @@ def fit_fusions(cfg: StudyConfig, split: Split, backbone: str, outputs: dict, hi
         if source is not None:
             fusions.priors[system] = position_prior(source)
             fusions.info.setdefault("position_prior", {})[system] = {
-                "from": "validation pass" if source is valid else "own test pass (no labels)",
+                "from": "validation pass" if source is valid else
+                "own test pass (no labels, but in-sample: its calibrated picks are even by construction)",
                 "log_prior": fusions.priors[system].round(4).tolist()}
     if valid is None:
         return fusions
