@@ -161,9 +161,10 @@ def _describe(exc: ValidationError, source: str) -> str:
 
 #: `recranker demo`: the whole pipeline on ML-100K with the default LLM, sized for a 2-core CPU
 #: (about 15 minutes): LightGCN candidates, 2-fold cross-fitted hints, 40 instructions per task,
-#: one epoch of LoRA with the ALRO losses, the hybrid with the paper's constants and weights tuned
-#: on a seeded sample of 150 validation users, evaluated on a seeded sample of 300 test users (the
-#: LLM asked about those whose target is a candidate); listwise from one pass (no generation).
+#: one epoch of LoRA with the ALRO losses, the hybrid with the paper's constants, the tuned hybrid
+#: and the learned fusion fitted on a seeded sample of 150 validation users, evaluated on a seeded
+#: sample of 300 test users (the LLM asked about those whose target is a candidate); listwise from
+#: one pass (no generation); training candidates retrieved by the fold models.
 DEMO_CONFIG = """
 data: {format: ml-100k}
 retrieval: {candidates: 10, models: {lightgcn: {}}}

@@ -30,15 +30,15 @@ class SystemResult:
     """One system on one backbone's evaluated users: per measure, the population mean, the
     paired t-test's p-value against the backbone (None for the backbone itself), the mean over
     the covered users (None when no user is covered), and 95% bootstrap confidence intervals of
-    the population mean (`ci`) and of its difference from the backbone (`diff_ci`; None for the
+    the population mean (`ci`) and of its difference from the backbone (`diff_ci`; empty for the
     backbone itself and in summaries written before they existed)."""
 
     system: str
     mean: dict[Measure, float]
     p: dict[Measure, float | None]
     conditional: dict[Measure, float | None]
-    ci: dict[Measure, tuple[float, float] | None] = field(default_factory=dict)
-    diff_ci: dict[Measure, tuple[float, float] | None] = field(default_factory=dict)
+    ci: dict[Measure, tuple[float, float]] = field(default_factory=dict)
+    diff_ci: dict[Measure, tuple[float, float]] = field(default_factory=dict)
 
     def row(self) -> dict[str, Any]:
         """The flat row of results/summary.json."""
@@ -52,8 +52,13 @@ class SystemResult:
     def from_row(cls, row: dict[str, Any], measures: list[Measure]) -> "SystemResult":
         """Read back a flat row."""
         return cls(row["system"], {m: row[str(m)] for m in measures}, {m: row.get(f"p {m}") for m in measures},
-                   {m: row.get(f"cond {m}") for m in measures}, {m: _pair(row.get(f"ci {m}")) for m in measures},
-                   {m: _pair(row.get(f"diff ci {m}")) for m in measures})
+                   {m: row.get(f"cond {m}") for m in measures}, _intervals(row, "ci", measures),
+                   _intervals(row, "diff ci", measures))
+
+
+def _intervals(row: dict[str, Any], key: str, measures: list[Measure]) -> dict[Measure, tuple[float, float]]:
+    """The intervals a flat row holds under "<key> <measure>" (those it has)."""
+    return {m: _pair(row[f"{key} {m}"]) for m in measures if row.get(f"{key} {m}") is not None}
 
 
 def _pair(value) -> tuple[float, float] | None:

@@ -40,7 +40,8 @@ def test_study_results_round_trip_through_their_json(tmp_path) -> None:
     hr3, ndcg3 = Measure("HR", 3), Measure("NDCG", 3)
     backbone = BackboneResults(users=4, covered=1, weights=(0.5, 0.5, 0.0), weight_tuning={"tuned": False}, systems=[
         SystemResult("backbone", {hr3: 0.25, ndcg3: 0.1}, {hr3: None, ndcg3: None}, {hr3: 1.0, ndcg3: 0.4}),
-        SystemResult("hybrid", {hr3: 0.5, ndcg3: 0.3}, {hr3: 0.2, ndcg3: 0.1}, {hr3: None, ndcg3: None})],
+        SystemResult("hybrid", {hr3: 0.5, ndcg3: 0.3}, {hr3: 0.2, ndcg3: 0.1}, {hr3: None, ndcg3: None},
+                     {hr3: (0.25, 0.75)}, {hr3: (0.0, 0.5), ndcg3: (0.05, 0.35)})],
         listwise={"tuned": {"answers": 3}}, cost={"tuned/test": {"seconds": 1.5}})
     results = StudyResults([hr3, ndcg3], True, {"lightgcn": backbone})
     results.save(tmp_path / "summary.json")

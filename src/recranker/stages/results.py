@@ -182,7 +182,7 @@ def system_results(tables: dict[str, pd.DataFrame], covered: np.ndarray, measure
             {m: None if name == "backbone" else paired_test(v, base[str(m)].to_numpy()) for m, v in values.items()},
             {m: float(v[covered].mean()) if covered.any() else None for m, v in values.items()},
             {m: bootstrap_ci(v) for m, v in values.items()},
-            {m: None if name == "backbone" else bootstrap_ci(d) for m, d in differences.items()}))
+            {} if name == "backbone" else {m: bootstrap_ci(d) for m, d in differences.items()}))
     return out
 
 
