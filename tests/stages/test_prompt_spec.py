@@ -133,9 +133,14 @@ def test_validation_passes_ask_only_what_the_weight_tuning_reads(cfg, listwise, 
     from recranker.stages.rank import pass_ranking
 
     cfg = override(cfg, {"ranking.listwise": listwise, "ranking.generate": True, "ranking.bootstrap": 3})
-    valid, test = pass_ranking(cfg, "valid"), pass_ranking(cfg, "test")
+    valid, test = pass_ranking(cfg, "tuned", "valid"), pass_ranking(cfg, "tuned", "test")
     assert "bootstrapping" not in valid.baselines and valid.generate is generates
     assert test == cfg.ranking
+    for system in ("zero_shot", "no_hints"):  # only the tuned system's test rows read bootstrap passes
+        baseline = pass_ranking(cfg, system, "test")
+        assert "bootstrapping" not in baseline.baselines and baseline.generate is True, system
+        assert stages.rank_stage(override(cfg, {"ranking.bootstrap": 5}), "lightgcn", system, "test").inputs == \
+            stages.rank_stage(cfg, "lightgcn", system, "test").inputs, system
     before = stages.rank_stage(cfg, "lightgcn", "tuned", "valid").inputs
     for change in ({"ranking.bootstrap": 5}, {"ranking.baselines": ["zero_shot"]}):
         assert stages.rank_stage(override(cfg, change), "lightgcn", "tuned", "valid").inputs == before, change

@@ -76,25 +76,29 @@ def rank_stage(cfg: StudyConfig, backbone: str, system: str, stage: str) -> Stag
     `PromptsConfig.TRAINING_ONLY`), so a new setting is an input unless declared otherwise: a
     stale pass can never be read back. Also the templates, the model and the candidates."""
     return Stage(cfg.run_dir, f"rank/{backbone}/{system}/{stage}", inputs=fingerprint(
-        asked_settings(cfg, stage), shown_settings(cfg, system), template_texts(cfg, cfg.ranked_tasks),
+        asked_settings(cfg, system, stage), shown_settings(cfg, system), template_texts(cfg, cfg.ranked_tasks),
         ranking_model_inputs(cfg, system), retrieval_stage(cfg, backbone).inputs, RANKING_FORMAT))
 
 
-def pass_ranking(cfg: StudyConfig, stage: str) -> RankingConfig:
-    """The ranking settings of the passes over `stage`'s users. Validation passes serve only the
-    hybrid's weights, which read one listwise pass (its generated order only when
-    `ranking.listwise` is "generate"): they make no bootstrap passes and generate nothing else."""
+def pass_ranking(cfg: StudyConfig, system: str, stage: str) -> RankingConfig:
+    """The ranking settings of `system`'s passes over `stage`'s users. Only the tuned system's test
+    rows read the bootstrap passes: every other pass makes one listwise pass. Validation passes
+    serve only the hybrid's weights, which read one listwise pass (its generated order only when
+    `ranking.listwise` is "generate"): they generate nothing else. The baselines' test passes still
+    generate when asked (their position-bias histograms)."""
     r = cfg.ranking
-    if stage != "valid":
+    if stage == "test" and system == "tuned":
         return r
-    return r.model_copy(update={"baselines": [b for b in r.baselines if b != "bootstrapping"],
-                                "generate": r.listwise == "generate"})
+    update: dict = {"baselines": [b for b in r.baselines if b != "bootstrapping"]}
+    if stage == "valid":
+        update["generate"] = r.listwise == "generate"
+    return r.model_copy(update=update)
 
 
-def asked_settings(cfg: StudyConfig, stage: str) -> dict:
-    """The ranking section as it shapes the LLM's requests over `stage`'s users: all of it but
+def asked_settings(cfg: StudyConfig, system: str, stage: str) -> dict:
+    """The ranking section as it shapes `system`'s requests over `stage`'s users: all of it but
     `NOT_ASKED`, with the tasks ranked and the listwise passes made."""
-    r = pass_ranking(cfg, stage)
+    r = pass_ranking(cfg, system, stage)
     asked = r.model_dump(mode="json", exclude=set(r.NOT_ASKED))
     asked.update(tasks=cfg.ranked_tasks, passes=r.bootstrap if "bootstrapping" in r.baselines else 1)
     return asked
@@ -197,7 +201,7 @@ def run_rank(cfg: StudyConfig, backbone: str, system: str, stage: str, *, split:
     hints = full_hint_models(cfg, split, progress=progress) if system != "no_hints" and cfg.prompts.hints.enabled else None
     backend = models.backend(cfg, system)
     ranker = LLMRanker(backend, prompt_renderer(cfg, split, backend.tokenizer, cfg.ranked_tasks), split, hints,
-                       pass_ranking(cfg, stage))
+                       pass_ranking(cfg, system, stage))
     saved = itertools.count(len(done))
     started = time.perf_counter()
     if todo.any() or not done:  # no covered user at all still gives (empty) outputs
