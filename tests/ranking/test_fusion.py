@@ -99,3 +99,13 @@ def test_pairwise_wins_are_soft_and_averaged_over_the_asked_pairs() -> None:
     out, _ = population(n=1, m=3)
     out.pair_yes[0] = [[0.8, 0.4], [0.5, np.nan]]  # (0,1): 0 wins 0.7; (1,2): second order missing -> not counted
     np.testing.assert_allclose(pairwise_wins(out)[0], [0.7, 0.3, 0.5])
+
+
+def test_listwise_stats_count_first_picks_as_the_diagnostics_do() -> None:
+    from recranker.stages.results import listwise_stats
+
+    out, _ = population(n=50, m=4)
+    assert listwise_stats(out)["top1_position_logits"] == first_pick_counts(out).tolist()
+    assert sum(listwise_stats(out)["top1_position_logits"]) == 50
+    out.list_logprob[:] = np.nan  # no listwise prompt answered by logits: nothing counted, not position A
+    assert listwise_stats(out)["top1_position_logits"] == [0, 0, 0, 0]

@@ -55,7 +55,7 @@ def test_a_training_prompt_and_an_inference_prompt_of_the_same_inputs_are_the_sa
 
 @pytest.mark.parametrize("change", [
     {"ranking.pairs": "all"}, {"ranking.max_new_tokens": 8}, {"ranking.seed": 1}, {"ranking.test_users": 10},
-    {"ranking.valid_users": 10}, {"ranking.generate": False}, {"ranking.bootstrap": 5}, {"ranking.tasks": ["pairwise"]},
+    {"ranking.valid_users": 10}, {"ranking.generate": False}, {"ranking.tasks": ["pairwise"]},
     {"prompts.history_tokens": 64}, {"prompts.history_items": 5}, {"prompts.title_chars": 20},
     {"prompts.listwise_top": 4}, {"prompts.domain": "books"}, {"prompts.hints.ranking_model": "bpr"},
     {"prompts.hints.enabled": False},
@@ -69,7 +69,7 @@ def test_what_changes_the_llms_requests_reruns_the_ranking(cfg, change) -> None:
     {"ranking.weights": [0.2, 0.3, 0.5], "ranking.tune_weights": False}, {"ranking.tune_metric": "NDCG@5"},
     {"ranking.weight_step": 0.5}, {"ranking.listwise": "generate"}, {"ranking.constants": {"listwise": 0.05}},
     {"ranking.batch_tokens": 256}, {"ranking.prefix_tokens": 512}, {"ranking.chunk_users": 4},
-    {"ranking.baselines": ["zero_shot", "bootstrapping"]}, {"prompts.folds": 4}, {"prompts.seed": 1}, {"prompts.shift_positions": False},
+    {"ranking.baselines": ["zero_shot", "bootstrapping"]}, {"ranking.bootstrap": 5}, {"prompts.folds": 4}, {"prompts.seed": 1}, {"prompts.shift_positions": False},
     {"prompts.hints.cross_fit": False}, {"prompts.listwise": {"liked": 2, "disliked": 2, "negatives": 4}},
 ])
 def test_what_only_combines_or_batches_the_answers_reruns_nothing(cfg, change) -> None:

@@ -28,11 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recranker.metrics import Measure, per_user
+from recranker.metrics import Measure
 from recranker.ranking.config import UtilityConstants
-from recranker.ranking.hybrid import hybrid, retrieval_utility, simplex
+from recranker.ranking.hybrid import closest_to_equal, retrieval_utility, weight_grid
 from recranker.ranking.llm import RankerOutputs
-from recranker.types import Rankings
 
 FEATURES = ("backbone rank", "backbone score", "expected rating", "pairwise wins", "listwise log-prob",
             "listwise rank", "rating hint", "ranking hint")
@@ -108,18 +107,10 @@ def tune_fusion(systems: dict[str, np.ndarray], out: RankerOutputs, gains: dict,
     users of `out` (ties: the larger a0, closer to the backbone, then the weights closest to
     equal); returns the weights, a0 and the value."""
     metric = str(Measure.parse(metric))
-    base = retrieval_utility(*out.items.shape, constants)
-    best = None
-    for weights in simplex(step):
-        llm = hybrid(systems, weights, listwise)
-        for a0 in backbone_weights:
-            ranked = Rankings.from_scores(out.users, out.items, llm + a0 * base)
-            value = round(float(per_user(ranked, gains, [metric]).iloc[:, 0].mean()), 12)
-            key = (value, a0, -float(np.abs(np.array(weights) - 1 / 3).sum()))
-            if best is None or key > best[0]:
-                best = (key, weights, a0)
-    (value, a0, _), weights, _ = best
-    return weights, a0, value
+    grid = weight_grid(systems, out, gains, metric, step, listwise, retrieval_utility(*out.items.shape, constants),
+                       backbone_weights)
+    best = max(grid, key=lambda g: (round(g[metric], 12), g["a0"], closest_to_equal(g["weights"])))
+    return best["weights"], best["a0"], best[metric]
 
 
 # ----------------------------------------------------------------------------- learned fusion

@@ -99,15 +99,39 @@ def simplex(step: float) -> list[tuple[float, float, float]]:
     return [(i / n, j / n, (n - i - j) / n) for i in range(n + 1) for j in range(n + 1 - i)]
 
 
+def mean_metric(out: RankerOutputs, scores: np.ndarray, gains: dict, metric: "str | Measure") -> float:
+    """The mean of `metric` over the users of `out` when their candidates are sorted by `scores`
+    (ties keep the backbone's order: all-zero scores give the backbone's own value)."""
+    metric = str(Measure.parse(metric))
+    return float(per_user(Rankings.from_scores(out.users, out.items, scores), gains, [metric]).iloc[:, 0].mean())
+
+
+def weight_grid(systems: dict[str, np.ndarray], out: RankerOutputs, gains: dict, metric: "str | Measure",
+                step: float, listwise: str, backbone: np.ndarray | None = None,
+                backbone_weights=(0.0,)) -> list[dict]:
+    """The mean `metric` over the users of `out` of every hybrid a1 U_point + a2 U_pair + a3 U_list
+    on the simplex grid `step`, plus a0 `backbone` for each a0 in `backbone_weights` when given."""
+    metric = str(Measure.parse(metric))
+    grid = []
+    for weights in simplex(step):
+        llm = hybrid(systems, weights, listwise)
+        for a0 in (backbone_weights if backbone is not None else (0.0,)):
+            point = {"weights": weights} if backbone is None else {"weights": weights, "a0": a0}
+            grid.append({**point, metric: mean_metric(out, llm if backbone is None else llm + a0 * backbone,
+                                                      gains, metric)})
+    return grid
+
+
+def closest_to_equal(weights) -> float:
+    """Tie-break of the weight grids: minus the L1 distance of `weights` from equal weights."""
+    return -float(np.abs(np.array(weights) - 1 / 3).sum())
+
+
 def tune_weights(systems: dict[str, np.ndarray], out: RankerOutputs, gains: dict, metric: "str | Measure", step: float,
                  listwise: str = "generate") -> tuple[tuple[float, float, float], float, list[dict]]:
     """The grid point whose hybrid maximises the mean of `metric` over the users of `out`
     (ties: the one closest to equal weights), its value and the whole grid's values."""
     metric = str(Measure.parse(metric))
-    grid = []
-    for weights in simplex(step):
-        ranked = Rankings.from_scores(out.users, out.items, hybrid(systems, weights, listwise))
-        value = float(per_user(ranked, gains, [metric]).iloc[:, 0].mean())
-        grid.append({"weights": weights, metric: value})
-    best = max(grid, key=lambda g: (round(g[metric], 12), -float(np.abs(np.array(g["weights"]) - 1 / 3).sum())))
+    grid = weight_grid(systems, out, gains, metric, step, listwise)
+    best = max(grid, key=lambda g: (round(g[metric], 12), closest_to_equal(g["weights"])))
     return best["weights"], best[metric], grid

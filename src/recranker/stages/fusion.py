@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from recranker.config import StudyConfig
-from recranker.metrics import per_user
 from recranker.ranking.fusion import (FEATURES, LearnedFusion, bootstrap_ci, calibrate, candidate_features,
                                       first_pick_counts, pairwise_wins, position_prior, position_test, relevance,
                                       target_auc, tune_fusion)
-from recranker.ranking.hybrid import hybrid, retrieval_utility, utilities
+from recranker.ranking.hybrid import hybrid, mean_metric, retrieval_utility, utilities
 from recranker.ranking.llm import RankerOutputs
 from recranker.split import Split
 from recranker.stages.population import evaluation_population
@@ -93,7 +92,7 @@ def fit_fusions(cfg: StudyConfig, split: Split, backbone: str, outputs: dict, hi
     utils = utilities(calibrated, rcfg.constants, cfg.prompts.listwise_top, rcfg.listwise)
     fusions.weights, fusions.a0, value = tune_fusion(utils, valid, gains, rcfg.tune_metric, rcfg.weight_step,
                                                      rcfg.listwise, rcfg.constants, rcfg.backbone_weights)
-    backbone_value = _backbone_value(valid, gains, rcfg.tune_metric)
+    backbone_value = mean_metric(valid, np.zeros(valid.items.shape), gains, rcfg.tune_metric)
     fusions.info["tuned_hybrid"] = {"weights": list(fusions.weights), "a0": fusions.a0, "metric": str(rcfg.tune_metric),
                                     "valid_value": value, "valid_backbone": backbone_value, "valid_users": len(valid)}
     if rcfg.learned_fusion:
@@ -104,11 +103,6 @@ def fit_fusions(cfg: StudyConfig, split: Split, backbone: str, outputs: dict, hi
                                           "coef": dict(zip(FEATURES, (fusions.learned.coef / fusions.learned.scale)
                                                            .round(4).tolist()))}
     return fusions
-
-
-def _backbone_value(out: RankerOutputs, gains: dict, metric) -> float:
-    ranked = Rankings(out.users, out.items, np.zeros(out.items.shape))
-    return float(per_user(ranked, gains, [str(metric)]).iloc[:, 0].mean())
 
 
 def signal_diagnostics(cfg: StudyConfig, split: Split, backbone: str, outputs: dict, fusions: Fusions,

@@ -40,7 +40,7 @@ from recranker.config import StudyConfig
 from recranker.errors import DataError
 from recranker.metrics import covered as covered_users
 from recranker.metrics import Measure, per_user
-from recranker.ranking.fusion import bootstrap_ci
+from recranker.ranking.fusion import bootstrap_ci, first_pick_counts
 from recranker.ranking.hybrid import hybrid, tune_weights, utilities
 from recranker.ranking.llm import RankerOutputs
 from recranker.ranking.parse import STATUS_NAMES
@@ -205,11 +205,8 @@ def listwise_stats(out: RankerOutputs) -> dict:
             stats[name] = float((out.list_status[generated] == code).mean())
     m = out.items.shape[1]
     if len(out):
-        # column at rank 0 -> its shown position
+        stats["top1_position_logits"] = first_pick_counts(out).tolist()
         shown_pos = np.argsort(out.list_shown, axis=-1)  # (U, B, m): column -> shown position
-        top_by_logits = np.argmax(np.nan_to_num(out.list_logprob, nan=-np.inf), axis=-1)
-        stats["top1_position_logits"] = np.bincount(
-            np.take_along_axis(shown_pos, top_by_logits[..., None], -1).ravel(), minlength=m).tolist()
         if generated.any():
             top_generated = np.argmin(out.list_rank, axis=-1)
             picked = np.take_along_axis(shown_pos, top_generated[..., None], -1)[..., 0][generated]
