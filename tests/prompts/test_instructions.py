@@ -122,6 +122,16 @@ def test_mixed_candidates_take_their_share_and_sampled_ones_stay_as_they_were(po
     assert np.mean([r["candidates"] == "retrieved" for r in retrieved]) > share
 
 
+def test_mixed_candidates_of_another_listwise_size_show_as_many_of_either_kind(pools, renderer, hint_models,
+                                                                               users) -> None:
+    # 15 listwise candidates (as ALRO's protocol asks 25): the retrieved lists are as long as the sampled
+    counts = CandidateCounts(liked=2, disliked=1, negatives=12)
+    assert PromptsConfig(listwise=counts, candidates="mixed").depth == 15
+    records = build(pools, renderer, hint_models, "listwise", users[:60], candidates="mixed", listwise=counts)
+    assert {r["candidates"] for r in records} == {"sampled", "retrieved"}
+    assert all(len(r["item_codes"]) == 15 for r in records)
+
+
 def test_retrieved_candidates_keep_the_leakage_guarantees(pools, renderer, hint_models, split, users) -> None:
     from recranker.prompts.leakage import check_instruction_leakage
 
@@ -139,6 +149,7 @@ def test_retrieved_candidates_keep_the_leakage_guarantees(pools, renderer, hint_
         ({"tasks": []}, "give at least one"),
         ({"folds": 1}, "greater than or equal to 2"),
         ({"candidates": "fresh"}, "'sampled', 'retrieved' or 'mixed'"),
+        ({"retrieved_depth": 12}, r"retrieved_depth \(12\) must equal the listwise candidates \(10\)"),
     ],
 )
 def test_bad_settings_are_refused(settings, message) -> None:

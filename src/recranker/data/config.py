@@ -22,6 +22,11 @@ class DataConfig(Settings):
     liked_min: float = Field(4.0, description="ratings at or above are liked")
     disliked_max: float = Field(2.0, description="ratings at or below are disliked")
     implicit: bool = Field(False, description="the log has no ratings: everything is liked")
+    order: Literal["random", "file"] = Field(
+        "random", description="bookcrossing (no timestamps): what stands for time in the leave-one-out, a seeded "
+        "random order (random: a random leave-one-out) or the file's line order (file: within a user the file is "
+        "sorted by ISBN)")
+    order_seed: int = Field(0, description="seed of the random order (bookcrossing)")
 
     @field_validator("disliked_max")
     @classmethod

@@ -79,8 +79,9 @@ class PromptsConfig(Settings):
         "retrieved", description="training candidates: a held-out fold's ratings plus uniform negatives (sampled), "
         "the top of the ranking hint model fitted without the fold (retrieved, as at inference), or a share of each")
     retrieved_share: float = Field(0.5, ge=0, le=1, description="mixed: share of instances with retrieved candidates")
-    retrieved_depth: int = Field(10, ge=2, le=len(IDENTIFIERS),
-                                 description="retrieved: items of the fold model's top list an instance draws from")
+    retrieved_depth: int | None = Field(None, ge=2, le=len(IDENTIFIERS),
+                                        description="retrieved: items of the fold model's top list an instance "
+                                        "draws from; null: as many as a listwise prompt shows (listwise's total)")
     hints: HintConfig = Field(default_factory=HintConfig)
 
     @model_validator(mode="after")
@@ -94,7 +95,15 @@ class PromptsConfig(Settings):
             raise ValueError("pairwise: needs liked >= 1 and at least one other candidate")
         if not 2 <= r.total <= len(IDENTIFIERS):
             raise ValueError(f"listwise: needs 2 to {len(IDENTIFIERS)} candidates, got {r.total}")
+        if self.retrieved_fraction > 0 and "listwise" in self.tasks and self.depth != r.total:
+            raise ValueError(f"retrieved_depth ({self.depth}) must equal the listwise candidates ({r.total}): a "
+                             "listwise instance shows the whole retrieved list, and one of either kind the same number")
         return self
+
+    @property
+    def depth(self) -> int:
+        """The retrieved candidates' list length: `retrieved_depth`, or listwise's total."""
+        return self.retrieved_depth if self.retrieved_depth is not None else self.listwise.total
 
     @property
     def retrieved_fraction(self) -> float:

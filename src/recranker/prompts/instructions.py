@@ -57,7 +57,7 @@ class InstructionBuilder:
         if config.retrieved_fraction > 0:
             if hints is None or hints.ranking_folds is None:
                 raise ValueError(f"candidates: {config.candidates} needs the cross-fitted ranking hint models")
-            self.retrieved = RetrievedCandidates(pools, hints.ranking_folds, config.retrieved_depth)
+            self.retrieved = RetrievedCandidates(pools, hints.ranking_folds, config.depth)
 
     def build(self, task: str, users: np.ndarray, *, progress: bool = True) -> list[dict[str, Any]]:
         """One record per entry of `users` (user codes, repeats allowed) for `task`."""
@@ -113,18 +113,23 @@ class InstructionBuilder:
                 return int(f), cands
         return fold, None
 
-    def _hint_values(self, task: str, drafts: list[Draft]) -> np.ndarray | None:
+    def _hint_values(self, task: str, drafts: list[Draft]) -> list[np.ndarray] | None:
         """Per draft, the hint model's values for its asked items (None without hint models or when
-        neither hints nor the unshifted order need them)."""
+        neither hints nor the unshifted order need them), computed for the drafts of each length
+        together (a retrieved list can be shorter than the configured one in a tiny catalogue)."""
         needs_scores = task == "listwise" and not self.config.shift_positions
         if self.hints is None or not (self.config.hints.enabled or needs_scores):
             return None
-        users = np.array([d.user for d in drafts], dtype=np.int64)
-        items = np.stack([d.candidates.items[d.asked] for d in drafts])  # (n, c)
-        folds = np.array([d.fold for d in drafts]) if self.config.hints.cross_fit else None
-        if task == "pointwise":
-            return self.hints.ratings(users, items, folds)
-        return self.hints.scores(users, items, folds)
+        values: list = [None] * len(drafts)
+        for length in sorted({len(d.asked) for d in drafts}):
+            group = [k for k, d in enumerate(drafts) if len(d.asked) == length]
+            users = np.array([drafts[k].user for k in group], dtype=np.int64)
+            items = np.stack([drafts[k].candidates.items[drafts[k].asked] for k in group])  # (n, length)
+            folds = np.array([drafts[k].fold for k in group]) if self.config.hints.cross_fit else None
+            got = self.hints.ratings(users, items, folds) if task == "pointwise" else self.hints.scores(users, items, folds)
+            for row, k in enumerate(group):
+                values[k] = got[row]
+        return values
 
     # ----------------------------------------------------------------------------- records
     def _history(self, draft: Draft) -> tuple[tuple[np.ndarray, np.ndarray], np.random.Generator | None]:

@@ -18,14 +18,18 @@ from recranker.stages.base import input_signature, writes_run
 
 log = logging.getLogger(__name__)
 
+#: the data formats whose default copy `recranker fetch <format>` gets
+FETCHED_DATA = ("ml-100k", "ml-1m", "bookcrossing")
+
 
 def data_path(cfg: DataConfig) -> Path:
-    """The configured path, or the fetched default copy of ML-100K."""
+    """The configured path, or the fetched copy of ML-100K, ML-1M or Book-Crossing."""
     if cfg.path is not None:
         return Path(cfg.path)
-    if cfg.format != "ml-100k":
-        raise assets.FetchError(f"data.path is required for format {cfg.format!r}")
-    return assets.require("ml-100k")
+    if cfg.format not in FETCHED_DATA:
+        raise assets.FetchError(f"data.path is required for format {cfg.format!r} "
+                                f"(only {', '.join(FETCHED_DATA)} can be fetched)")
+    return assets.require(cfg.format)
 
 
 def data_files(cfg: DataConfig) -> dict[str, Path]:
@@ -48,6 +52,8 @@ def load_data(cfg: DataConfig) -> Dataset:
     options.update({key.removeprefix("data."): path for key, path in files.items() if key != "data.path"})
     if cfg.format in ("csv", "recbole") and cfg.implicit:
         options["implicit"] = True
+    if cfg.format == "bookcrossing":
+        options.update(order=cfg.order, seed=cfg.order_seed)
     return load_dataset(cfg.format, files["data.path"], **options)
 
 
