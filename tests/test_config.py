@@ -113,3 +113,12 @@ def test_ranking_settings_are_checked_against_the_study() -> None:
     with pytest.raises(ConfigError, match="ranking.weights"):
         parse_config({"ranking": {"weights": [1, 1, 1]}})
     assert parse_config({"prompts": {"tasks": ["pointwise"]}, "ranking": {"tasks": ["listwise"], "model": "x"}})
+
+
+def test_time_order_is_an_input_of_the_bookcrossing_split_only() -> None:
+    from recranker.data.config import DataConfig
+
+    assert DataConfig(format="ml-100k", order="file", order_seed=3).loaded() == DataConfig(format="ml-100k").loaded()
+    assert "order" not in DataConfig(format="ml-1m").loaded()
+    assert DataConfig(format="bookcrossing", order="file").loaded() != DataConfig(format="bookcrossing").loaded()
+    assert DataConfig(format="bookcrossing", order_seed=1).loaded() != DataConfig(format="bookcrossing").loaded()

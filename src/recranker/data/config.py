@@ -28,6 +28,12 @@ class DataConfig(Settings):
         "sorted by ISBN)")
     order_seed: int = Field(0, description="seed of the random order (bookcrossing)")
 
+    def loaded(self) -> dict[str, Any]:
+        """The settings that shape the loaded data (an input of the split): all of them but the
+        time order, which only Book-Crossing reads (so adding it changed no other data's split)."""
+        exclude = set() if self.format == "bookcrossing" else {"order", "order_seed"}
+        return self.model_dump(mode="json", exclude=exclude)
+
     @field_validator("disliked_max")
     @classmethod
     def _below_liked(cls, value: float, info: Any) -> float:

@@ -66,7 +66,7 @@ SPLIT_FORMAT = 2
 def split_stage(cfg: StudyConfig) -> Stage:
     """The split stage of `cfg`'s run (its inputs: data config and every file the loader reads)."""
     signature = [entry for key, path in data_files(cfg.data).items() for entry in input_signature(path, key)]
-    return Stage(cfg.run_dir, "split", inputs=fingerprint(cfg.data, signature, SPLIT_FORMAT))
+    return Stage(cfg.run_dir, "split", inputs=fingerprint(cfg.data.loaded(), signature, SPLIT_FORMAT))
 
 
 @writes_run
