@@ -17,7 +17,10 @@ RETRIEVERS: dict[str, str] = {
     "bpr": "recranker.retrieval.bpr:BPRMF",
     "biased_mf": "recranker.retrieval.biased_mf:BiasedMF",
     "lightgcn": "recranker.retrieval.lightgcn:LightGCN",
+    "sgl": "recranker.retrieval.sgl:SGL",
+    "mixgcf": "recranker.retrieval.mixgcf:MixGCF",
     "sasrec": "recranker.retrieval.sasrec:SASRec",
+    "cl4srec": "recranker.retrieval.cl4srec:CL4SRec",
     "bert4rec": "recranker.retrieval.bert4rec:BERT4Rec",
 }
 

@@ -63,14 +63,23 @@ class Propagation(nn.Module):
         nn.init.normal_(self.ego, std=config.init_std, generator=generator)
         self.register_buffer("adjacency", adjacency, persistent=False)  # (N, N) sparse
 
-    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean of the K+1 layer embeddings, split into users (n_users, d) and items (n_items, d)."""
+    def propagate(self, adjacency: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean of the K+1 layer embeddings over `adjacency` (default: the training graph), split
+        into users (n_users, d) and items (n_items, d)."""
+        adjacency = self.adjacency if adjacency is None else adjacency
         layer, total = self.ego, self.ego  # (N, d)
         for _ in range(self.layers):
-            layer = torch.sparse.mm(self.adjacency, layer)  # (N, d)
+            layer = torch.sparse.mm(adjacency, layer)  # (N, d)
             total = total + layer
         mean = total / (self.layers + 1)  # (N, d)
         return mean[: self.n_users], mean[self.n_users :]
+
+    def layer_stack(self) -> torch.Tensor:
+        """(K+1, N, d): the embeddings of every layer over the training graph, layer 0 first."""
+        layers = [self.ego]
+        for _ in range(self.layers):
+            layers.append(torch.sparse.mm(self.adjacency, layers[-1]))
+        return torch.stack(layers)
 
     def forward(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, l2: float) -> torch.Tensor:
         """BPR loss of the propagated embeddings plus L2 on the batch's ego embeddings."""

@@ -204,10 +204,14 @@ class SequenceRetriever(TorchRetriever):
 
         def losses() -> Iterator[torch.Tensor]:
             for idx in minibatches(len(self._windows), self.config.batch_size, generator):
-                tokens, targets = self.make_batch(self._windows[idx], generator)  # (B, T), (B, T)
-                yield self.module(tokens.to(self.device), targets.to(self.device))
+                yield self.batch_loss(self._windows[idx], generator)
 
         return optimize(optimizer, losses())
+
+    def batch_loss(self, rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The training loss of a batch of windows (B, L): the next-item (or cloze) softmax loss."""
+        tokens, targets = self.make_batch(rows, generator)  # (B, T), (B, T)
+        return self.module(tokens.to(self.device), targets.to(self.device))
 
     def attach(self, split: Split) -> "SequenceRetriever":
         """Use `split` for histories; forget histories read from another split."""

@@ -1,0 +1,64 @@
+"""MixGCF (Huang et al., "MixGCF: An Improved Training Method for Graph Neural Network-based
+Recommender Systems", KDD 2021) on LightGCN.
+
+Instead of one uniform negative, each (user, positive) pair draws `candidates` uniform negatives and
+synthesises a hard one from them. Positive mixing: at every layer l, each candidate's layer-l
+embedding is mixed with the positive's, a e_pos + (1 - a) e_neg with a ~ U(0, 1) drawn per layer
+and candidate. Hop mixing: at every layer, the mixed candidate with the largest inner product with
+the user's layer-l embedding is chosen; the synthetic negative is the mean of the chosen layer
+embeddings (LightGCN's pooling). The loss is BPR against it, with L2 on the batch's ego embeddings
+(the candidates' averaged). Scoring is LightGCN's.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+from recranker.retrieval.base import optimize
+from recranker.retrieval.bpr import bpr_loss, l2_penalty
+from recranker.retrieval.lightgcn import LightGCN, LightGCNConfig, Propagation
+from recranker.split import Split
+
+
+class MixGCFConfig(LightGCNConfig):
+    """Settings of MixGCF (LightGCN's, plus the negative candidates per positive)."""
+
+    candidates: int = Field(16, ge=1, description="uniform negatives drawn per positive, mixed into one hard negative")
+
+
+def mixgcf_loss(module: Propagation, users: torch.Tensor, pos: torch.Tensor, negs: torch.Tensor, l2: float,
+                generator: torch.Generator) -> torch.Tensor:
+    """BPR of users (B,) and positives (B,) against the negative synthesised from negs (B, M)."""
+    stack = module.layer_stack()  # (L, N, d)
+    items = stack[:, module.n_users :]  # (L, n_items, d)
+    u, p, n = stack[:, users], items[:, pos], items[:, negs]  # (L, B, d), (L, B, d), (L, B, M, d)
+    alpha = torch.rand(n.shape[:3] + (1,), generator=generator).to(n.device)  # (L, B, M, 1)
+    mixed = alpha * p[:, :, None] + (1 - alpha) * n  # (L, B, M, d): positive mixing
+    choice = (u[:, :, None] * mixed).sum(-1).argmax(-1)  # (L, B): hop mixing
+    hard = mixed.gather(2, choice[..., None, None].expand(-1, -1, 1, mixed.shape[-1]))[:, :, 0]  # (L, B, d)
+    user, positive, negative = u.mean(0), p.mean(0), hard.mean(0)  # (B, d) each
+    loss = bpr_loss((user * positive).sum(-1), (user * negative).sum(-1))
+    ego_items = module.ego[module.n_users :]
+    return loss + l2 * l2_penalty(module.ego[users], ego_items[pos], ego_items[negs].mean(1))
+
+
+class MixGCF(LightGCN):
+    """LightGCN trained with BPR against negatives synthesised by positive and hop mixing."""
+
+    name = "mixgcf"
+    Config = MixGCFConfig
+    config: MixGCFConfig
+
+    def train_epoch(self, split: Split, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> float:
+        """One pass over the liked training interactions, `candidates` negatives per positive."""
+        self._cache = None
+        m = self.config.candidates
+
+        def losses():
+            for users, pos, _ in self.sampler.epoch(self.config.batch_size, generator, self.device):
+                drawn = self.sampler.negatives(users.cpu().numpy().repeat(m), generator)  # (B * M,)
+                negs = torch.from_numpy(drawn).view(len(users), m).to(self.device)  # (B, M)
+                yield mixgcf_loss(self.module, users, pos, negs, self.config.l2, generator)
+
+        return optimize(optimizer, losses())

@@ -1,0 +1,66 @@
+"""SGL (Wu et al., "Self-supervised Graph Learning for Recommendation", SIGIR 2021), SGL-ED.
+
+LightGCN plus a self-supervised task on two views of the graph. Each epoch draws two views by
+edge dropout (each liked training edge dropped with probability `drop_ratio`, each view normalised
+again as D^-1/2 A D^-1/2). Each batch adds to LightGCN's BPR loss the InfoNCE loss between the two
+views' propagated embeddings of the batch's distinct users, and of its distinct positive items
+(cosine similarity over temperature `ssl_tau`; the other users or items of the batch are the
+negatives), weighted by `ssl_weight`. Scoring uses the full graph, as LightGCN does.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from recranker.retrieval.base import optimize
+from recranker.retrieval.lightgcn import LightGCN, LightGCNConfig, normalized_adjacency
+from recranker.split import Split
+
+
+class SGLConfig(LightGCNConfig):
+    """Settings of SGL-ED (LightGCN's, plus the views and the contrastive loss)."""
+
+    drop_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="share of edges each view drops (per epoch)")
+    ssl_weight: float = Field(0.1, ge=0.0, description="weight of the InfoNCE loss")
+    ssl_tau: float = Field(0.2, gt=0.0, description="temperature of the InfoNCE loss")
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, tau: float) -> torch.Tensor:
+    """InfoNCE of row i of `a` (n, d) against row i of `b` (n, d), the other rows of `b` being its
+    negatives; cosine similarities over `tau`, averaged over the rows."""
+    logits = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T / tau  # (n, n)
+    return F.cross_entropy(logits, torch.arange(len(a), device=a.device))
+
+
+class SGL(LightGCN):
+    """LightGCN trained with BPR plus InfoNCE between two edge-dropout views of the graph."""
+
+    name = "sgl"
+    Config = SGLConfig
+    config: SGLConfig
+
+    def train_epoch(self, split: Split, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> float:
+        """One pass over the liked training interactions with this epoch's two views."""
+        self._cache = None
+        views = [self.dropped_view(split, generator) for _ in range(2)] if self.config.ssl_weight > 0 else []
+        batches = self.sampler.epoch(self.config.batch_size, generator, self.device)
+        return optimize(optimizer, (self.loss(u, i, j, views) for u, i, j in batches))
+
+    def dropped_view(self, split: Split, generator: torch.Generator) -> torch.Tensor:
+        """The normalised adjacency of the training graph less a random `drop_ratio` of its edges."""
+        keep = (torch.rand(len(self.sampler.users), generator=generator) >= self.config.drop_ratio).numpy()
+        view = normalized_adjacency(self.sampler.users[keep], self.sampler.items[keep], split.n_users, split.n_items)
+        return view.to(self.device)
+
+    def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, views: list[torch.Tensor]) -> torch.Tensor:
+        """BPR + L2 (LightGCN's) + ssl_weight x (InfoNCE of the users + InfoNCE of the positive items)."""
+        cfg = self.config
+        loss = self.module(users, pos, neg, cfg.l2)
+        if cfg.ssl_weight == 0:
+            return loss
+        (u1, i1), (u2, i2) = (self.module.propagate(view) for view in views)
+        batch_users, batch_items = torch.unique(users), torch.unique(pos)
+        ssl = info_nce(u1[batch_users], u2[batch_users], cfg.ssl_tau) + info_nce(i1[batch_items], i2[batch_items], cfg.ssl_tau)
+        return loss + cfg.ssl_weight * ssl
