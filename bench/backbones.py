@@ -1,9 +1,9 @@
-"""Benchmark: every backbone on ML-100K, default split, full ranking on test.
+"""Benchmark: every backbone on ML-100K (or ML-1M, Book-Crossing), default split, full ranking on test.
 
 Each model trains in its own process (`recranker retrieve --model NAME`), so its peak memory is
-its own. Writes the table to BENCHMARKS.md (section "backbones").
+its own. Writes the table to BENCHMARKS.md (section "backbones", or "backbones-<data>").
 
-    python bench/backbones.py [--models pop bpr ...] [--runs-dir runs]
+    python bench/backbones.py [--data ml-1m] [--models pop bpr ...] [--runs-dir runs]
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_section  # noqa: E402
 
-MODELS = ["pop", "bpr", "biased_mf", "lightgcn", "sasrec", "bert4rec"]
+MODELS = ["pop", "bpr", "biased_mf", "lightgcn", "sgl", "mixgcf", "sasrec", "cl4srec", "bert4rec"]
+DATA = {"ml-100k": "ML-100K, leave-one-out by time", "ml-1m": "ML-1M, leave-one-out by time",
+        "bookcrossing": "Book-Crossing (10-core), a seeded random leave-one-out (no timestamps: `data.order: random`)"}
 KS = [3, 5, 10, 20]
 
 
@@ -25,15 +27,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=MODELS)
     parser.add_argument("--runs-dir", default="runs")
-    parser.add_argument("--name", default="bench-backbones")
+    parser.add_argument("--data", choices=list(DATA), default="ml-100k")
+    parser.add_argument("--name", default=None, help="run name (default: bench-backbones[-<data>])")
+    parser.add_argument("--set", action="append", default=[], help="extra config overrides, KEY=VALUE")
     args = parser.parse_args()
-    subprocess.run([sys.executable, "-m", "recranker.cli.main", "fetch", "ml-100k"], check=True)
+    suffix = "" if args.data == "ml-100k" else f"-{args.data}"
+    args.name = args.name or f"bench-backbones{suffix}"
+    subprocess.run([sys.executable, "-m", "recranker.cli.main", "fetch", args.data], check=True)
     rows = []
     for model in args.models:
         command = [
             sys.executable, "-m", "recranker.cli.main", "retrieve", "--model", model,
             "--name", args.name, "--runs-dir", args.runs_dir,
             "--set", "evaluation.ks=[3, 5, 10, 20]", "--set", f"retrieval.models={{{model}: {{}}}}",
+            "--set", f"data.format={args.data}", *[a for kv in args.set for a in ("--set", kv)],
         ]
         subprocess.run(command, check=True)
         summary = json.loads((Path(args.runs_dir) / args.name / "retrieval" / model / "metrics.json").read_text())
@@ -50,7 +57,7 @@ def main() -> None:
         cells += [f"{test['candidate_recall@10']:.4f}", f"{s['test_exclude_liked_only']['NDCG@10']:.4f}", rmse, str(len(log)), f"{s['train_seconds']:.1f}", f"{s['peak_rss_mib']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     body = (
-        "ML-100K, liked = rating >= 4, leave-one-out by time, full ranking over all items the user "
+        f"{DATA[args.data]}, liked = rating >= 4, full ranking over all items the user "
         "has not interacted with before the test target; test users: all split users. "
         "`top-10 recall` = share of test targets inside the top-10 candidates (the reranker's ceiling); "
         "`NDCG@10 (RecBole excl.)` = the same model ranked the way RecBole does on a liked-only log "
@@ -63,7 +70,8 @@ def main() -> None:
         "favours rarely rated, highly rated items, so it is not a top-k backbone (its job metric is `valid RMSE`, on the held-out ratings) and sits below "
         "popularity, as rating predictors do in top-N evaluations.\n\n" + "\n".join(lines)
     )
-    write_section("backbones", body, "python bench/backbones.py")
+    command = "python bench/backbones.py" + ("" if args.data == "ml-100k" else f" --data {args.data}")
+    write_section(f"backbones{suffix}", body, command + "".join(f" --set {kv}" for kv in args.set))
     print(body)
 
 
