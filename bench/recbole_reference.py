@@ -1,0 +1,218 @@
+"""Reference: RecBole 1.2.1's LightGCN and SGL on exactly our split, beside our backbones.
+
+Runs in a virtualenv of its own (no CUDA torch; pandas < 3, which RecBole 1.2.1 predates):
+
+    python3.11 -m venv /work/recbole-env && E=/work/recbole-env/bin
+    $E/pip install torch==2.13.0 && $E/pip install --no-deps recbole==1.2.1 && $E/pip install --no-deps -e .
+    $E/pip install numpy scipy "pandas<3" tqdm colorlog colorama pyyaml scikit-learn tabulate texttable psutil pydantic
+    python bench/backbones.py --models lightgcn sgl      # ours, in the project's venv: runs/bench-backbones
+    $E/python bench/recbole_reference.py --run runs/bench-backbones [--models LightGCN SGL] [--epochs 400] [--write]
+
+Each model runs in a process of its own (its own peak RSS, as in bench/backbones.py). The run's
+split becomes RecBole "benchmark" atomic files: train = our liked training interactions (what our
+LightGCN/SGL train on), valid = each split user's validation target, test = their test target,
+and a `.item` file of every item of the dataset, so both rank the same catalogue.
+
+Excluded when ranking for the test target: RecBole (FullSortEvalDataLoader, the Sampler's used_ids
+of phase "test") drops each user's items of the train and valid files: the liked training items
+and the validation target. Our column "NDCG@10 (RecBole excl.)" (`top_m(..., exclude="liked")`,
+stage "test") drops `split.seen("test", liked_only=True)`, every liked interaction strictly before
+the test target's time: the same, plus the liked items rated at the very time of the validation
+target (neither training nor target; 699 items of 326 users on the default ML-100K split; the
+script reports the count). `--exclude-tied` adds those to the valid file, so RecBole excludes
+them too (those users then have several validation positives). At validation (early stopping)
+RecBole drops the liked training items, ours every item rated before the validation target.
+
+Settings: ours where RecBole exposes them: embedding 64, 3 layers, Adam lr 1e-2, batch 4096, one
+uniform negative (not a liked training item), L2 1e-4 on the batch's ego embeddings, SGL-ED with
+drop ratio 0.1, ssl weight 0.1, tau 0.2, validation NDCG@10 every 5 epochs, at most 400 epochs,
+stop after 5 evaluations without improvement (RecBole stops when its count exceeds stopping_step,
+so 4), seed 0, CPU. Not settable, so different: RecBole's embeddings start Xavier-uniform (ours
+normal, std 0.1); its early stopping takes a tie as an improvement; its SGL sums BPR and InfoNCE
+over the batch rows (ours: means, InfoNCE over the batch's distinct users/items), uses the second
+view's embeddings of *all* users/items as InfoNCE negatives (ours: the batch's), keeps exactly
+(1 - drop ratio) of the edges per view (ours: each edge independently) and ignores require_pow
+(L2 on unsquared norms), so its L2 weight means something else. Its LightGCN's L2 equals ours
+(require_pow: half the squared norms over the batch size); its graph, D^-1/2 A D^-1/2, too.
+
+Shims for RecBole 1.2.1 on new packages, set at run time (its files are untouched): numpy 2's
+removed `np.float_`, `np.complex_`, `np.unicode_` (its Config aliases np.float etc. to them; its
+NDCG uses np.float); scipy's removed `dok_matrix._update` (its LightGCN builds the graph with it);
+`torch.load(..., weights_only=False)` to reload its own best checkpoint (torch >= 2.6 defaults to
+True); a no-op `torch.utils.tensorboard` (logging only). `recbole.quick_start` imports ray, so the
+lower-level API is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODELS = {"LightGCN": "lightgcn", "SGL": "sgl"}  # RecBole name -> ours
+OURS = dict(embedding_size=64, n_layers=3, learning_rate=1e-2, reg_weight=1e-4, require_pow=True, train_batch_size=4096)
+SGL = dict(type="ED", drop_ratio=0.1, ssl_weight=0.1, ssl_tau=0.2)
+EVAL_EVERY, PATIENCE = 5, 5  # ours: LightGCNConfig.eval_every, RetrieverConfig.patience
+
+
+def patch_for_new_numpy_and_torch() -> None:
+    """Shims for RecBole 1.2.1 on numpy 2 / torch 2.13; call before importing recbole."""
+    import types
+    import warnings
+
+    import numpy as np
+    import scipy.sparse as sp
+    import torch
+
+    # aliases removed in numpy 2.0 that RecBole's Config.compatibility_settings reads to define
+    # np.float, np.long, ... (np.float is then used by its NDCG)
+    for alias, kind in {"float_": np.float64, "complex_": np.complex128, "unicode_": np.str_}.items():
+        if alias not in np.__dict__:
+            setattr(np, alias, kind)
+    if not hasattr(sp.dok_matrix, "_update"):  # removed in scipy 1.13; LightGCN fills its graph with it
+        sp.dok_matrix._update = lambda self, data: self._dict.update(data)
+    load = torch.load
+    torch.load = lambda *a, **k: load(*a, **{"weights_only": False, **k})  # its own checkpoint
+    stub = types.ModuleType("torch.utils.tensorboard")  # logging only: a writer that writes nothing
+    stub.SummaryWriter = type("SummaryWriter", (), {"__init__": lambda s, *a, **k: None,
+                                                    "__getattr__": lambda s, n: lambda *a, **k: None})
+    sys.modules["torch.utils.tensorboard"] = stub
+    # deprecation noise raised from RecBole's own code (pandas inplace fillna, torch.sparse.FloatTensor,
+    # torch.cuda.amp.GradScaler): harmless here, hidden
+    warnings.filterwarnings("ignore", module=r"recbole\.")
+
+
+def write_atomic_files(run: Path, folder: Path, name: str, exclude_tied: bool) -> tuple[int, int]:
+    """Write <name>.{train,valid,test}.inter and <name>.item from the run's split; return the
+    numbers of liked items tied with a validation target (excluded by ours at test, see above)
+    and of items."""
+    from recranker.split import Split
+
+    split = Split.load(str(run / "split"))
+    users = split.users
+    train = split.liked_train()[["user", "item"]]
+    valid_at = split.seen("valid", liked_only=True)  # liked training items
+    test_at = split.seen("test", liked_only=True)  # what our "RecBole excl." column excludes
+    valid_item = dict(zip(users.tolist(), split.target_items("valid").tolist()))
+    tied = (test_at - valid_at).tocoo()  # validation targets and the liked items tied with them
+    tied = [(u, i) for u, i in zip(tied.row.tolist(), tied.col.tolist()) if i != valid_item[u]]
+    valid = [(u, i) for u, i in zip(users, split.target_items("valid"))] + (tied if exclude_tied else [])
+    frames = {"train": list(train.itertuples(index=False, name=None)), "valid": valid,
+              "test": list(zip(users, split.target_items("test")))}
+    folder.mkdir(parents=True)
+    for part, rows in frames.items():
+        lines = ["user_id:token\titem_id:token"] + [f"{u}\t{i}" for u, i in rows]
+        (folder / f"{name}.{part}.inter").write_text("\n".join(lines) + "\n")
+    (folder / f"{name}.item").write_text("item_id:token\n" + "".join(f"{i}\n" for i in range(split.n_items)))
+    return len(tied), split.n_items
+
+
+def run_one(model: str, args: argparse.Namespace) -> dict:
+    """Train and test one RecBole model on the run's split; a dict of results."""
+    patch_for_new_numpy_and_torch()
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, get_trainer, init_seed
+
+    with tempfile.TemporaryDirectory(prefix="recbole-ref-") as tmp:
+        name = "recranker"  # not "ml-100k": RecBole would load its own settings for that name
+        n_tied, n_items = write_atomic_files(Path(args.run), Path(tmp) / name, name, args.exclude_tied)
+        settings = {
+            **OURS, **(SGL if model == "SGL" else {}),
+            "data_path": tmp, "checkpoint_dir": str(Path(tmp) / "saved"),
+            "benchmark_filename": ["train", "valid", "test"],
+            "load_col": {"inter": ["user_id", "item_id"], "item": ["item_id"]},
+            "eval_args": {"mode": "full", "order": "RO", "group_by": "user"},
+            "metrics": ["NDCG", "Hit"], "topk": [10], "valid_metric": "NDCG@10",
+            "eval_batch_size": 1024 * (n_items + 1),  # scores per batch: 1024 users, as our top_m
+            "epochs": args.epochs, "eval_step": min(EVAL_EVERY, args.epochs), "stopping_step": PATIENCE - 1,
+            "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1},
+            "seed": 0, "reproducibility": True, "use_gpu": False, "gpu_id": "",
+            "show_progress": False, "state": "WARNING",
+        }
+        argv, sys.argv = sys.argv, sys.argv[:1]  # RecBole's Config would also parse our command line
+        config = Config(model=model, dataset=name, config_dict=settings)
+        sys.argv = argv
+        init_seed(config["seed"], config["reproducibility"])
+        dataset = create_dataset(config)
+        train_data, valid_data, test_data = data_preparation(config, dataset)
+        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])  # as run_recbole does
+        net = get_model(model)(config, train_data.dataset).to(config["device"])
+        trainer = get_trainer(config["MODEL_TYPE"], model)(config, net)
+        started = time.perf_counter()
+        best_valid, _ = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+        seconds = time.perf_counter() - started
+        test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+    return {"model": model, "NDCG@10": float(test["ndcg@10"]), "HR@10": float(test["hit@10"]),
+            "valid NDCG@10": float(best_valid), "epochs": len(trainer.train_loss_dict), "train s": seconds,
+            "peak RSS MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "users": int(dataset.user_num - 1), "items": int(dataset.item_num - 1), "tied": n_tied}
+
+
+def ours(run: Path, model: str) -> dict:
+    """Our backbone's figures from the run, when it has them (bench/backbones.py's run)."""
+    folder = run / "retrieval" / MODELS[model]
+    if not (folder / "metrics.json").exists():
+        return {}
+    summary = json.loads((folder / "metrics.json").read_text())
+    log = json.loads((folder / "log.json").read_text())
+    return {"NDCG@10": summary["test_exclude_liked_only"]["NDCG@10"], "HR@10": summary["test_exclude_liked_only"]["HR@10"],
+            "epochs": len(log), "train s": summary["train_seconds"], "peak RSS MiB": summary["peak_rss_mib"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, help="a finished run folder with split/ (e.g. runs/bench-backbones)")
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument("--epochs", type=int, default=400, help="most epochs (ours: 400)")
+    parser.add_argument("--exclude-tied", action="store_true", help="put the liked items tied with the "
+                        "validation target into the valid file, so the test exclusion is exactly ours")
+    parser.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one model, print JSON
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one, args)))
+        return
+    rows = []
+    for model in args.models:  # each in a fresh process, so its peak RSS is its own
+        child = [sys.executable, __file__, "--one", model, "--run", args.run, "--epochs", str(args.epochs)]
+        out = subprocess.run(child + ["--exclude-tied"] * args.exclude_tied, check=True, stdout=subprocess.PIPE, text=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(rows[-1], flush=True)
+    header = ["model", "NDCG@10", "HR@10", "epochs", "train s", "peak RSS MiB",
+              "ours NDCG@10 (RecBole excl.)", "ours HR@10", "ours epochs", "ours train s", "ours peak RSS MiB"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        o = ours(Path(args.run), r["model"])
+        cells = [f"RecBole {r['model']}", f"{r['NDCG@10']:.4f}", f"{r['HR@10']:.4f}", str(r["epochs"]),
+                 f"{r['train s']:.1f}", f"{r['peak RSS MiB']:.0f}"]
+        cells += [f"{o['NDCG@10']:.4f}", f"{o['HR@10']:.4f}", str(o["epochs"]), f"{o['train s']:.1f}",
+                  f"{o['peak RSS MiB']:.0f}"] if o else ["-"] * 5
+        lines.append("| " + " | ".join(cells) + " |")
+    r = rows[0]
+    body = (
+        f"RecBole 1.2.1 on the split of `{args.run}` ({r['users']} users, {r['items']} items): trained on "
+        "our liked training interactions, early-stopped on validation NDCG@10 (every 5 epochs, 5 "
+        "evaluations without improvement), full ranking of the test target with the user's train and "
+        "validation items excluded; `ours` = the same run's backbone under our \"NDCG@10 (RecBole excl.)\" "
+        f"protocol, which also excludes {r['tied']} liked items tied in time with a validation target"
+        + (" (put into RecBole's valid file here, so the exclusions are equal)" if args.exclude_tied else "")
+        + ". Settings as ours where RecBole has them; see the docstring of bench/recbole_reference.py "
+        "for what differs. `train s` includes the validation passes.\n\n" + "\n".join(lines)
+    )
+    print(body)
+    if args.write:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _common import write_section
+
+        flags = f" --models {' '.join(args.models)} --epochs {args.epochs}" + " --exclude-tied" * args.exclude_tied
+        write_section("backbones-recbole", body, f"python bench/recbole_reference.py --run {args.run}{flags}")
+
+
+if __name__ == "__main__":
+    main()
