@@ -197,8 +197,9 @@ def main() -> None:
     r = rows[0]
     body = (
         f"RecBole 1.2.1 on the split of `{args.run}` ({r['users']} users, {r['items']} items): trained on "
-        "our liked training interactions, early-stopped on validation NDCG@10 (every 5 epochs, 5 "
-        "evaluations without improvement), full ranking of the test target with the user's train and "
+        f"our liked training interactions, early-stopped on validation NDCG@10 (at most {args.epochs} epochs, "
+        f"evaluated every {min(EVAL_EVERY, args.epochs)}, stopping after {PATIENCE} evaluations without "
+        "improvement), full ranking of the test target with the user's train and "
         "validation items excluded; `ours` = the same run's backbone under our \"NDCG@10 (RecBole excl.)\" "
         f"protocol, which also excludes {r['tied']} liked items tied in time with a validation target"
         + (" (put into RecBole's valid file here, so the exclusions are equal)" if args.exclude_tied else "")
