@@ -1,0 +1,95 @@
+"""Benchmark: ALRO's protocol on ML-100K, the ALRO losses against SFT only, on the same users.
+
+Reads two finished runs of `configs/ml-100k-alro.yaml` (25 LightGCN candidates, listwise only,
+graded NDCG@3/10/25 from the user's future ratings): the config's own (SFT + soft lambda +
+permutation-sensitive loss) and the SFT-only one (`--name ml-100k-alro-sft --set
+tuning.alro.soft_lambda=false --set tuning.alro.permutation=false`); with --run it runs both first
+(finished stages read back). Writes, for each system both runs share, the population and covered
+users' means under each tuning, the paired t-test of ALRO against SFT on the same users, and ALRO's
+published ML-1M figures for scale, to the section "alro-protocol" of BENCHMARKS.md (--write).
+
+    python bench/alro_protocol.py [--run] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_section  # noqa: E402
+from study import stage_times  # noqa: E402
+
+from recranker.config import load_config, override  # noqa: E402
+from recranker.report import markdown_table  # noqa: E402
+from recranker.results import StudyResults  # noqa: E402
+from recranker.stages import run_study  # noqa: E402
+from recranker.stages.results import paired_test  # noqa: E402
+
+CONFIG = Path(__file__).resolve().parent.parent / "configs" / "ml-100k-alro.yaml"
+SFT_ONLY = {"name": "ml-100k-alro-sft", "tuning.alro.soft_lambda": False, "tuning.alro.permutation": False}
+#: ALRO (Zhang et al.), their Table on ML-1M with a 7B LLM: NDCG@3, @10, @25
+PUBLISHED = {"NDCG@3": 0.6551, "NDCG@10": 0.7124, "NDCG@25": 0.8835}
+
+
+def run_results(cfg) -> tuple[StudyResults, pd.DataFrame, float, dict]:
+    """The study's results, the first backbone's per-user table, the wall time and the tuning summary."""
+    results = StudyResults.load(cfg.run_dir / "results" / "summary.json")
+    backbone = next(iter(results.backbones))
+    table = pd.read_csv(cfg.run_dir / "results" / backbone / "per_user.csv", index_col=0)
+    tune = json.loads((cfg.run_dir / "tune" / cfg.tuning.variant / "_stage.json").read_text())
+    return results, table, stage_times(cfg.run_dir)[1], tune
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", action="store_true", help="run (or finish) both studies first")
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    alro_cfg = load_config(CONFIG)
+    sft_cfg = override(alro_cfg, SFT_ONLY)
+    if args.run:
+        run_study(alro_cfg)
+        run_study(sft_cfg)
+    (alro, a_users, a_wall, a_tune), (sft, s_users, s_wall, s_tune) = run_results(alro_cfg), run_results(sft_cfg)
+    if not a_users.index.equals(s_users.index):
+        raise SystemExit("the two runs evaluated different users: compare runs of the same split and sample")
+    backbone = next(iter(alro.backbones))
+    a, s = alro.backbones[backbone], sft.backbones[backbone]
+    measures = [str(m) for m in alro.measures]
+    covered = a_users["covered"].to_numpy(bool)
+    rows = []
+    for system in [r.system for r in a.systems if r.system in {x.system for x in s.systems}]:
+        for scope, mask in (("all", slice(None)), ("covered", covered)):
+            row = {"system": system, "users": scope}
+            for m in measures:
+                x, y = a_users[f"{system} {m}"].to_numpy()[mask], s_users[f"{system} {m}"].to_numpy()[mask]
+                same = system in ("backbone",)
+                row[f"{m} ALRO"], row[f"{m} SFT"] = f"{x.mean():.4f}", f"{y.mean():.4f}"
+                row[f"p {m}"] = "-" if same else f"{paired_test(x, y):.3f}"
+            rows.append(row)
+    published = {"system": "ALRO, published (ML-1M, 7B LLM; different data and model size)", "users": "-"}
+    for m in measures:
+        published.update({f"{m} ALRO": f"{PUBLISHED[m]:.4f}" if m in PUBLISHED else "-", f"{m} SFT": "-", f"p {m}": "-"})
+    body = "\n".join([
+        f"Config `configs/ml-100k-alro.yaml` (25 {backbone} candidates, listwise task only, graded relevance: gain = "
+        "rating - 3 of each liked item the user rates at or after the test target), tuned with SFT + soft lambda + "
+        "permutation-sensitive losses (ALRO) and with SFT only, the same instructions and users. "
+        f"{a.users} test users, {a.covered} with the test target among the candidates ('covered'; ALRO's protocol "
+        "always has the target among its 25). p: paired t-test ALRO vs SFT on the same users.\n",
+        markdown_table(rows + [published]) + "\n",
+        f"Tuning: ALRO {a_tune.get('seconds', a_tune.get('train_seconds', 0)):.0f} s, SFT "
+        f"{s_tune.get('seconds', s_tune.get('train_seconds', 0)):.0f} s; wall time of each study: "
+        f"{a_wall / 60:.1f} and {s_wall / 60:.1f} min (the SFT run read the shared stages back).",
+    ])
+    print(body)
+    if args.write:
+        write_section("alro-protocol", body, "python bench/alro_protocol.py " + " ".join(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()
