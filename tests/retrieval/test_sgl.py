@@ -14,12 +14,12 @@ class TestSGL(RetrieverContract):
 
 
 def test_info_nce_by_hand() -> None:
-    a = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
-    b = torch.tensor([[3.0, 0.0], [1.0, 1.0]])
-    # cosines: row 0 -> (1, 0), row 1 -> (0, 1/sqrt 2)
-    logits = np.array([[1.0, 2**-0.5], [0.0, 2**-0.5]]) / 0.5
-    expected = np.mean([np.log(np.exp(row).sum()) - row[k] for k, row in enumerate(logits)])
-    assert float(info_nce(a, b, 0.5)) == np.float32(expected).item() or abs(float(info_nce(a, b, 0.5)) - expected) < 1e-6
+    first = torch.tensor([[1.0, 0.0], [0.0, 2.0], [5.0, 5.0]])
+    second = torch.tensor([[3.0, 0.0], [1.0, 1.0], [0.0, -1.0]])
+    # rows 0 and 1 asked; every row of the second view is a candidate
+    cos = np.array([[1.0, 2**-0.5, 0.0], [0.0, 2**-0.5, -1.0]]) / 0.5
+    expected = np.mean([np.log(np.exp(row).sum()) - row[k] for k, row in enumerate(cos)])
+    assert abs(float(info_nce(first, second, torch.tensor([0, 1]), 0.5)) - expected) < 1e-6
 
 
 def test_views_drop_their_share_of_edges_and_stay_normalised() -> None:

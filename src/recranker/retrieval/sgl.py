@@ -4,8 +4,8 @@ LightGCN plus a self-supervised task on two views of the graph. Each epoch draws
 edge dropout (each liked training edge dropped with probability `drop_ratio`, each view normalised
 again as D^-1/2 A D^-1/2). Each batch adds to LightGCN's BPR loss the InfoNCE loss between the two
 views' propagated embeddings of the batch's distinct users, and of its distinct positive items
-(cosine similarity over temperature `ssl_tau`; the other users or items of the batch are the
-negatives), weighted by `ssl_weight`. Scoring uses the full graph, as LightGCN does.
+(cosine similarity over temperature `ssl_tau`; every other user, or item, of the second view is a
+negative, as in the authors' code), weighted by `ssl_weight`. Scoring uses the full graph, as LightGCN does.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ class SGLConfig(LightGCNConfig):
     ssl_tau: float = Field(0.2, gt=0.0, description="temperature of the InfoNCE loss")
 
 
-def info_nce(a: torch.Tensor, b: torch.Tensor, tau: float) -> torch.Tensor:
-    """InfoNCE of row i of `a` (n, d) against row i of `b` (n, d), the other rows of `b` being its
-    negatives; cosine similarities over `tau`, averaged over the rows."""
-    logits = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T / tau  # (n, n)
-    return F.cross_entropy(logits, torch.arange(len(a), device=a.device))
+def info_nce(first: torch.Tensor, second: torch.Tensor, rows: torch.Tensor, tau: float) -> torch.Tensor:
+    """InfoNCE of the nodes `rows` (n,): row r of the first view (N, d) against row r of the second
+    (N, d), every other row of the second view being a negative; cosine similarities over `tau`,
+    averaged over `rows`."""
+    logits = F.normalize(first[rows], dim=1) @ F.normalize(second, dim=1).T / tau  # (n, N)
+    return F.cross_entropy(logits, rows)
 
 
 class SGL(LightGCN):
@@ -61,6 +62,5 @@ class SGL(LightGCN):
         if cfg.ssl_weight == 0:
             return loss
         (u1, i1), (u2, i2) = (self.module.propagate(view) for view in views)
-        batch_users, batch_items = torch.unique(users), torch.unique(pos)
-        ssl = info_nce(u1[batch_users], u2[batch_users], cfg.ssl_tau) + info_nce(i1[batch_items], i2[batch_items], cfg.ssl_tau)
+        ssl = info_nce(u1, u2, torch.unique(users), cfg.ssl_tau) + info_nce(i1, i2, torch.unique(pos), cfg.ssl_tau)
         return loss + cfg.ssl_weight * ssl
