@@ -68,9 +68,8 @@ def main() -> None:
             row = {"system": system, "users": scope}
             for m in measures:
                 x, y = a_users[f"{system} {m}"].to_numpy()[mask], s_users[f"{system} {m}"].to_numpy()[mask]
-                same = system in ("backbone",)
                 row[f"{m} ALRO"], row[f"{m} SFT"] = f"{x.mean():.4f}", f"{y.mean():.4f}"
-                row[f"p {m}"] = "-" if same else f"{paired_test(x, y):.3f}"
+                row[f"p {m}"] = "-" if system == "backbone" else f"{paired_test(x, y):.3f}"
             rows.append(row)
     published = {"system": "ALRO, published (ML-1M, 7B LLM; different data and model size)", "users": "-"}
     for m in measures:

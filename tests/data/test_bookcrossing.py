@@ -176,3 +176,13 @@ def test_random_order_is_a_seeded_permutation_of_the_same_ratings(tmp_path: Path
     assert len(orders) > 1  # other seeds, other orders
     with pytest.raises(DataError, match="unknown order 'isbn'"):
         load_bookcrossing(directory, order="isbn")
+
+
+def test_crlf_files_as_distributed_read_as_lf(tmp_path: Path) -> None:
+    lf = load_bookcrossing(_write(tmp_path), core=2, order="file")
+    for name in ("BX-Book-Ratings.csv", "BX-Books.csv"):
+        path = tmp_path / name
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    crlf = load_bookcrossing(tmp_path, core=2, order="file")
+    assert crlf.interactions.equals(lf.interactions) and crlf.items.equals(lf.items)
+    assert not any("\r" in str(v) for v in crlf.items.to_numpy().ravel())

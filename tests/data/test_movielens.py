@@ -174,3 +174,21 @@ def test_1m_unknown_item(tmp_path: Path) -> None:
         load_movielens_1m(tmp_path)
     assert excinfo.value.line == 2 and "item '7' is not in the item table" in str(excinfo.value)
     assert str(excinfo.value).startswith(f"{tmp_path / 'ratings.dat'}, line 2:")
+
+
+def test_1m_crlf_files_as_distributed_read_as_lf(tmp_path: Path) -> None:
+    # the real ratings.dat and movies.dat end their lines with CRLF
+    ratings = "1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n2::29::2::978298000\n"
+    lf = load_movielens_1m(_write_1m(tmp_path, ratings))
+    crlf_dir = tmp_path / "crlf"
+    crlf_dir.mkdir()
+    _write_1m(crlf_dir, "")
+    (crlf_dir / "ratings.dat").write_bytes(ratings.replace("\n", "\r\n").encode())
+    movies = (tmp_path / "movies.dat").read_bytes().replace(b"\n", b"\r\n")
+    (crlf_dir / "movies.dat").write_bytes(movies)
+    crlf = load_movielens_1m(crlf_dir)
+    assert crlf.interactions.equals(lf.interactions)
+    assert crlf.items.equals(lf.items)  # no title or genre keeps a stray carriage return
+    (crlf_dir / "ratings.dat").write_bytes(b"1::1193::5::978300760\r\n1::661::x::978302109\r\n")
+    with pytest.raises(DataError, match="line 2: rating 'x' is not a number"):
+        load_movielens_1m(crlf_dir)
