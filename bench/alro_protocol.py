@@ -74,6 +74,18 @@ def main() -> None:
     published = {"system": "ALRO, published (ML-1M, 7B LLM; different data and model size)", "users": "-"}
     for m in measures:
         published.update({f"{m} ALRO": f"{PUBLISHED[m]:.4f}" if m in PUBLISHED else "-", f"{m} SFT": "-", f"p {m}": "-"})
+    signal = []
+    for score in ("listwise log-prob", "listwise log-prob, calibrated"):
+        row = {"tuned LLM's score (covered test users)": score}
+        for name, summary in (("ALRO", a), ("SFT", s)):
+            auc = summary.diagnostics.get("tuned", {}).get("auc", {}).get(score)
+            row[f"AUC {name} [95% CI]"] = "-" if auc is None else f"{auc['auc']:.3f} [{auc['ci'][0]:.3f}, {auc['ci'][1]:.3f}]"
+        signal.append(row)
+    row = {"tuned LLM's score (covered test users)": "raw first pick: share at shown position A"}
+    for name, summary in (("ALRO", a), ("SFT", s)):
+        pick = summary.diagnostics.get("tuned", {}).get("first_pick", {})
+        row[f"AUC {name} [95% CI]"] = f"{pick['shares'][0]:.2f} of {pick['answers']} prompts" if pick.get("answers") else "-"
+    signal.append(row)
     body = "\n".join([
         f"Config `configs/ml-100k-alro.yaml` (25 {backbone} candidates, listwise task only, graded relevance: gain = "
         "rating - 3 of each liked item the user rates at or after the test target), tuned with SFT + soft lambda + "
@@ -81,6 +93,10 @@ def main() -> None:
         f"{a.users} test users, {a.covered} with the test target among the candidates ('covered'; ALRO's protocol "
         "always has the target among its 25). p: paired t-test ALRO vs SFT on the same users.\n",
         markdown_table(rows + [published]) + "\n",
+        "The LLM's own listwise signal (the rows above add it to the backbone's order with the paper's small "
+        "listwise constant): AUC of the target against the other 24 candidates under the first-step identifier "
+        "log-probability, 0.5 = no information.\n",
+        markdown_table(signal) + "\n",
         f"Tuning: ALRO {a_tune.get('seconds', a_tune.get('train_seconds', 0)):.0f} s, SFT "
         f"{s_tune.get('seconds', s_tune.get('train_seconds', 0)):.0f} s; wall time of each study: "
         f"{a_wall / 60:.1f} and {s_wall / 60:.1f} min (the SFT run read the shared stages back).",
