@@ -32,11 +32,19 @@ def mixgcf_loss(module: Propagation, users: torch.Tensor, pos: torch.Tensor, neg
     """BPR of users (B,) and positives (B,) against the negative synthesised from negs (B, M)."""
     stack = module.layer_stack()  # (L, N, d)
     items = stack[:, module.n_users :]  # (L, n_items, d)
-    u, p, n = stack[:, users], items[:, pos], items[:, negs]  # (L, B, d), (L, B, d), (L, B, M, d)
-    alpha = torch.rand(n.shape[:3] + (1,), generator=generator).to(n.device)  # (L, B, M, 1)
-    mixed = alpha * p[:, :, None] + (1 - alpha) * n  # (L, B, M, d): positive mixing
-    choice = (u[:, :, None] * mixed).sum(-1).argmax(-1)  # (L, B): hop mixing
-    hard = mixed.gather(2, choice[..., None, None].expand(-1, -1, 1, mixed.shape[-1]))[:, :, 0]  # (L, B, d)
+    u, p = stack[:, users], items[:, pos]  # (L, B, d) each
+    alpha = torch.rand((stack.shape[0], *negs.shape, 1), generator=generator).to(stack.device)  # (L, B, M, 1)
+    layers = stack.shape[0]
+    with torch.no_grad():  # the choice is an argmax: only the chosen mix needs gradients
+        # u . (a p + (1 - a) n) = a (u . p) + (1 - a) (u . n): no mixed (L, B, M, d) tensor is formed
+        up = (u * p).sum(-1, keepdim=True)  # (L, B, 1)
+        un = torch.einsum("lbd,lbmd->lbm", u, items[:, negs])  # (L, B, M)
+        choice = (alpha[..., 0] * up + (1 - alpha[..., 0]) * un).argmax(-1)  # (L, B): hop mixing
+    layer = torch.arange(layers, device=stack.device)[:, None]  # (L, 1)
+    row = torch.arange(len(users), device=stack.device)[None, :]  # (1, B)
+    chosen = negs[row, choice]  # (L, B): the item chosen at each layer
+    a = alpha[layer, row, choice]  # (L, B, 1)
+    hard = a * p + (1 - a) * items[layer, chosen]  # (L, B, d)
     user, positive, negative = u.mean(0), p.mean(0), hard.mean(0)  # (B, d) each
     loss = bpr_loss((user * positive).sum(-1), (user * negative).sum(-1))
     ego_items = module.ego[module.n_users :]
