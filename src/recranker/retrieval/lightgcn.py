@@ -113,10 +113,15 @@ class LightGCN(TorchRetriever):
         return self
 
     def train_epoch(self, split: Split, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> float:
-        """One pass over the liked training interactions, one propagation per batch."""
+        """One pass over the liked training interactions, one propagation and `batch_loss` per batch."""
         self._cache = None
         batches = self.sampler.epoch(self.config.batch_size, generator, self.device)
-        return optimize(optimizer, (self.module(u, i, j, self.config.l2) for u, i, j in batches))
+        return optimize(optimizer, (self.batch_loss(u, i, j, generator) for u, i, j in batches))
+
+    def batch_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
+                   generator: torch.Generator) -> torch.Tensor:
+        """The loss of a batch of (user, positive, negative) triples: BPR plus L2 (`Propagation.forward`)."""
+        return self.module(users, pos, neg, self.config.l2)
 
     @torch.no_grad()
     def propagated(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,10 +15,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from recranker.retrieval.base import optimize
 from recranker.retrieval.bpr import bpr_loss, l2_penalty
 from recranker.retrieval.lightgcn import LightGCN, LightGCNConfig, Propagation
-from recranker.split import Split
 
 
 class MixGCFConfig(LightGCNConfig):
@@ -58,15 +56,11 @@ class MixGCF(LightGCN):
     Config = MixGCFConfig
     config: MixGCFConfig
 
-    def train_epoch(self, split: Split, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> float:
-        """One pass over the liked training interactions, `candidates` negatives per positive."""
-        self._cache = None
+    def batch_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
+                   generator: torch.Generator) -> torch.Tensor:
+        """BPR against the negative synthesised from `candidates` fresh uniform negatives per
+        positive (the sampler's one negative is not used)."""
         m = self.config.candidates
-
-        def losses():
-            for users, pos, _ in self.sampler.epoch(self.config.batch_size, generator, self.device):
-                drawn = self.sampler.negatives(users.cpu().numpy().repeat(m), generator)  # (B * M,)
-                negs = torch.from_numpy(drawn).view(len(users), m).to(self.device)  # (B, M)
-                yield mixgcf_loss(self.module, users, pos, negs, self.config.l2, generator)
-
-        return optimize(optimizer, losses())
+        drawn = self.sampler.negatives(users.cpu().numpy().repeat(m), generator)  # (B * M,)
+        negs = torch.from_numpy(drawn).view(len(users), m).to(self.device)  # (B, M)
+        return mixgcf_loss(self.module, users, pos, negs, self.config.l2, generator)

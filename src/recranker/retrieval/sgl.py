@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from recranker.retrieval.base import optimize
 from recranker.retrieval.lightgcn import LightGCN, LightGCNConfig, normalized_adjacency
 from recranker.split import Split
 
@@ -44,10 +43,8 @@ class SGL(LightGCN):
 
     def train_epoch(self, split: Split, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> float:
         """One pass over the liked training interactions with this epoch's two views."""
-        self._cache = None
-        views = [self.dropped_view(split, generator) for _ in range(2)] if self.config.ssl_weight > 0 else []
-        batches = self.sampler.epoch(self.config.batch_size, generator, self.device)
-        return optimize(optimizer, (self.loss(u, i, j, views) for u, i, j in batches))
+        self._views = [self.dropped_view(split, generator) for _ in range(2)] if self.config.ssl_weight > 0 else []
+        return super().train_epoch(split, optimizer, generator)
 
     def dropped_view(self, split: Split, generator: torch.Generator) -> torch.Tensor:
         """The normalised adjacency of the training graph less a random `drop_ratio` of its edges."""
@@ -55,12 +52,13 @@ class SGL(LightGCN):
         view = normalized_adjacency(self.sampler.users[keep], self.sampler.items[keep], split.n_users, split.n_items)
         return view.to(self.device)
 
-    def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, views: list[torch.Tensor]) -> torch.Tensor:
+    def batch_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
+                   generator: torch.Generator) -> torch.Tensor:
         """BPR + L2 (LightGCN's) + ssl_weight x (InfoNCE of the users + InfoNCE of the positive items)."""
-        cfg = self.config
-        loss = self.module(users, pos, neg, cfg.l2)
-        if cfg.ssl_weight == 0:
+        loss = super().batch_loss(users, pos, neg, generator)
+        if not self._views:
             return loss
-        (u1, i1), (u2, i2) = (self.module.propagate(view) for view in views)
-        ssl = info_nce(u1, u2, torch.unique(users), cfg.ssl_tau) + info_nce(i1, i2, torch.unique(pos), cfg.ssl_tau)
-        return loss + cfg.ssl_weight * ssl
+        (u1, i1), (u2, i2) = (self.module.propagate(view) for view in self._views)
+        tau = self.config.ssl_tau
+        ssl = info_nce(u1, u2, torch.unique(users), tau) + info_nce(i1, i2, torch.unique(pos), tau)
+        return loss + self.config.ssl_weight * ssl
