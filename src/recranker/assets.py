@@ -23,6 +23,7 @@ temporary folder and renames it when complete, so an interrupted fetch leaves no
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import io
@@ -163,9 +164,8 @@ def _from_grouplens(folder: Path, timeout: float = 20.0) -> None:
 
 def _from_wheel(folder: Path) -> None:
     with tempfile.TemporaryDirectory() as download:
-        with zipfile.ZipFile(_pip_download(RECBOLE_WHEEL, Path(download))) as archive:
-            for suffix in ("inter", "item", "user"):
-                (folder / f"ml-100k.{suffix}").write_bytes(archive.read(f"{RECBOLE_ML100K}ml-100k.{suffix}"))
+        extract_members(_pip_download(RECBOLE_WHEEL, Path(download)), RECBOLE_ML100K,
+                        [f"ml-100k.{suffix}" for suffix in ("inter", "item", "user")], folder)
 
 
 def _pip_download(requirement: str, download: Path) -> Path:
@@ -203,21 +203,18 @@ def _archive_data(archive: tuple[str, str, dict[str, str]], kind: str) -> Callab
 def extract_members(package: Path, inside: str, names: list[str], folder: Path) -> None:
     """Copy the files `names` of folder `inside` of a .whl (zip) or .tar.gz `package` into
     `folder`, streamed, reading nothing else; FetchError naming the first one missing."""
-    if package.name.endswith(".whl"):
-        with zipfile.ZipFile(package) as archive:
-            listed = set(archive.namelist())
-            for name in names:
-                if inside + name not in listed:
-                    raise FetchError(f"{package.name} has no {inside}{name}")
-                with archive.open(inside + name) as packed, (folder / name).open("wb") as out:
-                    shutil.copyfileobj(packed, out, 1 << 20)
-        return
-    with tarfile.open(package, "r:gz") as archive:
-        members = {m.name: m for m in archive.getmembers() if m.isfile()}
+    with contextlib.ExitStack() as stack:
+        if package.name.endswith(".whl"):
+            archive = stack.enter_context(zipfile.ZipFile(package))
+            members, open_member = set(archive.namelist()), archive.open
+        else:
+            archive = stack.enter_context(tarfile.open(package, "r:gz"))
+            files = {m.name: m for m in archive.getmembers() if m.isfile()}
+            members, open_member = set(files), lambda name: archive.extractfile(files[name])
         for name in names:
             if inside + name not in members:
                 raise FetchError(f"{package.name} has no {inside}{name}")
-            with archive.extractfile(members[inside + name]) as packed, (folder / name).open("wb") as out:
+            with open_member(inside + name) as packed, (folder / name).open("wb") as out:
                 shutil.copyfileobj(packed, out, 1 << 20)
 
 
@@ -234,9 +231,8 @@ def _build_smollm2(source: str, folder: Path) -> dict[str, object]:
         raise FetchError(f"unknown source {source!r}; known: wheel")
     with tempfile.TemporaryDirectory() as download:
         gguf = Path(download) / Path(SMOLLM2_GGUF).name
-        with zipfile.ZipFile(_pip_download(SMOLLM2_WHEEL, Path(download))) as archive:
-            with archive.open(SMOLLM2_GGUF) as packed, gguf.open("wb") as unpacked:
-                shutil.copyfileobj(packed, unpacked, 1 << 20)
+        extract_members(_pip_download(SMOLLM2_WHEEL, Path(download)), f"{Path(SMOLLM2_GGUF).parent}/", [gguf.name],
+                        gguf.parent)
         digest = file_sha256(gguf)
         if digest != SMOLLM2_GGUF_SHA256:
             raise FetchError(f"checksum mismatch from {source}: {digest}")
