@@ -66,19 +66,16 @@ class Propagation(nn.Module):
     def propagate(self, adjacency: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean of the K+1 layer embeddings over `adjacency` (default: the training graph), split
         into users (n_users, d) and items (n_items, d)."""
-        adjacency = self.adjacency if adjacency is None else adjacency
-        layer, total = self.ego, self.ego  # (N, d)
-        for _ in range(self.layers):
-            layer = torch.sparse.mm(adjacency, layer)  # (N, d)
-            total = total + layer
-        mean = total / (self.layers + 1)  # (N, d)
+        mean = self.layer_stack(adjacency).sum(0) / (self.layers + 1)  # (N, d)
         return mean[: self.n_users], mean[self.n_users :]
 
-    def layer_stack(self) -> torch.Tensor:
-        """(K+1, N, d): the embeddings of every layer over the training graph, layer 0 first."""
+    def layer_stack(self, adjacency: torch.Tensor | None = None) -> torch.Tensor:
+        """(K+1, N, d): the embeddings of every layer over `adjacency` (default: the training
+        graph), layer 0 first."""
+        adjacency = self.adjacency if adjacency is None else adjacency
         layers = [self.ego]
         for _ in range(self.layers):
-            layers.append(torch.sparse.mm(self.adjacency, layers[-1]))
+            layers.append(torch.sparse.mm(adjacency, layers[-1]))  # (N, d)
         return torch.stack(layers)
 
     def forward(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, l2: float) -> torch.Tensor:
