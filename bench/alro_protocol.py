@@ -59,7 +59,7 @@ def main() -> None:
     if args.run:
         run_study(alro_cfg)
         run_study(sft_cfg)
-    (alro, a_users, a_wall, a_tune), (sft, s_users, s_wall, s_tune) = run_results(alro_cfg), run_results(sft_cfg)
+    (alro, a_users, a_wall, a_tune), (sft, s_users, _, s_tune) = run_results(alro_cfg), run_results(sft_cfg)
     if not a_users.index.equals(s_users.index):
         raise SystemExit("the two runs evaluated different users: compare runs of the same split and sample")
     backbone = next(iter(alro.backbones))

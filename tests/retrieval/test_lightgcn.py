@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from recranker.retrieval.lightgcn import LightGCN, normalized_adjacency
+from recranker.retrieval.lightgcn import LightGCN, SymmetricProduct, normalized_adjacency
 from recranker.testing.retrievers import RetrieverContract, synthetic_split
 
 
@@ -29,6 +29,18 @@ def test_adjacency_is_symmetrically_normalised_on_a_hand_made_graph() -> None:
         ]
     )
     np.testing.assert_allclose(adj.to_dense().numpy(), expected, rtol=1e-6)
+
+
+def test_symmetric_product_has_the_dense_products_value_and_gradient() -> None:
+    adj = normalized_adjacency(np.array([0, 0, 1, 2]), np.array([0, 1, 2, 2]), n_users=3, n_items=3)
+    x = torch.randn(6, 4, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    weights = torch.randn(6, 4, generator=torch.Generator().manual_seed(1))
+    (SymmetricProduct.apply(adj, SymmetricProduct.apply(adj, x)) * weights).sum().backward()
+    sparse_grad, x.grad = x.grad, None
+    dense = adj.to_dense()
+    (dense @ (dense @ x) * weights).sum().backward()
+    torch.testing.assert_close(sparse_grad, x.grad)
+    torch.testing.assert_close(SymmetricProduct.apply(adj, x), dense @ x)
 
 
 def test_isolated_nodes_get_empty_rows() -> None:

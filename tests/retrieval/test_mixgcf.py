@@ -4,7 +4,7 @@ import torch
 from recranker.retrieval.bpr import bpr_loss, l2_penalty
 from recranker.retrieval.lightgcn import LightGCNConfig, Propagation, normalized_adjacency
 from recranker.retrieval.mixgcf import MixGCF, mixgcf_loss
-from recranker.testing.retrievers import RetrieverContract, synthetic_split
+from recranker.testing.retrievers import RetrieverContract
 
 FAST = dict(dim=16, layers=2, lr=0.02, batch_size=512, epochs=30, eval_every=5, patience=3, candidates=4)
 

@@ -42,6 +42,8 @@ class RetrieverConfig(Settings):
     epochs: int = Field(200, ge=0, description="most epochs to train")
     patience: int = Field(5, ge=1, description="evaluations without improvement before stopping")
     eval_every: int = Field(1, ge=1, description="epochs between validation evaluations")
+    max_minutes: float | None = Field(
+        None, gt=0, description="wall-clock budget of training; after it, stop at the next evaluation (best weights kept)")
     device: str = Field("cpu", description="torch device: cpu, cuda, or auto")
 
 
@@ -220,7 +222,7 @@ class TorchRetriever(Retriever):
         self.module.to(self.device)
         sign = 1.0 if self.monitor_higher else -1.0
         best, best_state, bad, started = -np.inf, None, 0, time.perf_counter()
-        self.log = []
+        self.log, self.stopped_by_budget = [], False
         bar = tqdm(range(1, cfg.epochs + 1), desc=f"fit {self.name}", disable=not progress, leave=False)
         for epoch in bar:
             self.module.train()
@@ -238,6 +240,10 @@ class TorchRetriever(Retriever):
                 bar.set_postfix(loss=f"{entry['loss']:.4f}", **{self.monitor: f"{entry[self.monitor]:.4f}"})
             self.log.append({**entry, "seconds": time.perf_counter() - started})
             if bad >= cfg.patience:
+                break
+            if cfg.max_minutes is not None and self.monitor in entry and self.log[-1]["seconds"] >= 60 * cfg.max_minutes:
+                log.info("%s: stopped by max_minutes=%g after %d epochs", self.name, cfg.max_minutes, epoch)
+                self.stopped_by_budget = True
                 break
         if best_state is not None:
             self.module.load_state_dict(best_state)

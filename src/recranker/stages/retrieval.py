@@ -55,7 +55,8 @@ def run_retrieval(
     retriever.save(folder / "model.pt")
     write_json(folder / "log.json", retriever.log)
     summary = evaluate_retriever(retriever, split, cfg, folder)
-    summary.update(model=model, train_seconds=seconds, peak_rss_mib=peak_rss_mib())
+    summary.update(model=model, train_seconds=seconds, peak_rss_mib=peak_rss_mib(),
+                   stopped_by_budget=getattr(retriever, "stopped_by_budget", False))
     write_json(folder / "metrics.json", summary)
     stage.finish({"train_seconds": seconds})
     return summary
