@@ -238,7 +238,8 @@ def plot_position_bias(results: StudyResults, path: Path, candidates: int) -> No
         ax.set_ylabel("share of answers")
         ax.set_title(f"listwise position bias, {backbone} candidates")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:  # no listwise answer: an empty panel, no legend
+            ax.legend(fontsize=8)
     _save(fig, path)
 
 

@@ -1,4 +1,5 @@
-"""The `recranker` command: fetch, data, retrieve, evaluate, sample, prompts, tune, rank, report, run, demo.
+"""The `recranker` command: fetch, data, retrieve, evaluate, sample, prompts, tune, rank, report, run, demo,
+serve.
 
 Every subcommand reads the study config (`--config FILE`, defaults otherwise); flags override it,
 and holds the run directory's lock while it works (`--wait` queues behind another process instead of
@@ -20,6 +21,7 @@ from pathlib import Path
 
 
 from recranker.cli.options import hold_run, instruction_flags, ranking_flags, study_config, study_flags, wait_flag
+from recranker.cli.serve import serve_command
 from recranker.errors import RecrankerError
 
 log = logging.getLogger("recranker")
@@ -79,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     _data_commands(sub)
     _instruction_commands(sub)
     _llm_commands(sub)
+    serve_command(sub)
     return parser
 
 

@@ -9,6 +9,7 @@ messages with the answer.
 
 from __future__ import annotations
 
+import copy
 import string
 from dataclasses import dataclass, field
 
@@ -57,7 +58,15 @@ class PromptRenderer:
                  listwise_top: int = 5) -> None:
         self.dataset, self.templates, self.counter = dataset, templates, counter
         self.history_tokens, self.history_items, self.listwise_top = history_tokens, history_items, listwise_top
+        self.title_chars = title_chars
         self.titles = [clean_title(t, title_chars) for t in dataset.items["title"].tolist()]
+
+    def with_titles(self, titles: list[str]) -> "PromptRenderer":
+        """A renderer that also knows `titles` (free text, cleaned like the catalogue's) as the
+        item codes n_items, n_items + 1, ... (history items outside the catalogue, when serving)."""
+        extended = copy.copy(self)
+        extended.titles = self.titles + [clean_title(t, self.title_chars) for t in titles]
+        return extended
 
     # ----------------------------------------------------------------------------- history
     def history(self, task: str, items: np.ndarray, ratings: np.ndarray,

@@ -18,6 +18,7 @@ from which `recranker.ranking.hybrid` derives the utilities.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -126,9 +127,6 @@ class LLMRanker:
             self._histories[stage] = by_user
         return self._histories[stage].get(user, (np.zeros(0, np.int64), np.zeros(0)))
 
-    def _rng(self, stage: str, user: int, *extra: int) -> np.random.Generator:
-        return np.random.default_rng([self.config.seed, STAGE_INDEX[stage], user, *extra])
-
     # ----------------------------------------------------------------------------- ranking
     def rank(self, candidates: Rankings, stage: str, *, chunk: int = 16, progress: bool = True,
              on_chunk=None) -> RankerOutputs:
@@ -149,25 +147,39 @@ class LLMRanker:
         return RankerOutputs.concat(parts)
 
     def rank_chunk(self, candidates: Rankings, stage: str) -> RankerOutputs:
-        """`RankerOutputs` of a few users, their prompts sent to the backend together."""
-        cfg = self.config
-        passes = cfg.bootstrap if "bootstrapping" in cfg.baselines else 1
-        pairs = pair_columns(candidates.depth, cfg.pairs)
-        requests, where, shown = self._requests(candidates, stage, pairs, passes)
-        outputs = self.backend.run(requests, self.token_ids) if requests else []
-        return self._read(candidates, pairs, shown, where, outputs)
-
-    def _requests(self, candidates: Rankings, stage: str, pairs: np.ndarray,
-                  passes: int) -> tuple[list[Request], list[tuple[str, int, int]], np.ndarray]:
-        """Every prompt of the chunk's users; what each asks ((task, row, index)); and the shown
-        order of each listwise pass, (U, B, m)."""
-        cfg, tasks = self.config, set(self.config.tasks or self.renderer.templates)
+        """`RankerOutputs` of a few users of the split, their prompts sent to the backend together:
+        each user's history before `stage`'s target, the hints of the models fitted on the whole
+        training set."""
         users, items = candidates.users, candidates.items
-        n, m = items.shape
+        tasks = set(self.config.tasks or self.renderer.templates)
         ratings = scores = None
         if self.hints is not None:
             ratings = self.hints.rating.predict_ratings(users, items) if "pointwise" in tasks else None
             scores = self.hints.ranking.score(users, items, stage)
+        histories = [self.history(stage, int(u)) for u in users]
+        keys = [(STAGE_INDEX[stage], int(u)) for u in users]
+        return self.ask(candidates, histories, keys, ratings, scores)
+
+    def ask(self, candidates: Rankings, histories: Sequence[tuple[np.ndarray, np.ndarray]],
+            keys: Sequence[tuple[int, ...]], ratings: np.ndarray | None = None,
+            scores: np.ndarray | None = None) -> RankerOutputs:
+        """`RankerOutputs` of any lists: row r's prompts show `histories[r]` (items and ratings,
+        most recent first), shuffle with generators seeded by (ranking.seed, *keys[r]) and carry
+        the hints `ratings[r]` (predicted ratings) and `scores[r]` (ranking-model scores) of the
+        candidates when given (None, or a row of NaN: no hint). The one prompt path of the study and of serving."""
+        cfg = self.config
+        passes = cfg.bootstrap if "bootstrapping" in cfg.baselines else 1
+        pairs = pair_columns(candidates.depth, cfg.pairs)
+        requests, where, shown = self._requests(candidates.items, histories, keys, ratings, scores, pairs, passes)
+        outputs = self.backend.run(requests, self.token_ids) if requests else []
+        return self._read(candidates, pairs, shown, where, outputs)
+
+    def _requests(self, items: np.ndarray, histories, keys, ratings: np.ndarray | None, scores: np.ndarray | None,
+                  pairs: np.ndarray, passes: int) -> tuple[list[Request], list[tuple[str, int, int]], np.ndarray]:
+        """Every prompt of the rows; what each asks ((task, row, index)); and the shown order of
+        each listwise pass, (U, B, m)."""
+        cfg, tasks = self.config, set(self.config.tasks or self.renderer.templates)
+        n, m = items.shape
         requests: list[Request] = []
         where: list[tuple[str, int, int]] = []
         shown = np.zeros((n, passes, m), dtype=np.int64)
@@ -176,23 +188,26 @@ class LLMRanker:
             requests.append(self._request(prompt, row, max_new_tokens))
             where.append((task, row, index))
 
-        for row, user in enumerate(users.tolist()):
-            history, rng = self.history(stage, user), lambda *extra: self._rng(stage, user, *extra)
+        for row, (history, key) in enumerate(zip(histories, keys)):
+            rng = functools.partial(self._rng, key)
             for j in range(m) if "pointwise" in tasks else ():
-                hint = None if ratings is None else float(ratings[row, j])
+                hint = None if ratings is None or np.isnan(ratings[row, j]) else float(ratings[row, j])
                 ask(self.renderer.pointwise(history, int(items[row, j]), hint=hint, rng=rng()), "pointwise", row, j)
             for p, (a, b) in enumerate(pairs) if "pairwise" in tasks else ():
                 for side, (x, y) in enumerate(((a, b), (b, a))):
-                    hint = None if scores is None else bool(scores[row, x] >= scores[row, y])
+                    hint = None if scores is None or np.isnan(scores[row]).any() else bool(scores[row, x] >= scores[row, y])
                     prompt = self.renderer.pairwise(history, int(items[row, x]), int(items[row, y]), hint_first=hint,
                                                     rng=rng())
                     ask(prompt, "pairwise", row, 2 * p + side)
             for k in range(passes) if "listwise" in tasks else ():
                 order = shown[row, k] = rng(1 + k).permutation(m)
-                hint = None if scores is None else np.argsort(-scores[row, order], kind="stable")
+                hint = None if scores is None or np.isnan(scores[row]).any() else np.argsort(-scores[row, order], kind="stable")
                 prompt = self.renderer.listwise(history, items[row, order], hint_order=hint, rng=rng())
                 ask(prompt, "listwise", row, k, cfg.max_new_tokens if cfg.generate else 0)
         return requests, where, shown
+
+    def _rng(self, key: tuple[int, ...], *extra: int) -> np.random.Generator:
+        return np.random.default_rng([self.config.seed, *key, *extra])
 
     def _read(self, candidates: Rankings, pairs: np.ndarray, shown: np.ndarray, where: list[tuple[str, int, int]],
               outputs: list) -> RankerOutputs:

@@ -1,0 +1,53 @@
+"""`recranker serve RUN_DIR`: the HTTP rerank service of a finished run (FastAPI + uvicorn)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from recranker.errors import RecrankerError
+
+
+def serve_command(sub) -> None:
+    """Add `serve` to the subcommands."""
+    serve = sub.add_parser("serve", help="serve a finished run's reranker over HTTP (POST /v1/rerank)")
+    serve.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run folder (or its tune/<variant>)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--backend", default="transformers", choices=["transformers", "vllm"])
+    serve.add_argument("--dtype", choices=["float32", "bfloat16"], help="override ranking.dtype")
+    serve.add_argument("--no-hints", action="store_true", help="never show hints, even to users the run knows")
+    serve.add_argument("--api-key", default=None,
+                       help="bearer token /v1/rerank requires (default: $RECRANKER_API_KEY; unset: no auth)")
+    serve.add_argument("--batch-window-ms", type=float, default=10.0, help="how long a batch waits for more requests")
+    serve.add_argument("--max-batch", type=int, default=16, help="requests per backend call")
+    serve.add_argument("--queue-size", type=int, default=64, help="waiting requests before 503")
+    serve.add_argument("--max-body-kb", type=int, default=64, help="largest request body (KiB) before 413")
+    serve.add_argument("--max-candidates", type=int, default=26, help="candidates per request (at most 26)")
+    serve.add_argument("--max-history", type=int, default=200, help="history entries per request")
+    serve.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from recranker.serve.app import ServeSettings, create_app
+    except ImportError as exc:
+        raise RecrankerError(f"serving needs the serve extra: pip install 'recranker[serve]' ({exc})") from None
+    from recranker.serve import Limits, Reranker
+
+    if not 1 <= args.max_candidates <= 26:
+        raise RecrankerError(f"--max-candidates: between 1 and 26 (the listwise identifiers A-Z), got {args.max_candidates}")
+    limits = Limits(max_candidates=args.max_candidates, max_history=args.max_history)
+    reranker = Reranker.load(args.run_dir, backend=args.backend, dtype=args.dtype, hints=not args.no_hints,
+                             limits=limits)
+    settings = ServeSettings(batch_window_ms=args.batch_window_ms, max_batch=args.max_batch, queue_size=args.queue_size,
+                             max_body_bytes=args.max_body_kb * 1024,
+                             api_key=args.api_key or os.environ.get("RECRANKER_API_KEY") or None)
+    print(f"serving {args.run_dir} on http://{args.host}:{args.port} (POST /v1/rerank, GET /healthz, GET /metrics; "
+          f"auth {'on' if settings.api_key else 'off'})", flush=True)
+    uvicorn.run(create_app(reranker, settings), host=args.host, port=args.port, log_level="warning",
+                timeout_graceful_shutdown=30)
+    return 0

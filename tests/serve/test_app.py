@@ -1,0 +1,85 @@
+"""The HTTP service: /v1/rerank, /healthz, /metrics; every bad request a 4xx with one message."""
+
+import json
+import threading
+
+import pytest
+from fastapi.testclient import TestClient
+
+from recranker.serve.app import ServeSettings, create_app
+
+BODY = {"history": [{"item": "i1", "rating": 5}, {"title": "Uncatalogued", "rating": 4}],
+        "candidates": ["i3", "i4", "i15", "i25", "i35"], "k": 3}
+
+
+@pytest.fixture(scope="module")
+def client(reranker):
+    with TestClient(create_app(reranker, ServeSettings(api_key="s3cret", max_body_bytes=4096))) as client:
+        client.headers["Authorization"] = "Bearer s3cret"
+        yield client
+
+
+def test_rerank_answers_like_the_python_api(client, reranker) -> None:
+    response = client.post("/v1/rerank", json=BODY)
+    assert response.status_code == 200, response.text
+    got = response.json()
+    expected = reranker.rank([("i1", 5), {"title": "Uncatalogued", "rating": 4}], BODY["candidates"], k=3)
+    assert [i["item"] for i in got["items"]] == [i.item for i in expected.items]
+    assert got["hints"] is False and got["tasks"] == expected.tasks
+    assert client.get("/healthz").json()["status"] == "ok"
+    assert "/v1/rerank" in client.get("/openapi.json").json()["paths"]
+
+
+@pytest.mark.parametrize("body, status, message", [
+    ({**BODY, "candidates": ["i3", "nope"]}, 422, "candidates[1]: unknown item id 'nope'"),
+    ({**BODY, "candidates": []}, 422, "candidates: give a non-empty list"),
+    ({**BODY, "candidates": "i3"}, 422, "candidates: Input should be a valid list"),
+    ({**BODY, "k": 0}, 422, "k: Input should be greater than or equal to 1"),
+    ({**BODY, "history": [{"item": "i1", "rating": "x"}]}, 422, "history.0.rating"),
+    ({**BODY, "extra": 1}, 422, "extra: Extra inputs are not permitted"),
+    ({"candidates": ["i3"]}, 422, "history: Field required"),
+    ({**BODY, "candidates": [f"i{k % 40}" for k in range(1000)]}, 413, "request body over 4096 bytes"),
+])
+def test_bad_bodies_get_one_message(client, body, status, message) -> None:
+    response = client.post("/v1/rerank", json=body)
+    assert response.status_code == status and message in response.json()["error"]
+
+
+def test_invalid_json_and_missing_token(client) -> None:
+    response = client.post("/v1/rerank", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422 and "JSON" in response.json()["error"]
+    response = client.post("/v1/rerank", json=BODY, headers={"Authorization": "Bearer wrong"})
+    assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+    assert client.get("/healthz").status_code == 200  # open without the token, and still serving
+
+
+def test_metrics_count_requests_and_batches(client) -> None:
+    client.post("/v1/rerank", json=BODY)
+    text = client.get("/metrics").text
+    assert 'recranker_requests_total{status="200"}' in text
+    assert 'recranker_requests_total{status="422"}' in text
+    assert "recranker_batch_size_count" in text and 'recranker_tokens_total{kind="prompt_tokens"}' in text
+
+
+def test_a_full_queue_answers_503_with_retry_after(reranker, monkeypatch) -> None:
+    release = threading.Event()
+    original = reranker.rank_many
+    monkeypatch.setattr(reranker, "rank_many", lambda requests: release.wait(30) and original(requests))
+    app = create_app(reranker, ServeSettings(queue_size=1, max_batch=1, batch_window_ms=0))
+    with TestClient(app) as client:
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(client.post("/v1/rerank", json=BODY)))
+                   for _ in range(2)]  # one in the worker, one in the queue
+        for t in threads:
+            t.start()
+        deadline = 0
+        while app.state.batcher.waiting < 1 and deadline < 1000:
+            threading.Event().wait(0.01)
+            deadline += 1
+        busy = client.post("/v1/rerank", json=BODY)
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+        release.set()
+        for t in threads:
+            t.join(30)
+    assert sorted(r.status_code for r in results) == [200, 200]
+    assert json.loads(busy.text)["error"].startswith("busy")
