@@ -15,7 +15,8 @@ def serve_command(sub) -> None:
     serve.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run folder (or its tune/<variant>)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--backend", default="transformers", choices=["transformers", "vllm"])
+    serve.add_argument("--backend", default="transformers", choices=["transformers", "vllm", "openai"])
+    serve.add_argument("--server-url", help="--backend openai: the completions server serving RUN_DIR/tune/<variant>/merged")
     serve.add_argument("--dtype", choices=["float32", "bfloat16"], help="override ranking.dtype")
     serve.add_argument("--no-hints", action="store_true", help="never show hints, even to users the run knows")
     serve.add_argument("--api-key", default=None,
@@ -41,8 +42,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 1 <= args.max_candidates <= 26:
         raise RecrankerError(f"--max-candidates: between 1 and 26 (the listwise identifiers A-Z), got {args.max_candidates}")
     limits = Limits(max_candidates=args.max_candidates, max_history=args.max_history)
-    reranker = Reranker.load(args.run_dir, backend=args.backend, dtype=args.dtype, hints=not args.no_hints,
-                             limits=limits)
+    reranker = Reranker.load(args.run_dir, backend=args.backend, dtype=args.dtype, server_url=args.server_url,
+                             hints=not args.no_hints, limits=limits)
     settings = ServeSettings(batch_window_ms=args.batch_window_ms, max_batch=args.max_batch, queue_size=args.queue_size,
                              max_body_bytes=args.max_body_kb * 1024,
                              api_key=args.api_key or os.environ.get("RECRANKER_API_KEY") or None)

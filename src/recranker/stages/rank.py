@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from recranker import assets
 from recranker.artifacts import Stage, fingerprint, read_json, write_json
 from recranker.config import StudyConfig
 from recranker.ranking.backend import Backend, TransformersBackend, Usage
@@ -146,6 +147,8 @@ class ModelCache:
 
                 self._models.clear()
                 backend: Backend = VLLMBackend(model_folder(cfg, system), dtype=cfg.ranking.dtype)
+            elif cfg.ranking.backend == "openai":
+                backend = openai_backend(cfg, system)
             else:
                 tokenizer, model = self.get(cfg, system)
                 backend = TransformersBackend(model, tokenizer, batch_tokens=cfg.ranking.batch_tokens,
@@ -156,12 +159,24 @@ class ModelCache:
         return backend
 
 
+def openai_backend(cfg: StudyConfig, system: str) -> Backend:
+    """An `OpenAIBackend` asking `ranking.server_url` for `system`'s model (by default named by its
+    model folder, which `model_folder` writes once: serve that folder)."""
+    import os
+
+    from recranker.ranking.openai_backend import OpenAIBackend
+
+    r = cfg.ranking
+    folder = model_folder(cfg, system)
+    return OpenAIBackend(r.server_url, r.server_model or str(folder), assets.load_tokenizer(str(folder)),
+                         api_key=os.environ.get("RECRANKER_SERVER_KEY"), top_logprobs=r.top_logprobs)
+
+
 def model_folder(cfg: StudyConfig, system: str) -> Path:
     """A folder holding `system`'s model as a plain transformers model (weights, config, tokenizer),
     for engines that load models by path (vLLM): the fetched default or a model folder as they
     are; a tuned LoRA adapter merged into its base once, into tune/<variant>/merged/; anything
     else (a GGUF file, a Hugging Face id) saved into rank/models/ once."""
-    from recranker import assets
     from recranker.artifacts import atomic_dir
 
     spec = untuned_model(cfg, system)
