@@ -25,12 +25,12 @@ RecBole drops the liked training items, ours every item rated before the validat
 
 Settings: ours where RecBole exposes them: embedding 64, 3 layers, Adam lr 1e-2, batch 4096, one
 uniform negative (not a liked training item), L2 1e-4 on the batch's ego embeddings, SGL-ED with
-drop ratio 0.1, ssl weight 0.1, tau 0.2, validation NDCG@10 every 5 epochs, at most 400 epochs,
+drop ratio 0.1, ssl weight 0.02, tau 0.2 and L2 1e-3 (SGLConfig's defaults), validation NDCG@10 every 5 epochs, at most 400 epochs,
 stop after 5 evaluations without improvement (RecBole stops when its count exceeds stopping_step,
 so 4), seed 0, CPU. Not settable, so different: RecBole's embeddings start Xavier-uniform (ours
 normal, std 0.1); its early stopping takes a tie as an improvement; its SGL sums BPR and InfoNCE
-over the batch rows (ours: means, InfoNCE over the batch's distinct users/items), uses the second
-view's embeddings of *all* users/items as InfoNCE negatives (ours: the batch's), keeps exactly
+over the batch rows (ours: means, InfoNCE over the batch's distinct users/items; both use the
+second view's embeddings of *all* users/items as InfoNCE negatives), keeps exactly
 (1 - drop ratio) of the edges per view (ours: each edge independently) and ignores require_pow
 (L2 on unsquared norms), so its L2 weight means something else. Its LightGCN's L2 equals ours
 (require_pow: half the squared norms over the batch size); its graph, D^-1/2 A D^-1/2, too.
@@ -56,7 +56,7 @@ from pathlib import Path
 
 MODELS = {"LightGCN": "lightgcn", "SGL": "sgl"}  # RecBole name -> ours
 OURS = dict(embedding_size=64, n_layers=3, learning_rate=1e-2, reg_weight=1e-4, require_pow=True, train_batch_size=4096)
-SGL = dict(type="ED", drop_ratio=0.1, ssl_weight=0.1, ssl_tau=0.2)
+SGL = dict(type="ED", drop_ratio=0.1, ssl_weight=0.02, ssl_tau=0.2, reg_weight=1e-3)  # ours: SGLConfig's defaults
 EVAL_EVERY, PATIENCE = 5, 5  # ours: LightGCNConfig.eval_every, RetrieverConfig.patience
 
 
