@@ -45,12 +45,20 @@ def test_bad_bodies_get_one_message(client, body, status, message) -> None:
     assert response.status_code == status and message in response.json()["error"]
 
 
+@pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe\x00", b"", b"null", b"[" * 1500 + b"]" * 1500, b'"text"'])
+def test_bodies_that_are_not_a_json_object_get_one_4xx_message(client, raw) -> None:
+    response = client.post("/v1/rerank", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code in (400, 422) and response.json()["error"], response.text
+
+
 def test_invalid_json_and_missing_token(client) -> None:
     response = client.post("/v1/rerank", content=b"{not json", headers={"content-type": "application/json"})
     assert response.status_code == 422 and "JSON" in response.json()["error"]
     response = client.post("/v1/rerank", json=BODY, headers={"Authorization": "Bearer wrong"})
     assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
     assert client.get("/healthz").status_code == 200  # open without the token, and still serving
+    missing = client.get("/v2/nothing")
+    assert missing.status_code == 404 and missing.json()["error"] == "Not Found"
 
 
 def test_metrics_count_requests_and_batches(client) -> None:

@@ -40,6 +40,7 @@ def ranking_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-users", type=int, help="evaluate a seeded sample of N test users")
     parser.add_argument("--listwise", choices=["logits", "generate"], help="listwise order the hybrid uses")
     parser.add_argument("--weights", help="hybrid weights a1,a2,a3 (sum 1); they are then not tuned")
+    parser.add_argument("--workers", type=int, help="rank over N Ray workers (the same outputs as one process)")
 
 
 def study_config(args: argparse.Namespace):
@@ -97,6 +98,7 @@ FLAGS = {
     "tune_tasks": "tuning.tasks", "limit": "tuning.limit", "epochs": "tuning.epochs",
     "max_steps": "tuning.max_steps", "batch_size": "tuning.batch_size", "lr": "tuning.learning_rate",
     "rank_model": "ranking.model", "test_users": "ranking.test_users", "listwise": "ranking.listwise",
+    "workers": "ranking.workers",
 }
 
 

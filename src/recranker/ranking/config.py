@@ -39,7 +39,7 @@ class RankingConfig(Settings):
     #: is an input of the LLM ranking stages
     NOT_ASKED: ClassVar[frozenset[str]] = frozenset({
         "listwise", "weights", "tune_weights", "weight_step", "tune_metric", "constants", "baselines", "bootstrap",
-        "tasks", "batch_tokens", "prefix_tokens", "chunk_users", "calibrate_positions", "backbone_weights",
+        "tasks", "batch_tokens", "prefix_tokens", "chunk_users", "workers", "calibrate_positions", "backbone_weights",
         "learned_fusion", "learned_c"})
 
     model: str | None = Field(None, description="LLM to rank with; null: the run's tuned model (tune/<variant>)")
@@ -85,6 +85,8 @@ class RankingConfig(Settings):
     batch_tokens: int = Field(1024, ge=16, description="suffix tokens per forward pass")
     prefix_tokens: int = Field(4096, ge=16, description="prefix tokens per prefix pass")
     chunk_users: int = Field(16, ge=1, description="users whose prompts go to the backend together (and are saved together)")
+    workers: int = Field(1, ge=1, description="Ray workers that rank the users' chunks (one model each; the same "
+                         "outputs as one process); a local Ray cluster unless RAY_ADDRESS names one")
     seed: int = 0
 
     @field_validator("weights")

@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recranker.serve.batcher import Batcher, QueueFull
 from recranker.serve.reranker import RankRequest, Reranker, RequestError
@@ -163,6 +164,10 @@ def create_app(reranker: Reranker, settings: ServeSettings | None = None) -> Any
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
         return service.error(422, f"{where}: {first['msg']}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request, exc: StarletteHTTPException) -> JSONResponse:
+        return service.error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(Unauthorised)
     async def unauthorised(_request, _exc) -> JSONResponse:

@@ -116,25 +116,18 @@ class Reranker:
         serving the run's merged model folder, tune/<variant>/merged), or a `Backend` instance
         that answers with the run's tuned model; `dtype` overrides `ranking.dtype`;
         `hints=False` never shows hints."""
-        from recranker.stages.prompts import full_hint_models, prompt_renderer
+        from recranker.stages.prompts import prompt_renderer
         from recranker.stages.rank import ModelCache, pass_ranking
-        from recranker.stages.retrieval import retrieval_stage
-        from recranker.stages.split import prepare_split
+        from recranker.stages.shard import finished_hint_models, finished_split
 
         cfg = run_config(path)
         if dtype is not None:
             cfg = override(cfg, {"ranking.dtype": dtype})
         if isinstance(backend, str):
             cfg = override(cfg, {"ranking.backend": backend, "ranking.server_url": server_url})
-            backend = ModelCache().backend(cfg, "tuned")
-        split = prepare_split(cfg)
-        models = None
-        if hints and cfg.prompts.hints.enabled:
-            names = (cfg.prompts.hints.rating_model, cfg.prompts.hints.ranking_model)
-            missing = [n for n in names if not retrieval_stage(cfg, n).done()]
-            if missing:
-                raise RecrankerError(f"{cfg.run_dir}: the hint models {missing} have no finished retrieval stage")
-            models = full_hint_models(cfg, split, progress=False)
+            backend = ModelCache(train=False).backend(cfg, "tuned")  # read-only: a study may hold the run's lock
+        split = finished_split(cfg)
+        models = finished_hint_models(cfg, split) if hints and cfg.prompts.hints.enabled else None
         ranking = pass_ranking(cfg, "tuned", "valid").model_copy(update={"tasks": cfg.ranked_tasks})
         renderer = prompt_renderer(cfg, split, backend.tokenizer, cfg.ranked_tasks)
         return cls(cfg, LLMRanker(backend, renderer, split, models, ranking), run_weights(cfg), limits)

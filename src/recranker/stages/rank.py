@@ -17,6 +17,7 @@ import numpy as np
 from recranker import assets
 from recranker.artifacts import Stage, fingerprint, read_json, write_json
 from recranker.config import StudyConfig
+from recranker.errors import RecrankerError
 from recranker.ranking.backend import Backend, TransformersBackend, Usage
 from recranker.ranking.config import RankingConfig
 from recranker.split import Split
@@ -53,16 +54,20 @@ def ranking_model_inputs(cfg: StudyConfig, system: str) -> str:
     return tune_stage(cfg).inputs if spec is None else fingerprint("model", spec, model_signature(spec))
 
 
-def load_ranking_model(cfg: StudyConfig, system: str) -> tuple:
+def load_ranking_model(cfg: StudyConfig, system: str, *, train: bool = True) -> tuple:
     """(tokenizer, model) of `system` in `tuning.dtype` on the CPU, a tuned LoRA adapter merged
-    into its base (tuning first when the stage is not done), with a pad token."""
+    into its base (tuning first when the stage is not done; with `train=False`, an error then:
+    a reader that does not hold the run's lock), with a pad token."""
     from recranker.tuning.model import load_causal_lm, load_tuned
 
     spec = untuned_model(cfg, system)
     if spec is not None:
         tokenizer, model = load_causal_lm(spec, cfg.tuning.dtype)
     else:
-        run_tune(cfg)
+        if train:
+            run_tune(cfg)
+        else:
+            finished_tune(cfg)
         tokenizer, model = load_tuned(tune_stage(cfg).path, cfg.tuning.dtype)
         if hasattr(model, "merge_and_unload"):
             model = model.merge_and_unload()
@@ -114,11 +119,23 @@ def shown_settings(cfg: StudyConfig, system: str) -> dict:
     return shown
 
 
+def finished_tune(cfg: StudyConfig) -> Path:
+    """The folder of the run's finished tune stage (read without the run's lock); an error when
+    there is none."""
+    stage = tune_stage(cfg)
+    if not stage.done():
+        raise RecrankerError(f"{cfg.run_dir}: no finished tune stage for this config ({stage.path}); run "
+                             "`recranker tune` first")
+    return stage.path
+
+
 class ModelCache:
     """Loads each LLM of a run once (tuned: the adapter merged into the base, in float32, before the
-    cast to `ranking.dtype`), and keeps one backend per model: a vLLM engine takes a minute to start."""
+    cast to `ranking.dtype`), and keeps one backend per model: a vLLM engine takes a minute to start.
+    `train=False`: never tune (a reader without the run's lock: a Ray worker, a server)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, train: bool = True) -> None:
+        self.train = train
         self._models: dict[str, tuple] = {}
         self._backends: dict[str, Backend] = {}
 
@@ -130,7 +147,7 @@ class ModelCache:
         key = fingerprint(ranking_model_inputs(cfg, system), cfg.ranking.dtype)
         if key not in self._models:
             self._models.clear()  # one model in memory at a time
-            tokenizer, model = load_ranking_model(cfg, system)
+            tokenizer, model = load_ranking_model(cfg, system, train=self.train)
             model = model.to(device=torch_device(), dtype=DTYPES[cfg.ranking.dtype])
             if torch_device() == "cpu" and cfg.ranking.dtype == "float32":
                 use_onednn_linears(model)
@@ -146,9 +163,9 @@ class ModelCache:
                 from recranker.ranking.vllm_backend import VLLMBackend
 
                 self._models.clear()
-                backend: Backend = VLLMBackend(model_folder(cfg, system), dtype=cfg.ranking.dtype)
+                backend: Backend = VLLMBackend(model_folder(cfg, system, train=self.train), dtype=cfg.ranking.dtype)
             elif cfg.ranking.backend == "openai":
-                backend = openai_backend(cfg, system)
+                backend = openai_backend(cfg, system, train=self.train)
             else:
                 tokenizer, model = self.get(cfg, system)
                 backend = TransformersBackend(model, tokenizer, batch_tokens=cfg.ranking.batch_tokens,
@@ -159,7 +176,7 @@ class ModelCache:
         return backend
 
 
-def openai_backend(cfg: StudyConfig, system: str) -> Backend:
+def openai_backend(cfg: StudyConfig, system: str, *, train: bool = True) -> Backend:
     """An `OpenAIBackend` asking `ranking.server_url` for `system`'s model (by default named by its
     model folder, which `model_folder` writes once: serve that folder)."""
     import os
@@ -167,12 +184,12 @@ def openai_backend(cfg: StudyConfig, system: str) -> Backend:
     from recranker.ranking.openai_backend import OpenAIBackend
 
     r = cfg.ranking
-    folder = model_folder(cfg, system)
+    folder = model_folder(cfg, system, train=train)
     return OpenAIBackend(r.server_url, r.server_model or str(folder), assets.load_tokenizer(str(folder)),
                          api_key=os.environ.get("RECRANKER_SERVER_KEY"), top_logprobs=r.top_logprobs)
 
 
-def model_folder(cfg: StudyConfig, system: str) -> Path:
+def model_folder(cfg: StudyConfig, system: str, *, train: bool = True) -> Path:
     """A folder holding `system`'s model as a plain transformers model (weights, config, tokenizer),
     for engines that load models by path (vLLM): the fetched default or a model folder as they
     are; a tuned LoRA adapter merged into its base once, into tune/<variant>/merged/; anything
@@ -186,10 +203,13 @@ def model_folder(cfg: StudyConfig, system: str) -> Path:
             return path
         folder = cfg.run_dir / "rank" / "models" / fingerprint(spec)[:16]
     else:
-        run_tune(cfg)  # a stale merged/ goes with its stage when the tuning inputs changed
+        if train:  # a stale merged/ goes with its stage when the tuning inputs changed
+            run_tune(cfg)
+        else:
+            finished_tune(cfg)
         folder = tune_stage(cfg).path / "merged"
     if not (folder / "config.json").exists():
-        tokenizer, model = load_ranking_model(cfg, system)
+        tokenizer, model = load_ranking_model(cfg, system, train=train)
         with atomic_dir(folder) as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
@@ -201,7 +221,7 @@ def run_rank(cfg: StudyConfig, backbone: str, system: str, stage: str, *, split:
              progress: bool = True):
     """The LLM's outputs on `backbone`'s candidates (`recranker.ranking.llm`), or the finished
     stage's; an interrupted stage goes on from the chunks of users it saved."""
-    from recranker.ranking.llm import LLMRanker, RankerOutputs
+    from recranker.ranking.llm import RankerOutputs
 
     stage_obj = rank_stage(cfg, backbone, system, stage)
     if stage_obj.done():
@@ -213,15 +233,13 @@ def run_rank(cfg: StudyConfig, backbone: str, system: str, stage: str, *, split:
     done = [RankerOutputs.load(p) for p in sorted(folder.glob("part-*.npz"))] if resumed else []
     seen = set(np.concatenate([d.users for d in done]).tolist()) if done else set()
     todo = np.array([u not in seen for u in candidates.users], dtype=bool)
-    hints = full_hint_models(cfg, split, progress=progress) if system != "no_hints" and cfg.prompts.hints.enabled else None
-    backend = models.backend(cfg, system)
-    ranker = LLMRanker(backend, prompt_renderer(cfg, split, backend.tokenizer, cfg.ranked_tasks), split, hints,
-                       pass_ranking(cfg, system, stage))
     saved = itertools.count(len(done))
     started = time.perf_counter()
+    usage = Usage().as_dict()
     if todo.any() or not done:  # no covered user at all still gives (empty) outputs
-        done.append(ranker.rank(candidates.select(todo), stage, chunk=cfg.ranking.chunk_users, progress=progress,
-                                on_chunk=lambda part: part.save(folder / f"part-{next(saved):05d}.npz")))
+        part, usage = rank_users(cfg, system, stage, split, candidates.select(todo), models, progress=progress,
+                                 on_chunk=lambda part: part.save(folder / f"part-{next(saved):05d}.npz"))
+        done.append(part)
     seconds = time.perf_counter() - started
     outputs = RankerOutputs.concat(done)
     outputs = outputs.select(np.argsort(outputs.users))
@@ -229,10 +247,30 @@ def run_rank(cfg: StudyConfig, backbone: str, system: str, stage: str, *, split:
     for part in folder.glob("part-*.npz"):
         part.unlink()
     summary = {"backbone": backbone, "system": system, "stage": stage, "users": len(outputs), "resumed": resumed,
-               "device": torch_device(), "backend": cfg.ranking.backend, "dtype": cfg.ranking.dtype, **pass_cost(backend.usage.as_dict(), int(todo.sum()), seconds)}
+               "device": torch_device(), "backend": cfg.ranking.backend, "dtype": cfg.ranking.dtype, "workers": cfg.ranking.workers,
+               **pass_cost(usage, int(todo.sum()), seconds)}
     write_json(folder / "summary.json", summary)
     stage_obj.finish({"seconds": seconds})
     return outputs, summary
+
+
+def rank_users(cfg: StudyConfig, system: str, stage: str, split: Split, candidates, models: ModelCache, *,
+               on_chunk, progress: bool = True):
+    """(`RankerOutputs`, backend usage) of `system` on `candidates` at `stage`, chunk by chunk
+    (`on_chunk` sees each): in this process, or over `ranking.workers` Ray workers
+    (`recranker.stages.shard`)."""
+    from recranker.ranking.llm import LLMRanker
+
+    if cfg.ranking.workers > 1:
+        from recranker.stages.shard import rank_sharded
+
+        return rank_sharded(cfg, system, stage, candidates, on_chunk=on_chunk, progress=progress)
+    hints = full_hint_models(cfg, split, progress=progress) if system != "no_hints" and cfg.prompts.hints.enabled else None
+    backend = models.backend(cfg, system)
+    ranker = LLMRanker(backend, prompt_renderer(cfg, split, backend.tokenizer, cfg.ranked_tasks), split, hints,
+                       pass_ranking(cfg, system, stage))
+    outputs = ranker.rank(candidates, stage, chunk=cfg.ranking.chunk_users, progress=progress, on_chunk=on_chunk)
+    return outputs, backend.usage.as_dict()
 
 
 def pass_cost(usage: dict, users: int, seconds: float) -> dict:
