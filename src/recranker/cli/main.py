@@ -242,13 +242,18 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from recranker.report import markdown_table
     from recranker.stages import run_tune
 
+    from recranker.stages.base import process_rank
+
     cfg = study_config(args)
     summary = run_tune(cfg)
+    if process_rank() > 0:  # a distributed launch (torchrun): rank 0 reports
+        return 0
     rows = [{"task": task, **counts} for task, counts in summary["tasks"].items()]
     print(markdown_table(rows))
     print(f"\n{summary['steps']} steps over {summary['examples']} examples in {summary['seconds']:.0f} s, "
           f"{summary['tokens_per_s']:.0f} tokens/s, final training loss {summary['train_loss']:.4f}, "
-          f"{summary['trainable_parameters']:,} trainable parameters")
+          f"{summary['trainable_parameters']:,} trainable parameters"
+          + (f", {summary['processes']} processes" if summary.get("processes", 1) > 1 else ""))
     print(f"adapter, log and loss curve written to {cfg.run_dir / 'tune' / cfg.tuning.variant}")
     return 0
 

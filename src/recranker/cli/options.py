@@ -52,10 +52,13 @@ def study_config(args: argparse.Namespace):
 
 
 def hold_run(args: argparse.Namespace, cfg) -> None:
+    """Hold the run directory's lock for the rest of the command (in a distributed launch, only
+    rank 0: the other ranks only train, writing nothing)."""
     from recranker.artifacts import run_lock
+    from recranker.stages.base import process_rank
 
     held = getattr(args, "held", None)
-    if held is not None:
+    if held is not None and process_rank() == 0:
         held.enter_context(run_lock(cfg.run_dir, wait=getattr(args, "wait", False)))
 
 

@@ -4,6 +4,7 @@ reads (so an edited file reruns it), memory and device facts."""
 from __future__ import annotations
 
 import functools
+import os
 import resource
 from collections.abc import Callable
 from pathlib import Path
@@ -20,10 +21,19 @@ from recranker.errors import DataError
 F = TypeVar("F", bound=Callable)
 
 
+def process_rank() -> int:
+    """This process's rank in a distributed launch (`accelerate launch`, torchrun: $RANK), 0 alone."""
+    rank = os.environ.get("RANK", "0")
+    return int(rank) if rank.isdigit() else 0
+
+
 def writes_run(func: F) -> F:
-    """Run `func(cfg, ...)` holding the lock of `cfg.run_dir` (re-entrant: nested calls share it)."""
+    """Run `func(cfg, ...)` holding the lock of `cfg.run_dir` (re-entrant: nested calls share it).
+    In a distributed launch only rank 0 holds it (and writes); the other ranks only train."""
     @functools.wraps(func)
     def locked(cfg: StudyConfig, *args, **kwargs):
+        if process_rank() > 0:
+            return func(cfg, *args, **kwargs)
         with run_lock(cfg.run_dir):
             return func(cfg, *args, **kwargs)
     return locked  # type: ignore[return-value]

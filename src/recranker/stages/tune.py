@@ -13,7 +13,7 @@ from recranker import assets
 from recranker.artifacts import Stage, atomic_write, fingerprint, read_json, write_json
 from recranker.config import StudyConfig
 from recranker.errors import DataError
-from recranker.stages.base import model_signature, peak_rss_mib, writes_run
+from recranker.stages.base import model_signature, peak_rss_mib, process_rank, writes_run
 from recranker.stages.prompts import prompts_stage, run_prompts
 
 log = logging.getLogger(__name__)
@@ -59,21 +59,28 @@ def run_tune(cfg: StudyConfig, *, progress: bool = True) -> dict:
         log.info("tune: done, reading %s", stage.path)
         return read_json(stage.path / "summary.json")
     check_model(cfg.tuning.model, "tuning.model")  # before building prompts or fitting anything
-    run_prompts(cfg, progress=progress)
+    main = process_rank() == 0
+    if main:
+        run_prompts(cfg, progress=progress)
+    elif not prompts_stage(cfg).done():
+        raise DataError(prompts_stage(cfg).path, "a distributed tuning run needs the finished prompts stage: run "
+                        "`recranker prompts` first")
     tokenizer, model = load_causal_lm(cfg.tuning.model, cfg.tuning.dtype)
     examples, counts = load_examples(cfg, tokenizer)
     if not examples:
         raise DataError(prompts_stage(cfg).path, f"no training examples: the instruction files are empty or every "
                         f"conversation is longer than tuning.max_length={cfg.tuning.max_length}")
     folder = stage.path
-    resumed = stage.resume_or_start()
-    with atomic_write(folder / "config.yaml") as fh:
-        fh.write(cfg.to_yaml())
+    resumed = stage.resume_or_start() if main else (folder / "checkpoints").is_dir()
+    if main:
+        with atomic_write(folder / "config.yaml") as fh:
+            fh.write(cfg.to_yaml())
     summary = tune(cfg.tuning, tokenizer, model, examples, folder, base_model=portable_model_spec(cfg.tuning.model),
-                   progress=progress)
+                   progress=progress and main)
     summary.update(tasks=counts, resumed=resumed, peak_rss_mib=peak_rss_mib(), model=cfg.tuning.model)
-    write_json(folder / "summary.json", summary)
-    stage.finish({"seconds": summary["seconds"]})
+    if main:
+        write_json(folder / "summary.json", summary)
+        stage.finish({"seconds": summary["seconds"]})
     return summary
 
 

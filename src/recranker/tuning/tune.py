@@ -112,23 +112,27 @@ def tune(cfg: TuningConfig, tokenizer: Any, model: Any, examples: list[dict[str,
     with torch.inference_mode(False), torch.enable_grad():  # whatever the caller's grad mode
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - started
-    save_model(trainer.model, tokenizer, folder, cfg, base_model)
     history = trainer.state.log_history
-    write_json(folder / "log.json", history)
-    plot_loss_curve(history, folder / "loss_curve.png", title=f"tune: {base_model}, {len(examples)} examples")
+    main = trainer.is_world_process_zero()  # in a distributed run (accelerate launch) only rank 0 saves
+    if main:
+        save_model(trainer.model, tokenizer, folder, cfg, base_model)
+        write_json(folder / "log.json", history)
+        plot_loss_curve(history, folder / "loss_curve.png", title=f"tune: {base_model}, {len(examples)} examples")
     summary = {
         "examples": len(examples),
         "steps": trainer.state.global_step,
+        "processes": trainer.args.world_size,
         "seconds": seconds,
         "resumed_from": None if resume is None else resume.name,
-        "tokens": trainer.total_tokens,
+        "tokens": trainer.total_tokens,  # this process's (each rank trains on its share of every batch)
         "tokens_per_s": trainer.total_tokens / seconds if seconds else 0.0,
         "train_loss": result.training_loss,
         "mixed_precision": mixed_precision(cfg),
         "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
         **parameter_counts(trainer.model),
     }
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    if main:
+        shutil.rmtree(checkpoints, ignore_errors=True)
     return summary
 
 

@@ -1,0 +1,36 @@
+"""Data-parallel tuning: `torchrun --nproc-per-node 2` (2 CPU processes, gloo; the Trainer's
+accelerate does the DDP) trains with the loss of one process at the same global batch; only rank 0
+writes the stage. (`accelerate launch --cpu --num_processes 2` starts one process on accelerate 1.x
+unless given an MPI hostfile, so it cannot serve here.)"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from recranker.cli.main import main
+
+STEPS = ["--set", "tuning.max_steps=4", "--set", "tuning.logging_steps=1"]
+
+
+def losses(folder: Path) -> np.ndarray:
+    return np.array([line["loss"] for line in json.loads((folder / "log.json").read_text()) if "loss" in line])
+
+
+def test_two_cpu_processes_tune_like_one_at_the_same_global_batch(tiny_run) -> None:
+    study = str(tiny_run.parent.parent / "study.yaml")
+    assert main(["tune", "--config", study, "--set", "tuning.variant=one", "--set", "tuning.batch_size=4", *STEPS]) == 0
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m",
+              "recranker.cli.main", "tune", "--config", study, "--set", "tuning.variant=two",
+              "--set", "tuning.batch_size=2", *STEPS]
+    done = subprocess.run(launch, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    one, two = tiny_run / "tune" / "one", tiny_run / "tune" / "two"
+    summary = json.loads((two / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["steps"] == 4
+    assert (two / "adapter" / "adapter_config.json").exists() and not (two / "checkpoints").exists()
+    first, second = losses(one), losses(two)
+    assert len(first) == len(second) == 4
+    np.testing.assert_allclose(second, first, atol=0.05)  # the same global batches of 4, split over 2 processes
