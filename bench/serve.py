@@ -35,11 +35,11 @@ KEY = "bench-key"
 
 def bodies(run: Path, n: int, history: int) -> list[dict]:
     """Requests of the run's first `n` covered-or-not test users: history and candidates as raw ids."""
-    from recranker.serve.reranker import run_config
+    from recranker.serve.run_folder import run_config
     from recranker.split import Split
     from recranker.types import Rankings
 
-    cfg = run_config(run)
+    cfg, _ = run_config(run)
     split = Split.load(str(run / "split"))
     backbone = next(iter(cfg.retrieval.models))
     candidates = Rankings.load(run / "retrieval" / backbone / "candidates_test.npz")

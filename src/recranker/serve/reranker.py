@@ -26,8 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from recranker.artifacts import read_json
-from recranker.config import StudyConfig, load_config, override
+from recranker.config import StudyConfig, override
 from recranker.errors import RecrankerError
 from recranker.prompts.render import IDENTIFIERS
 from recranker.ranking.backend import Backend
@@ -116,18 +115,17 @@ class Reranker:
         serving the run's merged model folder, tune/<variant>/merged), or a `Backend` instance
         that answers with the run's tuned model; `dtype` overrides `ranking.dtype`;
         `hints=False` never shows hints."""
+        from recranker.serve.run_folder import load_backend, load_hint_models, load_split, run_config, run_weights
         from recranker.stages.prompts import prompt_renderer
-        from recranker.stages.rank import ModelCache, pass_ranking
-        from recranker.stages.shard import finished_hint_models, finished_split
+        from recranker.stages.rank import pass_ranking
 
-        cfg = run_config(path)
+        cfg, folder = run_config(path)
         if dtype is not None:
             cfg = override(cfg, {"ranking.dtype": dtype})
         if isinstance(backend, str):
-            cfg = override(cfg, {"ranking.backend": backend, "ranking.server_url": server_url})
-            backend = ModelCache(train=False).backend(cfg, "tuned")  # read-only: a study may hold the run's lock
-        split = finished_split(cfg)
-        models = finished_hint_models(cfg, split) if hints and cfg.prompts.hints.enabled else None
+            backend = load_backend(cfg, folder, backend, server_url)
+        split = load_split(cfg)
+        models = load_hint_models(cfg, split) if hints and cfg.prompts.hints.enabled else None
         ranking = pass_ranking(cfg, "tuned", "valid").model_copy(update={"tasks": cfg.ranked_tasks})
         renderer = prompt_renderer(cfg, split, backend.tokenizer, cfg.ranked_tasks)
         return cls(cfg, LLMRanker(backend, renderer, split, models, ranking), run_weights(cfg), limits)
@@ -283,33 +281,3 @@ def _history(reranker: Reranker, history: Any) -> tuple[np.ndarray, np.ndarray, 
             items.append(reranker.item_codes[str(item)])
         ratings.append(float(rating))
     return np.array(items, dtype=np.int64), np.array(ratings, dtype=np.float64), titles
-
-
-# --------------------------------------------------------------------------------- the run's files
-def run_config(path: str | Path) -> StudyConfig:
-    """The study config of a run folder (from its finished tune stage) or of a tune/<variant>
-    folder, with the run's location as it is now."""
-    path = Path(path)
-    if (path / "config.yaml").is_file() and (path / "summary.json").is_file():
-        folder = path
-    else:
-        found = sorted(p.parent for p in (path / "tune").glob("*/config.yaml") if (p.parent / "summary.json").is_file())
-        if len(found) != 1:
-            raise RecrankerError(f"{path}: needs a run folder with one finished tune stage, or a tune/<variant> "
-                                 f"folder; found {len(found)} finished tune stages")
-        folder = found[0]
-    cfg = load_config(folder / "config.yaml")
-    run_dir = folder.parent.parent
-    return override(cfg, {"runs_dir": str(run_dir.parent), "name": run_dir.name})
-
-
-def run_weights(cfg: StudyConfig) -> tuple[float, float, float]:
-    """The hybrid's weights of the run's first backbone: tuned on its validation users when the
-    report has them, else `ranking.weights`."""
-    summary = cfg.run_dir / "results" / "summary.json"
-    if summary.is_file():
-        backbones = read_json(summary).get("backbones", {})
-        for name in cfg.retrieval.models:
-            if "weights" in backbones.get(name, {}):
-                return tuple(float(w) for w in backbones[name]["weights"])  # type: ignore[return-value]
-    return tuple(cfg.ranking.weights)  # type: ignore[return-value]

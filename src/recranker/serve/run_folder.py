@@ -1,0 +1,119 @@
+"""What a served run folder holds, read as it is.
+
+A served run is an artefact: its tune/<variant>/config.yaml is the config the model was tuned
+with, and the split, hint models and tuned model are read from their folders without recomputing
+the stages' fingerprints (a later version of recranker may fingerprint them differently; the
+study's own stages still do). Nothing here takes the run's lock, so a study may be running on it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from recranker.artifacts import atomic_dir, read_json
+from recranker.config import StudyConfig, load_config, override
+from recranker.errors import RecrankerError
+from recranker.hints import HintModels
+from recranker.ranking.backend import Backend, TransformersBackend, use_onednn_linears
+from recranker.retrieval import load_retriever
+from recranker.split import Split
+
+
+def run_config(path: str | Path) -> tuple[StudyConfig, Path]:
+    """(the study config, the tune folder) of a run folder with one finished tune stage, or of a
+    tune/<variant> folder; the config's location is the run's as it is now."""
+    path = Path(path)
+    if (path / "config.yaml").is_file() and (path / "summary.json").is_file():
+        folder = path
+    else:
+        found = sorted(p.parent for p in (path / "tune").glob("*/config.yaml") if (p.parent / "summary.json").is_file())
+        if len(found) != 1:
+            raise RecrankerError(f"{path}: needs a run folder with one finished tune stage, or a tune/<variant> "
+                                 f"folder; found {len(found)} finished tune stages")
+        folder = found[0]
+    cfg = load_config(folder / "config.yaml")
+    run_dir = folder.parent.parent
+    return override(cfg, {"runs_dir": str(run_dir.parent), "name": run_dir.name}), folder
+
+
+def run_weights(cfg: StudyConfig) -> tuple[float, float, float]:
+    """The hybrid's weights of the run's first backbone: tuned on its validation users when the
+    report has them, else `ranking.weights`."""
+    summary = cfg.run_dir / "results" / "summary.json"
+    if summary.is_file():
+        backbones = read_json(summary).get("backbones", {})
+        for name in cfg.retrieval.models:
+            if "weights" in backbones.get(name, {}):
+                return tuple(float(w) for w in backbones[name]["weights"])  # type: ignore[return-value]
+    return tuple(cfg.ranking.weights)  # type: ignore[return-value]
+
+
+def load_split(cfg: StudyConfig) -> Split:
+    """The run's split (split/)."""
+    folder = cfg.run_dir / "split"
+    if not (folder / "_stage.json").is_file():
+        raise RecrankerError(f"{cfg.run_dir}: no finished split")
+    return Split.load(str(folder))
+
+
+def load_hint_models(cfg: StudyConfig, split: Split) -> HintModels:
+    """The hint models of the run's retrieval folders."""
+    names = (cfg.prompts.hints.rating_model, cfg.prompts.hints.ranking_model)
+    paths = [cfg.run_dir / "retrieval" / name / "model.pt" for name in names]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise RecrankerError(f"{cfg.run_dir}: the hint models are missing: {missing}")
+    return HintModels(*[load_retriever(p, split) for p in paths])
+
+
+def merged_folder(folder: Path, cfg: StudyConfig) -> Path:
+    """tune/<variant>/merged: the adapter merged into its base as a plain model folder (written
+    once, atomically), for engines that load a model by path."""
+    merged = folder / "merged"
+    if not (merged / "config.json").is_file():
+        tokenizer, model = tuned_model(folder, cfg)
+        with atomic_dir(merged) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+    return merged
+
+
+def tuned_model(folder: Path, cfg: StudyConfig) -> tuple:
+    """(tokenizer with a pad token, model) of a finished tune folder, the adapter merged."""
+    from recranker.tuning.model import load_tuned
+
+    tokenizer, model = load_tuned(folder, cfg.tuning.dtype)
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, model
+
+
+def load_backend(cfg: StudyConfig, folder: Path, kind: str, server_url: str | None = None) -> Backend:
+    """A backend answering with the tuned model of `folder`: "transformers" (in `ranking.dtype`),
+    "vllm", or "openai" (the server at `server_url`, serving `merged_folder`)."""
+    from recranker.tuning.model import DTYPES
+
+    if kind == "transformers":
+        tokenizer, model = tuned_model(folder, cfg)
+        model = model.to(dtype=DTYPES[cfg.ranking.dtype]).eval()
+        if cfg.ranking.dtype == "float32":
+            use_onednn_linears(model)
+        return TransformersBackend(model, tokenizer, batch_tokens=cfg.ranking.batch_tokens,
+                                   prefix_tokens=cfg.ranking.prefix_tokens)
+    if kind == "vllm":
+        from recranker.ranking.vllm_backend import VLLMBackend
+
+        return VLLMBackend(merged_folder(folder, cfg), dtype=cfg.ranking.dtype)
+    if kind == "openai":
+        from recranker import assets
+        from recranker.ranking.openai_backend import OpenAIBackend
+
+        if not server_url:
+            raise RecrankerError("the openai backend needs the server's URL (--server-url)")
+        merged = merged_folder(folder, cfg)
+        return OpenAIBackend(server_url, cfg.ranking.server_model or str(merged), assets.load_tokenizer(str(merged)),
+                             api_key=os.environ.get("RECRANKER_SERVER_KEY"), top_logprobs=cfg.ranking.top_logprobs)
+    raise RecrankerError(f"unknown backend {kind!r}: transformers, vllm or openai")
