@@ -45,7 +45,7 @@ class ServeSettings(Settings):
 
 
 class HistoryEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "5" is not a rating, true is not a number
     item: str | int | None = Field(None, description="catalogue item id")
     title: str | None = Field(None, description="free title, for an item outside the catalogue")
     rating: float
@@ -54,7 +54,7 @@ class HistoryEntry(BaseModel):
 class RerankBody(BaseModel):
     """A rerank request; candidates in the backbone's order unless `scores` are given."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     history: list[HistoryEntry] = Field(description="the user's rated items, most recent first")
     candidates: list[str | int] = Field(description="catalogue item ids to rerank")
     scores: list[float] | None = Field(None, description="the backbone's score of each candidate (higher is better)")
