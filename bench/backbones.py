@@ -25,7 +25,7 @@ TORCH = ["bpr", "biased_mf", "lightgcn", "sgl", "mixgcf", "sasrec", "cl4srec", "
 # ML-1M on 2 cores: the graph models take 4x larger batches (about 35 steps an epoch, each a
 # propagation over 1.1M edges) and every trained model gets a wall-clock budget, so that each
 # trains in under 15 minutes; a model stopped by its budget is marked in the table.
-SETTINGS = {"ml-1m": {m: {"max_minutes": 6, **({"batch_size": 16384} if m in ("lightgcn", "sgl", "mixgcf") else {})}
+SETTINGS = {"ml-1m": {m: {"max_minutes": 5, **({"batch_size": 16384} if m in ("lightgcn", "sgl", "mixgcf") else {})}
                       for m in TORCH}}
 
 
