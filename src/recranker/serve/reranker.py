@@ -117,7 +117,7 @@ class Reranker:
         `hints=False` never shows hints."""
         from recranker.serve.run_folder import load_backend, load_hint_models, load_split, run_config, run_weights
         from recranker.stages.prompts import prompt_renderer
-        from recranker.stages.rank import pass_ranking
+        from recranker.stages.models import pass_ranking
 
         cfg, folder = run_config(path)
         if dtype is not None:

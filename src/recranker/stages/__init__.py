@@ -40,7 +40,8 @@ from recranker.results import StudyResults
 from recranker.stages.base import writes_run
 from recranker.stages.population import evaluation_population, llm_candidates
 from recranker.stages.prompts import full_hint_models, prompt_renderer, run_prompts
-from recranker.stages.rank import ModelCache, Pass, model_folder, rank_stage, ranking_passes, run_rank
+from recranker.stages.models import ModelCache, model_folder
+from recranker.stages.rank import Pass, rank_stage, ranking_passes, run_rank
 from recranker.stages.results import Outputs, results_and_report, study_report
 from recranker.stages.retrieval import collect_metrics, load_backbone, load_candidates, run_retrieval
 from recranker.stages.sample import run_sample

@@ -55,7 +55,7 @@ def finished_hint_models(cfg: StudyConfig, split: Split) -> HintModels:
 def read_only_ranker(cfg: StudyConfig, system: str, stage: str) -> LLMRanker:
     """The `LLMRanker` of `system`'s pass over `stage`, from finished stages only (no lock taken)."""
     from recranker.stages.prompts import prompt_renderer
-    from recranker.stages.rank import ModelCache, pass_ranking
+    from recranker.stages.models import ModelCache, pass_ranking
 
     split = finished_split(cfg)
     hints = finished_hint_models(cfg, split) if system != "no_hints" and cfg.prompts.hints.enabled else None
