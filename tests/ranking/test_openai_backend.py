@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 
 from recranker.ranking.backend import TransformersBackend
-from recranker.ranking.config import RankingConfig
-from recranker.ranking.llm import LLMRanker
 from recranker.ranking.openai_backend import OpenAIBackend, wanted_logprobs
 from recranker.ranking.vllm_backend import vllm_available
 from recranker.testing import tiny_causal_lm
-from recranker.types import Rankings
+
+from .test_vllm_backend import rank_with_both
 
 
 def test_wanted_tokens_are_read_by_id_and_a_missing_one_gets_the_upper_bound() -> None:
@@ -75,12 +74,7 @@ def server(tmp_path_factory, tokenizer):
 def test_rankings_equal_the_transformers_backends(server, tokenizer, split, renderer, hint_models) -> None:
     url, folder, reference = server
     engine = OpenAIBackend(url, folder, tokenizer, top_logprobs=len(tokenizer))  # the whole vocabulary: exact
-    users = split.users[:5]
-    items = np.stack([np.random.default_rng(u).choice(split.n_items, 6, replace=False) for u in users])
-    candidates = Rankings(users, items, -np.arange(6.0)[None].repeat(5, 0))
-    config = RankingConfig(bootstrap=2, max_new_tokens=6)
-    want = LLMRanker(reference, renderer, split, hint_models, config).rank(candidates, "test", progress=False)
-    have = LLMRanker(engine, renderer, split, hint_models, config).rank(candidates, "test", progress=False)
+    want, have = rank_with_both(reference, engine, split, renderer, hint_models)
     assert engine.missing_logprobs == 0
     np.testing.assert_allclose(have.point, want.point, atol=1e-3)
     np.testing.assert_allclose(have.pair_yes, want.pair_yes, atol=1e-3)

@@ -40,14 +40,19 @@ def test_outputs_equal_the_transformers_backend(models, tokenizer) -> None:
     assert 0 < usage.computed_tokens <= usage.prompt_tokens and usage.generated_tokens > 0
 
 
-def test_rankings_equal_the_transformers_backends(models, split, renderer, hint_models) -> None:
-    reference, engine = models
+def rank_with_both(reference, engine, split, renderer, hint_models):
+    """(reference outputs, engine outputs) of 5 users' 6 seeded candidates, 2 listwise passes."""
     users = split.users[:5]
     items = np.stack([np.random.default_rng(u).choice(split.n_items, 6, replace=False) for u in users])
     candidates = Rankings(users, items, -np.arange(6.0)[None].repeat(5, 0))
     config = RankingConfig(bootstrap=2, max_new_tokens=6)
     want = LLMRanker(reference, renderer, split, hint_models, config).rank(candidates, "test", progress=False)
     have = LLMRanker(engine, renderer, split, hint_models, config).rank(candidates, "test", progress=False)
+    return want, have
+
+
+def test_rankings_equal_the_transformers_backends(models, split, renderer, hint_models) -> None:
+    want, have = rank_with_both(*models, split, renderer, hint_models)
     np.testing.assert_allclose(have.point, want.point, atol=1e-4)
     np.testing.assert_allclose(have.pair_yes, want.pair_yes, atol=1e-4)
     np.testing.assert_allclose(have.list_logprob, want.list_logprob, atol=1e-4)

@@ -94,7 +94,7 @@ class Reranker:
     def __init__(self, cfg: StudyConfig, ranker: LLMRanker, weights: tuple[float, float, float],
                  limits: Limits | None = None) -> None:
         self.cfg, self.ranker, self.weights = cfg, ranker, weights
-        self.limits = limits or Limits(max_candidates=len(IDENTIFIERS))
+        self.limits = limits or Limits()
         dataset = ranker.split.dataset
         self.item_codes = {str(raw): code for code, raw in enumerate(dataset.item_ids.tolist())}
         self.user_codes = {str(raw): code for code, raw in enumerate(dataset.user_ids.tolist())}

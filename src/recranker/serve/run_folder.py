@@ -72,32 +72,22 @@ def merged_folder(folder: Path, cfg: StudyConfig) -> Path:
     once, atomically), for engines that load a model by path."""
     merged = folder / "merged"
     if not (merged / "config.json").is_file():
-        tokenizer, model = tuned_model(folder, cfg)
+        from recranker.tuning.model import load_merged
+
+        tokenizer, model = load_merged(folder, cfg.tuning.dtype)
         with atomic_dir(merged) as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
     return merged
 
 
-def tuned_model(folder: Path, cfg: StudyConfig) -> tuple:
-    """(tokenizer with a pad token, model) of a finished tune folder, the adapter merged."""
-    from recranker.tuning.model import load_tuned
-
-    tokenizer, model = load_tuned(folder, cfg.tuning.dtype)
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer, model
-
-
 def load_backend(cfg: StudyConfig, folder: Path, kind: str, server_url: str | None = None) -> Backend:
     """A backend answering with the tuned model of `folder`: "transformers" (in `ranking.dtype`),
     "vllm", or "openai" (the server at `server_url`, serving `merged_folder`)."""
-    from recranker.tuning.model import DTYPES
+    from recranker.tuning.model import DTYPES, load_merged
 
     if kind == "transformers":
-        tokenizer, model = tuned_model(folder, cfg)
+        tokenizer, model = load_merged(folder, cfg.tuning.dtype)
         model = model.to(dtype=DTYPES[cfg.ranking.dtype]).eval()
         if cfg.ranking.dtype == "float32":
             use_onednn_linears(model)

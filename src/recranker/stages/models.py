@@ -34,7 +34,7 @@ def load_ranking_model(cfg: StudyConfig, system: str, *, train: bool = True) -> 
     """(tokenizer, model) of `system` in `tuning.dtype` on the CPU, a tuned LoRA adapter merged
     into its base (tuning first when the stage is not done; with `train=False`, an error then:
     a reader that does not hold the run's lock), with a pad token."""
-    from recranker.tuning.model import load_causal_lm, load_tuned
+    from recranker.tuning.model import load_causal_lm, load_merged
 
     spec = untuned_model(cfg, system)
     if spec is not None:
@@ -44,9 +44,7 @@ def load_ranking_model(cfg: StudyConfig, system: str, *, train: bool = True) -> 
             run_tune(cfg)
         else:
             finished_tune(cfg)
-        tokenizer, model = load_tuned(tune_stage(cfg).path, cfg.tuning.dtype)
-        if hasattr(model, "merge_and_unload"):
-            model = model.merge_and_unload()
+        tokenizer, model = load_merged(tune_stage(cfg).path, cfg.tuning.dtype)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer, model

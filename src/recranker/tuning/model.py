@@ -118,3 +118,14 @@ def load_tuned(folder: str | Path, dtype: str = "float32") -> tuple[Any, Any]:
         model = AutoModelForCausalLM.from_pretrained(folder / "model", dtype=DTYPES[dtype])
         tokenizer = AutoTokenizer.from_pretrained(folder / "model")
     return tokenizer, model.eval()
+
+
+def load_merged(folder: str | Path, dtype: str = "float32") -> tuple[Any, Any]:
+    """`load_tuned` for inference: a LoRA adapter merged into its base, the tokenizer given a pad
+    token (its end of sequence) when it has none."""
+    tokenizer, model = load_tuned(folder, dtype)
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, model
