@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -73,24 +74,40 @@ def test_metrics_count_requests_and_batches(client) -> None:
 
 
 def test_a_full_queue_answers_503_with_retry_after(reranker, monkeypatch) -> None:
-    release = threading.Event()
+    taken, release = threading.Event(), threading.Event()
     original = reranker.rank_many
-    monkeypatch.setattr(reranker, "rank_many", lambda requests: release.wait(30) and original(requests))
+
+    def held(requests):
+        taken.set()
+        if not release.wait(30):
+            raise TimeoutError("the test never released the worker")
+        return original(requests)
+
+    monkeypatch.setattr(reranker, "rank_many", held)
     app = create_app(reranker, ServeSettings(queue_size=1, max_batch=1, batch_window_ms=0))
     with TestClient(app) as client:
         results = []
-        threads = [threading.Thread(target=lambda: results.append(client.post("/v1/rerank", json=BODY)))
-                   for _ in range(2)]  # one in the worker, one in the queue
-        for t in threads:
-            t.start()
-        deadline = 0
-        while app.state.batcher.waiting < 1 and deadline < 1000:
-            threading.Event().wait(0.01)
-            deadline += 1
-        busy = client.post("/v1/rerank", json=BODY)
-        assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
-        release.set()
-        for t in threads:
-            t.join(30)
-    assert sorted(r.status_code for r in results) == [200, 200]
+
+        def post() -> None:
+            results.append(client.post("/v1/rerank", json=BODY))
+
+        def wait_for(ready) -> None:
+            deadline = time.monotonic() + 30
+            while not ready() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert ready(), "the request never reached the batcher"
+
+        threads = [threading.Thread(target=post) for _ in range(2)]
+        threads[0].start()  # the one the worker holds
+        wait_for(taken.is_set)
+        threads[1].start()  # the one in the queue
+        wait_for(lambda: app.state.batcher.waiting == 1)
+        try:
+            busy = client.post("/v1/rerank", json=BODY)
+        finally:
+            release.set()
+            for t in threads:
+                t.join(60)
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
     assert json.loads(busy.text)["error"].startswith("busy")
+    assert sorted(r.status_code for r in results) == [200, 200]

@@ -50,11 +50,19 @@ def test_a_failing_call_fails_its_batch_and_the_worker_goes_on() -> None:
     def handle(items):
         if "bad" in items:
             raise RuntimeError("boom")
+        if "odd" in items:
+            return False  # not a list of results: must fail the batch, not kill the worker
+        if "short" in items:
+            return []
         return list(items)
 
     batcher = Batcher(handle, window_s=0.0, max_batch=1).start()
     with pytest.raises(RuntimeError, match="boom"):
         batcher.submit("bad").result(timeout=10)
+    with pytest.raises(TypeError):
+        batcher.submit("odd").result(timeout=10)
+    with pytest.raises(RuntimeError, match="0 results for 1 requests"):
+        batcher.submit("short").result(timeout=10)
     assert batcher.submit("good").result(timeout=10) == "good"
     batcher.stop()
 

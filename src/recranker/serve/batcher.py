@@ -85,7 +85,9 @@ class Batcher:
             return
         started = time.perf_counter()
         try:
-            results = self.handle([item for item, _ in live])
+            results = list(self.handle([item for item, _ in live]))
+            if len(results) != len(live):
+                raise RuntimeError(f"the handler answered {len(results)} results for {len(live)} requests")
         except Exception as exc:  # one failing call fails its batch, never the worker
             log.exception("a batch of %d requests failed", len(live))
             for _, future in live:
