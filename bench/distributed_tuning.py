@@ -1,9 +1,9 @@
-"""Benchmark: data-parallel tuning (torchrun, 2 CPU processes) against one process, same global batch.
+"""Benchmark: data-parallel tuning (accelerate, 2 CPU processes) against one process, same global batch.
 
 Tunes the default model twice on a run's finished prompts, logging every optimizer step:
 - variant `dp1`: one process, `tuning.batch_size` 2 x `tuning.grad_accum` 4 = 8 examples per step;
-- variant `dp2`: `torchrun --standalone --nproc-per-node 2`, 2 x 2 x 2 = 8 examples per step
-  (gloo; one torch thread per process, torchrun's default).
+- variant `dp2`: `accelerate launch --config_file configs/accelerate/cpu-2-processes.yaml`,
+  2 processes x 2 x 2 = 8 examples per step (gloo; one torch thread per process).
 Both see the same examples in the same order per step (Trainer's data loader shards each global batch
 over the processes), so their losses should agree step by step up to summation order. Writes the
 two curves to bench/tuning_loss_distributed.png and a table of times and per-step losses.
@@ -26,6 +26,7 @@ from _common import write_section  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CLI = ["-m", "recranker.cli.main", "tune"]
+ACCELERATE = HERE.parent / "configs" / "accelerate" / "cpu-2-processes.yaml"
 
 
 def variants(args: argparse.Namespace) -> dict[str, list[str]]:
@@ -33,10 +34,9 @@ def variants(args: argparse.Namespace) -> dict[str, list[str]]:
     common = ["--config", args.config, "--set", "tuning.logging_steps=1", "--set", "tuning.batch_size=2"]
     if args.max_steps:
         common += ["--max-steps", str(args.max_steps)]
-    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE)]
     return {"dp1": [sys.executable, *CLI, *common, "--variant", "dp1", "--set", "tuning.grad_accum=4"],
-            "dp2": [torchrun, "--standalone", "--nproc-per-node", "2", *CLI, *common, "--variant", "dp2",
-                    "--set", "tuning.grad_accum=2"]}
+            "dp2": [*launch, *CLI, *common, "--variant", "dp2", "--set", "tuning.grad_accum=2"]}
 
 
 def plot(curves: dict[str, list[tuple[int, float]]], path: Path) -> None:
@@ -50,7 +50,7 @@ def plot(curves: dict[str, list[tuple[int, float]]], path: Path) -> None:
         ax.plot(*zip(*points), style, markersize=4, label=name)
     ax.set_xlabel("optimizer step (8 examples)")
     ax.set_ylabel("training loss (SFT + ALRO terms)")
-    ax.set_title("tuning: 1 process vs 2 data-parallel processes (torchrun, CPU)")
+    ax.set_title("tuning: 1 process vs 2 data-parallel processes (accelerate, CPU)")
     ax.grid(alpha=0.3)
     ax.legend()
     tmp = path.with_suffix(".tmp.png")

@@ -15,7 +15,6 @@ import sys
 
 import pytest
 import torch
-import yaml
 
 from recranker.candidates import TrainingPools
 from recranker.hints import HintModels, fit_fold_models
@@ -23,7 +22,7 @@ from recranker.prompts.render import PromptRenderer
 from recranker.prompts.templates import load_templates
 from recranker.prompts.text import TokenCounter
 from recranker.retrieval import make_retriever
-from recranker.testing import synthetic_frames, tiny_causal_lm, tiny_tokenizer
+from recranker.testing import tiny_study, tiny_tokenizer
 from recranker.testing.retrievers import synthetic_split
 
 torch.set_num_threads(1)
@@ -109,23 +108,8 @@ def renderer(split, tokenizer):
 def tiny_run(tmp_path_factory):
     """The folder of a finished `recranker run` on 40 synthetic users (items i0..i39, users u0..u39)."""
     root = tmp_path_factory.mktemp("serve")
-    log, items = synthetic_frames(n_users=40, n_items=40, per_user=16)
-    log.drop(columns="line").to_csv(root / "log.csv", index=False)
-    items.drop(columns="line").to_csv(root / "items.csv", index=False)
-    tokenizer = tiny_tokenizer()
-    tiny_causal_lm(tokenizer).save_pretrained(root / "tiny-lm")
-    tokenizer.save_pretrained(root / "tiny-lm")
-    config = {
-        "name": "tiny", "runs_dir": str(root / "runs"),
-        "data": {"format": "csv", "path": str(root / "log.csv"), "items_path": str(root / "items.csv")},
-        "retrieval": {"candidates": 5, "models": {"bpr": {"epochs": 3}}},
-        "evaluation": {"ks": [3, 5]},
-        "sampling": {"strategy": "uniform", "instructions": 6},
-        "prompts": {"folds": 2, "tokenizer": str(root / "tiny-lm"), "hints": {"ranking_model": "bpr"}},
-        "tuning": {"model": str(root / "tiny-lm"), "max_steps": 2, "batch_size": 4},
-        "ranking": {"baselines": [], "weight_step": 0.5, "generate": False, "test_users": 8, "valid_users": 8},
-    }
-    (root / "study.yaml").write_text(yaml.safe_dump(config))
+    tiny_study(root, ranking={"baselines": [], "weight_step": 0.5, "generate": False, "test_users": 8,
+                              "valid_users": 8})
     from recranker.cli.main import main
 
     assert main(["run", str(root / "study.yaml")]) == 0

@@ -5,32 +5,16 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from recranker.cli.main import main
-from recranker.testing import synthetic_frames, tiny_causal_lm, tiny_tokenizer
+from recranker.testing import tiny_study
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
-    log, items = synthetic_frames(n_users=40, n_items=40, per_user=16)
-    log.drop(columns="line").to_csv(root / "log.csv", index=False)
-    items.drop(columns="line").to_csv(root / "items.csv", index=False)
-    tokenizer = tiny_tokenizer()
-    tiny_causal_lm(tokenizer).save_pretrained(root / "tiny-lm")
-    tokenizer.save_pretrained(root / "tiny-lm")
-    config = {
-        "name": "tiny", "runs_dir": str(root / "runs"),
-        "data": {"format": "csv", "path": str(root / "log.csv"), "items_path": str(root / "items.csv")},
-        "retrieval": {"candidates": 5, "models": {"pop": {}, "bpr": {"epochs": 3}}},
-        "evaluation": {"ks": [3, 5]},
-        "sampling": {"strategy": "uniform", "instructions": 6},
-        "prompts": {"folds": 2, "tokenizer": str(root / "tiny-lm"), "hints": {"ranking_model": "bpr"}},
-        "tuning": {"model": str(root / "tiny-lm"), "max_steps": 2, "batch_size": 4},
-        "ranking": {"bootstrap": 2, "weight_step": 0.5, "max_new_tokens": 6},
-    }
-    (root / "study.yaml").write_text(yaml.safe_dump(config))
+    tiny_study(root, retrieval={"candidates": 5, "models": {"pop": {}, "bpr": {"epochs": 3}}},
+               ranking={"bootstrap": 2, "weight_step": 0.5, "max_new_tokens": 6})
     return root
 
 

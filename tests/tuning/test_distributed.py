@@ -1,7 +1,7 @@
-"""Data-parallel tuning: `torchrun --nproc-per-node 2` (2 CPU processes, gloo; the Trainer's
-accelerate does the DDP) trains with the loss of one process at the same global batch; only rank 0
-writes the stage. (`accelerate launch --cpu --num_processes 2` starts one process on accelerate 1.x
-unless given an MPI hostfile, so it cannot serve here.)"""
+"""Data-parallel tuning: `accelerate launch` with the shipped configs/accelerate/cpu-2-processes.yaml
+(2 CPU processes over gloo, through accelerate's torchrun launcher) trains with the loss of one
+process at the same global batch; only rank 0 writes the stage. (`accelerate launch --cpu
+--num_processes 2` starts one process on accelerate 1.x unless given an MPI hostfile.)"""
 
 import json
 import subprocess
@@ -12,6 +12,7 @@ import numpy as np
 
 from recranker.cli.main import main
 
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "cpu-2-processes.yaml"
 STEPS = ["--set", "tuning.max_steps=4", "--set", "tuning.logging_steps=1"]
 
 
@@ -22,8 +23,7 @@ def losses(folder: Path) -> np.ndarray:
 def test_two_cpu_processes_tune_like_one_at_the_same_global_batch(tiny_run) -> None:
     study = str(tiny_run.parent.parent / "study.yaml")
     assert main(["tune", "--config", study, "--set", "tuning.variant=one", "--set", "tuning.batch_size=4", *STEPS]) == 0
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m",
-              "recranker.cli.main", "tune", "--config", study, "--set", "tuning.variant=two",
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIG), "-m", "recranker.cli.main", "tune", "--config", study, "--set", "tuning.variant=two",
               "--set", "tuning.batch_size=2", *STEPS]
     done = subprocess.run(launch, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

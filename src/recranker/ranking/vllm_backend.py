@@ -42,7 +42,7 @@ def vllm_available() -> bool:
 
 class VLLMBackend(Backend):
     """A vLLM engine over the plain transformers model in `folder` (weights, config and tokenizer;
-    a LoRA adapter must be merged first: `recranker.stages.models.model_folder` does it).
+    a LoRA adapter must be merged first: `recranker.ranking.engine.write_model_folder` writes one).
 
     `dtype` is "float32" or "bfloat16"; `block_size` the prefix cache's granularity in tokens (a
     prompt's last partial block is recomputed); `max_model_len` bounds prompt + answer;

@@ -8,14 +8,14 @@ study's own stages still do). Nothing here takes the run's lock, so a study may 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from recranker.artifacts import atomic_dir, read_json
+from recranker.artifacts import read_json
 from recranker.config import StudyConfig, load_config, override
 from recranker.errors import RecrankerError
 from recranker.hints import HintModels
-from recranker.ranking.backend import Backend, TransformersBackend, use_onednn_linears
+from recranker.ranking.backend import Backend
+from recranker.ranking.engine import make_backend, ready_for_ranking, write_model_folder
 from recranker.retrieval import load_retriever
 from recranker.split import Split
 
@@ -67,43 +67,17 @@ def load_hint_models(cfg: StudyConfig, split: Split) -> HintModels:
     return HintModels(*[load_retriever(p, split) for p in paths])
 
 
-def merged_folder(folder: Path, cfg: StudyConfig) -> Path:
-    """tune/<variant>/merged: the adapter merged into its base as a plain model folder (written
-    once, atomically), for engines that load a model by path."""
-    merged = folder / "merged"
-    if not (merged / "config.json").is_file():
-        from recranker.tuning.model import load_merged
-
-        tokenizer, model = load_merged(folder, cfg.tuning.dtype)
-        with atomic_dir(merged) as tmp:
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-    return merged
-
-
 def load_backend(cfg: StudyConfig, folder: Path, kind: str, server_url: str | None = None) -> Backend:
     """A backend answering with the tuned model of `folder`: "transformers" (in `ranking.dtype`),
-    "vllm", or "openai" (the server at `server_url`, serving `merged_folder`)."""
-    from recranker.tuning.model import DTYPES, load_merged
+    "vllm", or "openai" (the server at `server_url`, serving tune/<variant>/merged, the adapter
+    merged into its base, written once)."""
+    from recranker.tuning.model import load_merged
 
-    if kind == "transformers":
-        tokenizer, model = load_merged(folder, cfg.tuning.dtype)
-        model = model.to(dtype=DTYPES[cfg.ranking.dtype]).eval()
-        if cfg.ranking.dtype == "float32":
-            use_onednn_linears(model)
-        return TransformersBackend(model, tokenizer, batch_tokens=cfg.ranking.batch_tokens,
-                                   prefix_tokens=cfg.ranking.prefix_tokens)
-    if kind == "vllm":
-        from recranker.ranking.vllm_backend import VLLMBackend
+    r = cfg.ranking.model_copy(update={"backend": kind, **({"server_url": server_url} if server_url else {})})
 
-        return VLLMBackend(merged_folder(folder, cfg), dtype=cfg.ranking.dtype)
-    if kind == "openai":
-        from recranker import assets
-        from recranker.ranking.openai_backend import OpenAIBackend
+    def model() -> tuple:
+        tokenizer, merged = load_merged(folder, cfg.tuning.dtype)
+        return tokenizer, ready_for_ranking(merged, r.dtype)
 
-        if not server_url:
-            raise RecrankerError("the openai backend needs the server's URL (--server-url)")
-        merged = merged_folder(folder, cfg)
-        return OpenAIBackend(server_url, cfg.ranking.server_model or str(merged), assets.load_tokenizer(str(merged)),
-                             api_key=os.environ.get("RECRANKER_SERVER_KEY"), top_logprobs=cfg.ranking.top_logprobs)
-    raise RecrankerError(f"unknown backend {kind!r}: transformers, vllm or openai")
+    return make_backend(r, model=model,
+                        folder=lambda: write_model_folder(folder / "merged", lambda: load_merged(folder, cfg.tuning.dtype)))

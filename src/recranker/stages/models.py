@@ -3,15 +3,15 @@ once per process, the backend that answers with it, and the ranking settings of 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from recranker import assets
 from recranker.artifacts import fingerprint
 from recranker.config import StudyConfig
 from recranker.errors import RecrankerError
-from recranker.ranking.backend import Backend, TransformersBackend, Usage
+from recranker.ranking.backend import Backend, Usage
 from recranker.ranking.config import RankingConfig
+from recranker.ranking.engine import make_backend, ready_for_ranking, write_model_folder
 from recranker.stages.base import model_signature, torch_device
 from recranker.stages.tune import run_tune, tune_stage
 
@@ -87,50 +87,26 @@ class ModelCache:
 
     def get(self, cfg: StudyConfig, system: str) -> tuple:
         """(tokenizer, model) of `system`, in eval mode on the device, in `ranking.dtype`."""
-        from recranker.ranking.backend import use_onednn_linears
-        from recranker.tuning.model import DTYPES
-
         key = fingerprint(ranking_model_inputs(cfg, system), cfg.ranking.dtype)
         if key not in self._models:
             self._models.clear()  # one model in memory at a time
             tokenizer, model = load_ranking_model(cfg, system, train=self.train)
-            model = model.to(device=torch_device(), dtype=DTYPES[cfg.ranking.dtype])
-            if torch_device() == "cpu" and cfg.ranking.dtype == "float32":
-                use_onednn_linears(model)
-            self._models[key] = (tokenizer, model.eval())
+            self._models[key] = (tokenizer, ready_for_ranking(model, cfg.ranking.dtype, torch_device()))
         return self._models[key]
 
     def backend(self, cfg: StudyConfig, system: str) -> Backend:
-        """The `ranking.backend` that answers with `system`'s model."""
+        """The `ranking.backend` that answers with `system`'s model (an engine that loads the model
+        from a folder gets `model_folder`'s; the OpenAI backend asks for that folder's path)."""
         key = fingerprint(ranking_model_inputs(cfg, system), cfg.ranking.backend, cfg.ranking.dtype)
         if key not in self._backends:
             self._backends.clear()
-            if cfg.ranking.backend == "vllm":
-                from recranker.ranking.vllm_backend import VLLMBackend
-
+            if cfg.ranking.backend != "transformers":
                 self._models.clear()
-                backend: Backend = VLLMBackend(model_folder(cfg, system, train=self.train), dtype=cfg.ranking.dtype)
-            elif cfg.ranking.backend == "openai":
-                backend = openai_backend(cfg, system, train=self.train)
-            else:
-                tokenizer, model = self.get(cfg, system)
-                backend = TransformersBackend(model, tokenizer, batch_tokens=cfg.ranking.batch_tokens,
-                                              prefix_tokens=cfg.ranking.prefix_tokens)
-            self._backends[key] = backend
+            self._backends[key] = make_backend(cfg.ranking, model=lambda: self.get(cfg, system),
+                                               folder=lambda: model_folder(cfg, system, train=self.train))
         backend = self._backends[key]
         backend.usage = Usage()
         return backend
-
-
-def openai_backend(cfg: StudyConfig, system: str, *, train: bool = True) -> Backend:
-    """An `OpenAIBackend` asking `ranking.server_url` for `system`'s model (by default named by its
-    model folder, which `model_folder` writes once: serve that folder)."""
-    from recranker.ranking.openai_backend import OpenAIBackend
-
-    r = cfg.ranking
-    folder = model_folder(cfg, system, train=train)
-    return OpenAIBackend(r.server_url, r.server_model or str(folder), assets.load_tokenizer(str(folder)),
-                         api_key=os.environ.get("RECRANKER_SERVER_KEY"), top_logprobs=r.top_logprobs)
 
 
 def model_folder(cfg: StudyConfig, system: str, *, train: bool = True) -> Path:
@@ -138,8 +114,6 @@ def model_folder(cfg: StudyConfig, system: str, *, train: bool = True) -> Path:
     for engines that load models by path (vLLM): the fetched default or a model folder as they
     are; a tuned LoRA adapter merged into its base once, into tune/<variant>/merged/; anything
     else (a GGUF file, a Hugging Face id) saved into rank/models/ once."""
-    from recranker.artifacts import atomic_dir
-
     spec = untuned_model(cfg, system)
     if spec is not None:
         path = assets.model_path(spec)
@@ -152,9 +126,4 @@ def model_folder(cfg: StudyConfig, system: str, *, train: bool = True) -> Path:
         else:
             finished_tune(cfg)
         folder = tune_stage(cfg).path / "merged"
-    if not (folder / "config.json").exists():
-        tokenizer, model = load_ranking_model(cfg, system, train=train)
-        with atomic_dir(folder) as tmp:
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-    return folder
+    return write_model_folder(folder, lambda: load_ranking_model(cfg, system, train=train))

@@ -6,6 +6,8 @@ a working recommender beats popularity on it. Timestamps increase per user, rati
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -56,3 +58,32 @@ def synthetic_dataset(**kwargs: int) -> Dataset:
     """The synthetic log as a `Dataset` (see `synthetic_frames` for the knobs)."""
     log, items = synthetic_frames(**kwargs)
     return Dataset.from_frames("synthetic", log, items, log_path="<synthetic>", items_path="<synthetic items>")
+
+
+def tiny_study(root: Path, **sections: dict) -> Path:
+    """`root/study.yaml`: a whole study on a synthetic log of 40 users and 40 items (written to
+    `root` as log.csv and items.csv) with a tiny random LLM (`root/tiny-lm`), sized to run in
+    seconds; `sections` replace the config's sections of the same name (e.g. `ranking={...}`)."""
+    import yaml
+
+    from recranker.testing.tiny_lm import tiny_causal_lm, tiny_tokenizer
+
+    root = Path(root)
+    log, items = synthetic_frames(n_users=40, n_items=40, per_user=16)
+    log.drop(columns="line").to_csv(root / "log.csv", index=False)
+    items.drop(columns="line").to_csv(root / "items.csv", index=False)
+    tokenizer = tiny_tokenizer()
+    tiny_causal_lm(tokenizer).save_pretrained(root / "tiny-lm")
+    tokenizer.save_pretrained(root / "tiny-lm")
+    config = {
+        "name": "tiny", "runs_dir": str(root / "runs"),
+        "data": {"format": "csv", "path": str(root / "log.csv"), "items_path": str(root / "items.csv")},
+        "retrieval": {"candidates": 5, "models": {"bpr": {"epochs": 3}}},
+        "evaluation": {"ks": [3, 5]},
+        "sampling": {"strategy": "uniform", "instructions": 6},
+        "prompts": {"folds": 2, "tokenizer": str(root / "tiny-lm"), "hints": {"ranking_model": "bpr"}},
+        "tuning": {"model": str(root / "tiny-lm"), "max_steps": 2, "batch_size": 4},
+        **sections,
+    }
+    (root / "study.yaml").write_text(yaml.safe_dump(config))
+    return root / "study.yaml"

@@ -52,6 +52,7 @@ def training_arguments(cfg: TuningConfig, output_dir: Path) -> Any:
         seed=cfg.seed,
         train_sampling_strategy="group_by_length" if cfg.batching == "length" else "random",
         remove_unused_columns=False,
+        ddp_find_unused_parameters=False,  # every trainable weight (LoRA or full) is in every forward pass
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,

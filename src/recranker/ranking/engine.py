@@ -1,0 +1,67 @@
+"""Building the backend that answers with one model, for the study and the server alike.
+
+`make_backend` picks `ranking.backend` ("transformers", "vllm" or "openai") and asks for the model
+only in the form that backend needs: in memory (`model()`: tokenizer and model, ready by
+`ready_for_ranking`) or as a plain model folder on disk (`folder()`: vLLM loads it, an OpenAI
+server serves it). `write_model_folder` writes such a folder once, atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from recranker.errors import RecrankerError
+from recranker.ranking.backend import Backend, TransformersBackend, use_onednn_linears
+from recranker.ranking.config import RankingConfig
+
+BACKENDS = ("transformers", "vllm", "openai")
+
+
+def ready_for_ranking(model: Any, dtype: str, device: str = "cpu") -> Any:
+    """`model` in eval mode on `device` in `dtype` ("float32" or "bfloat16"), with oneDNN linears
+    where that is the fast float32 path (the CPU)."""
+    from recranker.tuning.model import DTYPES
+
+    model = model.to(device=device, dtype=DTYPES[dtype])
+    if device == "cpu" and dtype == "float32":
+        use_onednn_linears(model)
+    return model.eval()
+
+
+def write_model_folder(folder: Path, load: Callable[[], tuple]) -> Path:
+    """`folder` holding the (tokenizer, model) of `load()` as a plain transformers model folder,
+    written once (atomically: a folder is either complete or absent)."""
+    from recranker.artifacts import atomic_dir
+
+    if not (folder / "config.json").is_file():
+        tokenizer, model = load()
+        with atomic_dir(folder) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+    return folder
+
+
+def make_backend(r: RankingConfig, *, model: Callable[[], tuple], folder: Callable[[], Path]) -> Backend:
+    """The `r.backend` backend answering with one model: `model()` gives (tokenizer, model) ready
+    for ranking, `folder()` the model's folder on disk (only the engines that load by path call it).
+    The OpenAI backend asks `r.server_url` for `r.server_model`, by default the folder's path."""
+    if r.backend == "transformers":
+        tokenizer, loaded = model()
+        return TransformersBackend(loaded, tokenizer, batch_tokens=r.batch_tokens, prefix_tokens=r.prefix_tokens)
+    if r.backend == "vllm":
+        from recranker.ranking.vllm_backend import VLLMBackend
+
+        return VLLMBackend(folder(), dtype=r.dtype)
+    if r.backend == "openai":
+        from recranker import assets
+        from recranker.ranking.openai_backend import OpenAIBackend
+
+        if not r.server_url:
+            raise RecrankerError("the openai backend needs the server's URL (ranking.server_url, --server-url)")
+        path = folder()
+        return OpenAIBackend(r.server_url, r.server_model or str(path), assets.load_tokenizer(str(path)),
+                             api_key=os.environ.get("RECRANKER_SERVER_KEY"), top_logprobs=r.top_logprobs)
+    raise RecrankerError(f"unknown backend {r.backend!r}: one of {', '.join(BACKENDS)}")

@@ -1,0 +1,59 @@
+"""Building a backend from a model (the study's and the server's one path)."""
+
+import pytest
+import torch
+
+from recranker.errors import RecrankerError
+from recranker.ranking.backend import OneDNNLinear, TransformersBackend, use_onednn_linears
+from recranker.ranking.config import RankingConfig
+from recranker.ranking.engine import make_backend, ready_for_ranking, write_model_folder
+from recranker.testing import tiny_causal_lm
+
+
+def test_transformers_loads_the_model_in_memory_and_never_asks_for_a_folder(tokenizer) -> None:
+    def no_folder():
+        raise AssertionError("the transformers backend asked for a model folder")
+
+    model = ready_for_ranking(tiny_causal_lm(tokenizer), "float32")
+    backend = make_backend(RankingConfig(batch_tokens=512), model=lambda: (tokenizer, model), folder=no_folder)
+    assert isinstance(backend, TransformersBackend) and backend.model is model and not model.training
+
+
+def test_ready_for_ranking_casts_and_swaps_the_float32_linears(tokenizer) -> None:
+    bf16 = ready_for_ranking(tiny_causal_lm(tokenizer), "bfloat16")
+    assert next(bf16.parameters()).dtype == torch.bfloat16
+    assert not any(isinstance(m, OneDNNLinear) for m in bf16.modules())
+    fp32 = ready_for_ranking(tiny_causal_lm(tokenizer), "float32")
+    swapped = any(isinstance(m, OneDNNLinear) for m in fp32.modules())
+    assert swapped == (use_onednn_linears(tiny_causal_lm(tokenizer)) > 0)  # where this torch has the kernel
+
+
+def test_the_openai_backend_needs_a_url_and_an_unknown_backend_is_named() -> None:
+    def never():
+        raise AssertionError("loaded a model for a backend that cannot be built")
+
+    with pytest.raises(RecrankerError, match="server's URL"):
+        make_backend(RankingConfig().model_copy(update={"backend": "openai"}), model=never, folder=never)
+    with pytest.raises(RecrankerError, match="unknown backend 'onnx'"):
+        make_backend(RankingConfig().model_copy(update={"backend": "onnx"}), model=never, folder=never)
+
+
+def test_a_model_folder_is_written_once_and_whole(tokenizer, tmp_path) -> None:
+    loads = []
+
+    def load():
+        loads.append(1)
+        return tokenizer, tiny_causal_lm(tokenizer)
+
+    folder = write_model_folder(tmp_path / "merged", load)
+    assert (folder / "config.json").is_file() and (folder / "tokenizer.json").is_file()
+    stamp = (folder / "config.json").stat().st_mtime_ns
+    assert write_model_folder(tmp_path / "merged", load) == folder and len(loads) == 1
+    assert (folder / "config.json").stat().st_mtime_ns == stamp
+
+    def broken():
+        raise RuntimeError("the merge failed")
+
+    with pytest.raises(RuntimeError, match="merge failed"):
+        write_model_folder(tmp_path / "other", broken)
+    assert not (tmp_path / "other").exists()
