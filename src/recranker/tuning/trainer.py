@@ -19,6 +19,7 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from recranker.tuning.config import AlroConfig
 from recranker.tuning.data import IGNORE
@@ -64,6 +65,16 @@ class RankerTrainer(Trainer):
         self.meter = Meter()
         self.total_tokens = 0
         self.model_accepts_loss_kwargs = False  # our loss is a mean: the Trainer scales accumulation
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        """The Trainer's sampler, with length grouping over whole optimizer steps (the micro-batches
+        of every process together): a data-parallel run then sees at each step the examples one
+        process sees at the same global batch (the Trainer groups by one process's step only)."""
+        sampler = super()._get_train_sampler(train_dataset)
+        if isinstance(sampler, LengthGroupedSampler):
+            step = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
+            sampler = LengthGroupedSampler(step, lengths=sampler.lengths, generator=sampler.generator)
+        return sampler
 
     def compute_loss(self, model, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None):
