@@ -70,11 +70,13 @@ def main() -> None:
     run = Path(load_config(args.config).run_dir)
     results = {}
     for name, command in variants(args).items():
-        shutil.rmtree(run / "tune" / name, ignore_errors=True)  # always retrain: this measures the run
+        folder = run / "tune" / name
+        shutil.rmtree(folder, ignore_errors=True)  # always retrain: this measures the run
         started = time.perf_counter()
         subprocess.run(command, check=True)
-        folder = run / "tune" / name
-        results[name] = (time.perf_counter() - started, json.loads((folder / "summary.json").read_text()),
+        wall = time.perf_counter() - started
+        summary = json.loads((folder / "summary.json").read_text())
+        results[name] = (wall, summary,
                          [r for r in json.loads((folder / "log.json").read_text()) if "loss" in r])
     curves = {f"{name}: {s['processes']} process{'es' if s['processes'] > 1 else ''}":
               [(r["step"], r["loss"]) for r in log] for name, (_, s, log) in results.items()}
@@ -101,7 +103,8 @@ def report(results: dict, args: argparse.Namespace) -> str:
     lines += [f"| {step} | {a:.4f} | {b:.4f} | {b - a:+.4f} |" for step, a, b in pairs]
     if pairs:
         diffs = [abs(b - a) for _, a, b in pairs]
-        lines += ["", f"Max |difference| over {len(pairs)} steps: {max(diffs):.4f}; mean {sum(diffs) / len(diffs):.4f}. "
+        lines += ["", f"Max |difference| over {len(pairs)} steps: {max(diffs):.2e}; mean {sum(diffs) / len(diffs):.2e}. "
+                      "tokens/s counts rank 0's tokens only (half the batch in the 2-process run). "
                       "Curves: `bench/tuning_loss_distributed.png`."]
     return "\n".join(lines)
 
