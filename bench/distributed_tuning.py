@@ -45,6 +45,8 @@ def plot(curves: dict[str, list[tuple[int, float]]], path: Path) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
+    from recranker.artifacts import atomic_write
+
     fig, ax = plt.subplots(figsize=(7, 4))
     for (name, points), style in zip(curves.items(), ("-o", "--x")):
         ax.plot(*zip(*points), style, markersize=4, label=name)
@@ -53,10 +55,9 @@ def plot(curves: dict[str, list[tuple[int, float]]], path: Path) -> None:
     ax.set_title("tuning: 1 process vs 2 data-parallel processes (accelerate, CPU)")
     ax.grid(alpha=0.3)
     ax.legend()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    with atomic_write(path, binary=True) as fh:
+        fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    tmp.replace(path)
 
 
 def main() -> None:

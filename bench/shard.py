@@ -28,16 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_section  # noqa: E402
 
 
-def timed_pass(cfg, system: str, candidates) -> tuple:
+def timed_pass(cfg, system: str, split, candidates) -> tuple:
     """(outputs, seconds, chunks saved) of one pass of `system` over `candidates`."""
     from recranker.stages.models import ModelCache
     from recranker.stages.rank import rank_users
-    from recranker.stages.shard import finished_split
 
     started = time.perf_counter()
     chunks: list = []
-    outputs, _ = rank_users(cfg, system, "test", finished_split(cfg), candidates, ModelCache(train=False),
-                            on_chunk=chunks.append)
+    outputs, _ = rank_users(cfg, system, "test", split, candidates, ModelCache(train=False), on_chunk=chunks.append)
     return outputs, time.perf_counter() - started, len(chunks)
 
 
@@ -49,8 +47,7 @@ def differing(one, other) -> list[str]:
 
 
 def main() -> None:
-    import yaml
-
+    from recranker.cli.options import set_changes
     from recranker.config import load_config, override
     from recranker.stages.population import llm_candidates
     from recranker.stages.shard import finished_split
@@ -63,15 +60,15 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
-    sets = dict(item.partition("=")[::2] for item in args.set)
-    cfg = override(load_config(args.config), {key: yaml.safe_load(value) for key, value in sets.items()})
+    cfg = override(load_config(args.config), set_changes(args.set))
     split = finished_split(cfg)
     backbone = next(iter(cfg.retrieval.models))
     candidates = llm_candidates(cfg, split, backbone, "test")
     if args.users:
         candidates = candidates.select(slice(0, args.users))
-    one, one_s, one_chunks = timed_pass(override(cfg, {"ranking.workers": 1}), args.system, candidates)
-    many, many_s, many_chunks = timed_pass(override(cfg, {"ranking.workers": args.workers}), args.system, candidates)
+    one, one_s, one_chunks = timed_pass(override(cfg, {"ranking.workers": 1}), args.system, split, candidates)
+    many, many_s, many_chunks = timed_pass(override(cfg, {"ranking.workers": args.workers}), args.system, split,
+                                           candidates)
     diff = differing(one, many)
     users = len(candidates)
     rows = [("one process", os.cpu_count(), one_s, one_chunks, "-"),

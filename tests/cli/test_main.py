@@ -267,3 +267,15 @@ def test_a_finished_backbone_prints_its_measures_in_order(csv_data, capsys) -> N
     again = capsys.readouterr().out.splitlines()[0]
     assert again == first
     assert first.startswith("| model | HR@3 | HR@10 | HR@20 | NDCG@3 | NDCG@10 | NDCG@20 |")
+
+
+def test_set_flags_read_their_values_as_yaml_and_name_a_bad_one(capsys) -> None:
+    from recranker.cli.options import set_changes
+    from recranker.errors import RecrankerError
+
+    assert set_changes(["evaluation.ks=[3, 10]", " ranking.generate =false", "name=x=y"]) == {
+        "evaluation.ks": [3, 10], "ranking.generate": False, "name": "x=y"}
+    with pytest.raises(RecrankerError, match="--set 'bad': expected KEY=VALUE"):
+        set_changes(["bad"])
+    assert main(["data", "--set", "bad"]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err

@@ -86,12 +86,19 @@ def _configured(args: argparse.Namespace):
         except ValueError:
             raise RecrankerError(f"--weights {weights!r}: expected three numbers a1,a2,a3") from None
         changes["ranking.tune_weights"] = False
-    for item in args.set:
+    changes.update(set_changes(args.set))
+    return override(cfg, changes) if changes else cfg
+
+
+def set_changes(items: list[str]) -> dict[str, object]:
+    """The config changes of `--set KEY=VALUE` flags (values read as YAML)."""
+    changes: dict[str, object] = {}
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise RecrankerError(f"--set {item!r}: expected KEY=VALUE")
         changes[key.strip()] = yaml.safe_load(value)
-    return override(cfg, changes) if changes else cfg
+    return changes
 
 
 #: value flag (argparse dest) -> config key
