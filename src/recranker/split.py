@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 Target = Literal["valid", "test"]
 TARGETS: tuple[Target, Target] = ("valid", "test")
 
+#: what a backbone learns from: the liked training interactions, or every one (exposure)
+Positives = Literal["liked", "interacted"]
+
 
 class LeakageError(RecrankerError, AssertionError):
     """Something available for a target was observed at or after the target's time."""
@@ -100,6 +103,15 @@ class Split:
         """Liked training interactions (the positives of implicit-feedback backbones)."""
         train = self.train
         return train[self.dataset.feedback.liked(train["rating"].to_numpy())].reset_index(drop=True)
+
+    def train_positives(self, positives: Positives = "liked") -> pd.DataFrame:
+        """The training interactions a backbone learns from: the liked ones (`"liked"`), or every
+        one whatever its rating (`"interacted"`: what the user chose to see, an exposure model)."""
+        if positives == "liked":
+            return self.liked_train()
+        if positives == "interacted":
+            return self.train
+        raise ValueError(f"positives must be 'liked' or 'interacted', got {positives!r}")
 
     def sequences(self, stage: Target, *, liked_only: bool = True) -> list[np.ndarray]:
         """Per user code, the items before `stage`'s target in time order (empty for others)."""

@@ -19,13 +19,13 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, SerializationInfo, SerializerFunctionWrapHandler, model_serializer
 from tqdm.auto import tqdm
 
 from recranker.artifacts import atomic_write
 from recranker.metrics import Measure, per_user, single_target_gains
 from recranker.settings import Settings
-from recranker.split import Split, Target
+from recranker.split import Positives, Split, Target
 from recranker.types import Rankings
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,20 @@ class RetrieverConfig(Settings):
     max_minutes: float | None = Field(
         None, gt=0, description="wall-clock budget of training; after it, stop at the next evaluation (best weights kept)")
     device: str = Field("cpu", description="torch device: cpu, cuda, or auto")
+    positives: Positives = Field(
+        "liked", description="what the model learns from: the liked training interactions, or every interaction "
+        "whatever its rating ('interacted': an exposure model, blind to what the user thought of an item; "
+        "biased_mf fits every rating either way)")
+
+    @model_serializer(mode="wrap")
+    def _without_default_positives(self, handler: SerializerFunctionWrapHandler,
+                                   info: SerializationInfo) -> dict[str, Any]:
+        # `positives` came after runs were made: left out at its default, so the fingerprints of
+        # those runs' backbones (which hash the dumped settings) stay what they were
+        data = handler(self)
+        if data.get("positives") == "liked":
+            del data["positives"]
+        return data
 
 
 class Retriever(ABC):

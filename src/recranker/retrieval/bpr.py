@@ -1,6 +1,7 @@
 """BPR-MF: matrix factorization trained with the BPR pairwise loss (Rendle et al., UAI 2009).
 
-Positives are the liked training interactions; each is paired with one item drawn uniformly at
+Positives are the liked training interactions (or every training interaction, with
+`positives: interacted`); each is paired with one item drawn uniformly at
 random that the user did not like in training. The pair sampler and the loss live here and are
 reused by LightGCN.
 """
@@ -16,7 +17,7 @@ from pydantic import Field
 from torch import nn
 
 from recranker.retrieval.base import RetrieverConfig, TorchRetriever, optimize
-from recranker.split import Split, Target
+from recranker.split import Positives, Split, Target
 
 
 def bpr_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
@@ -43,14 +44,15 @@ def l2_penalty(*embeddings: torch.Tensor) -> torch.Tensor:
 
 
 class PairSampler:
-    """Uniform (user, positive, negative) triples over the liked training interactions of a split.
+    """Uniform (user, positive, negative) triples over the training positives of a split (the liked
+    interactions, or every one: `Split.train_positives`).
 
-    A negative that turns out to be one of the user's liked training items is redrawn (up to
-    `retries` times; the rare leftovers are kept, which costs nothing measurable).
+    A negative that turns out to be one of the user's positives is redrawn (up to `retries` times;
+    the rare leftovers are kept, which costs nothing measurable).
     """
 
-    def __init__(self, split: Split, retries: int = 3) -> None:
-        liked = split.liked_train()
+    def __init__(self, split: Split, retries: int = 3, positives: Positives = "liked") -> None:
+        liked = split.train_positives(positives)
         self.users = liked["user"].to_numpy(np.int64)  # (N,)
         self.items = liked["item"].to_numpy(np.int64)  # (N,)
         self.n_items = split.n_items
@@ -134,7 +136,7 @@ class BPRMF(TorchRetriever):
         """Make the embeddings and the pair sampler; return Adam."""
         cfg = self.config
         self.module = MF(split.n_users, split.n_items, cfg.dim, cfg.init_std, generator)
-        self.sampler = PairSampler(split)
+        self.sampler = PairSampler(split, positives=cfg.positives)
         return torch.optim.Adam(self.module.parameters(), lr=cfg.lr)
 
     def train_epoch(self, split: Split, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> float:

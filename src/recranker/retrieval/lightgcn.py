@@ -117,7 +117,7 @@ class LightGCN(TorchRetriever):
 
     def build(self, split: Split, generator: torch.Generator) -> torch.optim.Optimizer:
         """Make the normalised graph (once), the embeddings and the pair sampler; return Adam."""
-        self.sampler = PairSampler(split)
+        self.sampler = PairSampler(split, positives=self.config.positives)
         adjacency = normalized_adjacency(self.sampler.users, self.sampler.items, split.n_users, split.n_items)
         self.module = Propagation(adjacency, split.n_users, split.n_items, self.config, generator)
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None

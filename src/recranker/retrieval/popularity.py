@@ -9,7 +9,8 @@ from recranker.split import Split, Target
 
 
 class Popularity(Retriever):
-    """Scores an item by how many training users liked it (ties by item code)."""
+    """Scores an item by how many training users liked it (or interacted with it, with
+    `positives: interacted`; ties by item code)."""
 
     name = "pop"
     Config = RetrieverConfig
@@ -17,7 +18,7 @@ class Popularity(Retriever):
     def fit(self, split: Split, *, progress: bool = True) -> "Popularity":
         """Count liked training interactions per item."""
         self.split = split
-        liked = split.liked_train()
+        liked = split.train_positives(self.config.positives)
         self.counts = np.bincount(liked["item"].to_numpy(), minlength=split.n_items).astype(np.float32)
         self.log = [{"epoch": 0, "valid_ndcg@10": self.validation_ndcg(split)}]
         return self

@@ -171,6 +171,11 @@ class SequenceRetriever(TorchRetriever):
     module: SequenceTransformer
 
     @property
+    def _liked_only(self) -> bool:
+        """Whether the sequences hold the liked items only (else every interaction: `positives`)."""
+        return self.config.positives == "liked"
+
+    @property
     def n_tokens(self) -> int:
         """Vocabulary size: padding plus the items (models may add special tokens)."""
         return self._require_split().n_items + 1
@@ -190,7 +195,8 @@ class SequenceRetriever(TorchRetriever):
     def build(self, split: Split, generator: torch.Generator) -> torch.optim.Optimizer:
         """Make the transformer and its AdamW (decay on matrices only); cut the training windows."""
         self._queries: dict[Target, torch.Tensor] = {}
-        self._windows = torch.from_numpy(self.training_windows(split.sequences("valid")))  # (W, L)
+        seqs = split.sequences("valid", liked_only=self._liked_only)
+        self._windows = torch.from_numpy(self.training_windows(seqs))  # (W, L)
         self.module = SequenceTransformer(split.n_items, self.n_tokens, self.config, causal=self.causal)
         params = list(self.module.parameters())
         groups = [
@@ -224,7 +230,8 @@ class SequenceRetriever(TorchRetriever):
         if stage not in ("valid", "test"):
             raise ValueError(f"stage must be 'valid' or 'test', got {stage!r}")
         if stage not in self._queries:
-            self._queries[stage] = torch.from_numpy(self.query_tokens(split.sequences(stage)))  # (n_users, T)
+            seqs = split.sequences(stage, liked_only=self._liked_only)
+            self._queries[stage] = torch.from_numpy(self.query_tokens(seqs))  # (n_users, T)
         tokens = self._queries[stage][torch.from_numpy(np.array(users, dtype=np.int64))]  # (U, T)
         self.module.eval()
         with torch.no_grad():
