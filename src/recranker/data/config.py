@@ -9,7 +9,9 @@ from pydantic import Field, field_validator
 
 from recranker.settings import Settings
 
-Format = Literal["ml-100k", "ml-1m", "bookcrossing", "amazon", "recbole", "csv"]
+from recranker.data.planted import PlantedConfig
+
+Format = Literal["ml-100k", "ml-1m", "bookcrossing", "amazon", "recbole", "csv", "planted"]
 
 
 class DataConfig(Settings):
@@ -27,12 +29,26 @@ class DataConfig(Settings):
         "random order (random: a random leave-one-out) or the file's line order (file: within a user the file is "
         "sorted by ISBN)")
     order_seed: int = Field(0, description="seed of the random order (bookcrossing)")
+    planted: PlantedConfig = Field(
+        default_factory=PlantedConfig, description="planted: the generated control data's sizes and knobs "
+        "(recranker.data.planted; permute_text: true is the negative control)")
 
     def loaded(self) -> dict[str, Any]:
         """The settings that shape the loaded data (an input of the split): all of them but the
-        time order, which only Book-Crossing reads (so adding it changed no other data's split)."""
+        time order, which only Book-Crossing reads, and the planted data's knobs, which only the
+        planted format reads (so adding either changed no other data's split)."""
         exclude = set() if self.format == "bookcrossing" else {"order", "order_seed"}
+        if self.format != "planted":
+            exclude.add("planted")
         return self.model_dump(mode="json", exclude=exclude)
+
+    @field_validator("path")
+    @classmethod
+    def _planted_has_no_path(cls, value: Path | None, info: Any) -> Path | None:
+        if value is not None and info.data.get("format") == "planted":
+            raise ValueError("the planted format generates its data from data.planted and reads no path "
+                             "(to read files written by recranker.data.planted.write_planted, use format csv)")
+        return value
 
     @field_validator("disliked_max")
     @classmethod

@@ -8,6 +8,8 @@
 | `amazon`       | reviews JSON lines            | meta_path, name, core, feedback        |
 | `recbole`      | folder of `<name>.inter`      | name, implicit, feedback               |
 | `csv`          | log CSV                       | items_path, name, sep, implicit, feedback |
+
+The study config also takes `format: planted` (generated data, no path: `recranker.data.planted`).
 """
 
 from __future__ import annotations

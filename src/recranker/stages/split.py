@@ -34,7 +34,10 @@ def data_path(cfg: DataConfig) -> Path:
 
 def data_files(cfg: DataConfig) -> dict[str, Path]:
     """The files (or folders) the configured loader reads, by config key: `data.path` (or the
-    fetched default copy), and `data.items_path` / `data.meta_path` where the format reads them."""
+    fetched default copy), and `data.items_path` / `data.meta_path` where the format reads them;
+    none for the planted format, whose data is a function of `data.planted`."""
+    if cfg.format == "planted":
+        return {}
     files = {"data.path": data_path(cfg)}
     if cfg.format == "csv" and cfg.items_path is not None:
         files["data.items_path"] = Path(cfg.items_path)
@@ -47,8 +50,13 @@ def load_data(cfg: DataConfig) -> Dataset:
     """Load the configured dataset."""
     from recranker.data.registry import load_dataset
 
+    feedback = Feedback(liked_min=cfg.liked_min, disliked_max=cfg.disliked_max)
+    if cfg.format == "planted":
+        from recranker.data.planted import planted_dataset
+
+        return planted_dataset(cfg.planted, feedback)
     files = data_files(cfg)
-    options: dict[str, object] = {"feedback": Feedback(liked_min=cfg.liked_min, disliked_max=cfg.disliked_max)}
+    options: dict[str, object] = {"feedback": feedback}
     options.update({key.removeprefix("data."): path for key, path in files.items() if key != "data.path"})
     if cfg.format in ("csv", "recbole") and cfg.implicit:
         options["implicit"] = True
@@ -77,10 +85,14 @@ def prepare_split(cfg: StudyConfig) -> Split:
         log.info("split: done, reading %s", stage.path)
         return Split.load(str(stage.path))
     dataset = load_data(cfg.data)
-    split = leave_one_out(dataset, source=str(data_files(cfg.data)["data.path"]))
+    split = leave_one_out(dataset, source=str(data_files(cfg.data).get("data.path", dataset.name)))
     check_leakage(split)
     folder = stage.start()
     split.save(str(folder))
+    if cfg.data.format == "planted":  # the generated files, for a reader to inspect (truth.csv: each user's word)
+        from recranker.data.planted import write_planted
+
+        write_planted(folder / "planted", cfg.data.planted)
     write_json(folder / "stats.json", split_stats(split))
     stage.finish({"users": len(split.users)})
     return split
