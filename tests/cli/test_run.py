@@ -37,7 +37,7 @@ def test_run_writes_every_system_and_the_report(study, capsys) -> None:
     assert bpr["fusion"]["position_prior"]["tuned"]["from"] == "validation pass"
     auc = bpr["diagnostics"]["tuned"]["auc"]
     assert {"backbone", "expected rating", "pairwise wins", "listwise log-prob, calibrated", "tuned hybrid",
-            "learned fusion"} <= set(auc) and all(0 <= a["auc"] <= 1 for a in auc.values())
+            "learned fusion", "rating hint", "ranking hint"} <= set(auc) and all(0 <= a["auc"] <= 1 for a in auc.values())
     # bootstrap passes (2 here) are the tuned system's alone: a baseline makes one listwise pass
     assert bpr["diagnostics"]["tuned"]["first_pick"]["answers"] == bpr["covered"] * 2
     assert bpr["diagnostics"]["zero_shot"]["first_pick"]["answers"] == bpr["covered"]

@@ -115,3 +115,15 @@ def test_no_user_to_ask_gives_empty_outputs_of_the_right_width(split, renderer, 
     out = LLMRanker(backend, renderer, split, hint_models, RankingConfig()).rank(none, "test", progress=False)
     assert len(out) == 0 and out.items.shape == (0, 6) and out.pairs.shape == (5, 2) and not backend.texts
     assert len(RankerOutputs.concat([out])) == 0
+
+
+def test_prompts_are_exactly_what_rank_sends(split, renderer, tokenizer, hint_models, candidates) -> None:
+    backend = OracleBackend(tokenizer, renderer.titles)
+    ranker = LLMRanker(backend, renderer, split, hint_models, RankingConfig(bootstrap=2))
+    ranker.rank(candidates, "test", chunk=4, progress=False)
+    traced = ranker.prompts(candidates, "test")
+    assert [text for *_, text in traced] == [r.text for r in backend.texts]
+    tasks = [task for task, row, *_ in traced if row == 0]
+    assert tasks == ["pointwise"] * 6 + ["pairwise"] * 10 + ["listwise"] * 2  # adjacent pairs, both orders; 2 passes
+    title = renderer.titles[int(candidates.items[0, 0])]
+    assert f'rate "{title}"' in traced[0][3]

@@ -150,6 +150,10 @@ class LLMRanker:
         """`RankerOutputs` of a few users of the split, their prompts sent to the backend together:
         each user's history before `stage`'s target, the hints of the models fitted on the whole
         training set."""
+        return self.ask(candidates, *self._inputs(candidates, stage))
+
+    def _inputs(self, candidates: Rankings, stage: str) -> tuple[list, list, np.ndarray | None, np.ndarray | None]:
+        """`ask`'s inputs for users of the split: histories, shuffle keys, rating and ranking hints."""
         users, items = candidates.users, candidates.items
         tasks = set(self.config.tasks or self.renderer.templates)
         ratings = scores = None
@@ -158,7 +162,7 @@ class LLMRanker:
             scores = self.hints.ranking.score(users, items, stage)
         histories = [self.history(stage, int(u)) for u in users]
         keys = [(STAGE_INDEX[stage], int(u)) for u in users]
-        return self.ask(candidates, histories, keys, ratings, scores)
+        return histories, keys, ratings, scores
 
     def ask(self, candidates: Rankings, histories: Sequence[tuple[np.ndarray, np.ndarray]],
             keys: Sequence[tuple[int, ...]], ratings: np.ndarray | None = None,
@@ -173,6 +177,14 @@ class LLMRanker:
         requests, where, shown = self._requests(candidates.items, histories, keys, ratings, scores, pairs, passes)
         outputs = self.backend.run(requests, self.token_ids) if requests else []
         return self._read(candidates, pairs, shown, where, outputs)
+
+    def prompts(self, candidates: Rankings, stage: str) -> list[tuple[str, int, int, str]]:
+        """Every prompt `rank_chunk` would send for `candidates` at `stage`, as (task, row, index,
+        text): what the LLM is asked, for tracing a user by hand."""
+        passes = self.config.bootstrap if "bootstrapping" in self.config.baselines else 1
+        pairs = pair_columns(candidates.depth, self.config.pairs)
+        requests, where, _ = self._requests(candidates.items, *self._inputs(candidates, stage), pairs, passes)
+        return [(task, row, index, request.text) for (task, row, index), request in zip(where, requests)]
 
     def _requests(self, items: np.ndarray, histories, keys, ratings: np.ndarray | None, scores: np.ndarray | None,
                   pairs: np.ndarray, passes: int) -> tuple[list[Request], list[tuple[str, int, int]], np.ndarray]:

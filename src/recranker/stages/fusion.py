@@ -108,8 +108,9 @@ def fit_fusions(cfg: StudyConfig, split: Split, backbone: str, outputs: dict, hi
 def signal_diagnostics(cfg: StudyConfig, split: Split, backbone: str, outputs: dict, fusions: Fusions,
                        weights: tuple, population: Rankings, gains: dict, hints) -> dict:
     """Per LLM system on the covered test users: the AUC (mean, 95% bootstrap CI) of each task's
-    score, of the paper's hybrid (with `weights`) and of the fusions, and the position test of the
-    first listwise pick, raw and calibrated."""
+    score, of the hint models' scores (`hints`, when the study has them), of the paper's hybrid
+    (with `weights`) and of the fusions, and the position test of the first listwise pick, raw
+    and calibrated."""
     rcfg, top = cfg.ranking, cfg.prompts.listwise_top
     report: dict = {}
     for system in ("tuned", "zero_shot", "no_hints"):
@@ -126,6 +127,9 @@ def signal_diagnostics(cfg: StudyConfig, split: Split, backbone: str, outputs: d
         if out.list_logprob.size and not np.isnan(out.list_logprob).all():
             scores["listwise log-prob"] = out.list_logprob[:, 0]
             scores["listwise log-prob, calibrated"] = calibrated.list_logprob[:, 0]
+        if hints is not None:  # what the test prompts' hints say (full hint models), beside what the LLM makes of them
+            scores["rating hint"] = hints.rating.predict_ratings(out.users, out.items)
+            scores["ranking hint"] = hints.ranking.score(out.users, out.items, "test")
         scores["hybrid"] = hybrid(utilities(out, rcfg.constants, top, rcfg.listwise), weights, rcfg.listwise)
         if fusions.weights is not None:
             scores["tuned hybrid"] = fusions.tuned_hybrid(cfg, out, system)
