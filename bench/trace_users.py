@@ -28,6 +28,7 @@ from recranker.stages import ModelCache, full_hint_models, prompt_renderer
 from recranker.stages.models import pass_ranking
 from recranker.stages.population import evaluation_population
 from recranker.tuning.data import encode_record
+from recranker.types import Rankings
 
 
 def loss_masks(run_dir: Path, tokenizer, tasks: list[str]) -> None:
@@ -79,9 +80,8 @@ def main() -> None:
                   f"{int(np.argsort(np.argsort(-score, kind='stable'))[target])})")
 
 
-def _one(out: RankerOutputs, row: int):
-    from recranker.types import Rankings
-
+def _one(out: RankerOutputs, row: int) -> Rankings:
+    """Row `row` of `out` as a one-user `Rankings` (backbone order)."""
     return Rankings(out.users[row:row + 1], out.items[row:row + 1], -np.arange(out.items.shape[1], dtype=float)[None])
 
 

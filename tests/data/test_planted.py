@@ -21,26 +21,28 @@ def _word(title: str) -> str:
     return title.split()[1]
 
 
-def test_liking_follows_the_hidden_word_and_exposure_does_not() -> None:
-    log, items, truth = planted_frames(PlantedConfig(**SMALL))
+def _holds_and_liked(cfg: PlantedConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Per log row: whether the title holds the user's hidden word, and whether it is liked."""
+    log, items, truth = planted_frames(cfg)
     word = dict(zip(items["item"], items["title"].map(_word)))
     favourite = dict(zip(truth["user"], truth["word"]))
     holds = np.array([word[i] == favourite[u] for u, i in zip(log["user"], log["item"])])
-    liked = log["rating"].astype(int).to_numpy() >= 4
+    return holds, log["rating"].astype(int).to_numpy() >= 4
+
+
+def test_liking_follows_the_hidden_word_and_exposure_does_not() -> None:
+    holds, liked = _holds_and_liked(PlantedConfig(**SMALL))
     assert (liked == holds).all()  # signal 1.0: liked exactly when the title holds the user's word
     # exposure is blind to the word: the user's word is on about 1/words of what they see
     assert abs(holds.mean() - 1 / SMALL["words"]) < 0.03
     # each shelf holds every word equally often, and titles are distinct within a shelf
+    items = planted_frames(PlantedConfig(**SMALL))[1]
     shelf_words = items.assign(shelf=items["genres"], word=items["title"].map(_word)).groupby(["shelf", "word"]).size()
     assert shelf_words.nunique() == 1 and items.groupby("genres")["title"].nunique().eq(SMALL["items_per_shelf"]).all()
 
 
 def test_signal_knob_mixes_in_random_liking() -> None:
-    log, items, truth = planted_frames(PlantedConfig(**SMALL, signal=0.0))
-    word = dict(zip(items["item"], items["title"].map(_word)))
-    favourite = dict(zip(truth["user"], truth["word"]))
-    holds = np.array([word[i] == favourite[u] for u, i in zip(log["user"], log["item"])])
-    liked = log["rating"].astype(int).to_numpy() >= 4
+    holds, liked = _holds_and_liked(PlantedConfig(**SMALL, signal=0.0))
     # no signal: liking is as frequent among the user's word as among the others
     assert abs(liked[holds].mean() - liked[~holds].mean()) < 0.06
 

@@ -15,7 +15,8 @@ def study_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="study config (YAML)")
     parser.add_argument("--name", help="run name (folder under --runs-dir)")
     parser.add_argument("--runs-dir", type=Path, help="parent folder of runs")
-    parser.add_argument("--format", help="data format: ml-100k, ml-1m, bookcrossing, amazon, recbole, csv, planted (generated control data)")
+    parser.add_argument("--format", help="data format: ml-100k, ml-1m, bookcrossing, amazon, recbole, csv, "
+                        "planted (generated control data)")
     parser.add_argument("--path", type=Path, help="data file or folder")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",

@@ -7,9 +7,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from recranker.settings import Settings
-
 from recranker.data.planted import PlantedConfig
+from recranker.settings import Settings
 
 Format = Literal["ml-100k", "ml-1m", "bookcrossing", "amazon", "recbole", "csv", "planted"]
 

@@ -104,7 +104,7 @@ def planted_frames(cfg: PlantedConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.D
     rows, truth = [], []
     for user in range(cfg.users):
         shelf = int(rng.integers(cfg.shelves))
-        favourite = int(rng.integers(cfg.words))
+        favourite = int(rng.integers(cfg.words))  # drawn either way: the shared variant keeps the same exposures
         if cfg.shared_favourite:
             favourite = 0
         shelf_items = np.arange(shelf * cfg.items_per_shelf, (shelf + 1) * cfg.items_per_shelf)

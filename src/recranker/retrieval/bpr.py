@@ -1,8 +1,8 @@
 """BPR-MF: matrix factorization trained with the BPR pairwise loss (Rendle et al., UAI 2009).
 
 Positives are the liked training interactions (or every training interaction, with
-`positives: interacted`); each is paired with one item drawn uniformly at
-random that the user did not like in training. The pair sampler and the loss live here and are
+`positives: interacted`); each is paired with one item drawn uniformly at random that is not
+one of the user's positives. The pair sampler and the loss live here and are
 reused by LightGCN.
 """
 
@@ -52,9 +52,9 @@ class PairSampler:
     """
 
     def __init__(self, split: Split, retries: int = 3, positives: Positives = "liked") -> None:
-        liked = split.train_positives(positives)
-        self.users = liked["user"].to_numpy(np.int64)  # (N,)
-        self.items = liked["item"].to_numpy(np.int64)  # (N,)
+        pairs = split.train_positives(positives)
+        self.users = pairs["user"].to_numpy(np.int64)  # (N,)
+        self.items = pairs["item"].to_numpy(np.int64)  # (N,)
         self.n_items = split.n_items
         self.retries = retries
         self._keys = np.unique(self.users * self.n_items + self.items)  # sorted (user, item) codes

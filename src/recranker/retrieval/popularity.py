@@ -16,10 +16,10 @@ class Popularity(Retriever):
     Config = RetrieverConfig
 
     def fit(self, split: Split, *, progress: bool = True) -> "Popularity":
-        """Count liked training interactions per item."""
+        """Count the training positives (liked interactions, or every one) per item."""
         self.split = split
-        liked = split.train_positives(self.config.positives)
-        self.counts = np.bincount(liked["item"].to_numpy(), minlength=split.n_items).astype(np.float32)
+        positives = split.train_positives(self.config.positives)
+        self.counts = np.bincount(positives["item"].to_numpy(), minlength=split.n_items).astype(np.float32)
         self.log = [{"epoch": 0, "valid_ndcg@10": self.validation_ndcg(split)}]
         return self
 
