@@ -39,3 +39,11 @@ def test_chat_text_uses_the_template_and_falls_back_to_chatml(tokenizer) -> None
     plain = chat_text(messages, None, generation_prompt=True)
     assert plain == "<|im_start|>system\ns<|im_end|>\n<|im_start|>user\nu<|im_end|>\n<|im_start|>assistant\n"
     assert chat_text(messages, tokenizer, generation_prompt=True) == plain  # the tiny template is ChatML too
+
+
+def test_the_token_counts_cache_is_bounded() -> None:
+    counter = TokenCounter(None, max_cached=4)
+    for n in range(50):
+        assert counter.count([f"title {n}", "shared"]).tolist() == [len(f"title {n}") // 4 + (len(f"title {n}") % 4 > 0), 2]
+        assert len(counter._cache) <= 4
+    assert counter.count([f"t{n}" for n in range(9)]).tolist() == [1] * 9  # more texts than the cache holds

@@ -111,3 +111,55 @@ def test_a_full_queue_answers_503_with_retry_after(reranker, monkeypatch) -> Non
     assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
     assert json.loads(busy.text)["error"].startswith("busy")
     assert sorted(r.status_code for r in results) == [200, 200]
+
+
+class Poisoned:
+    """Wraps a backend that raises on any prompt holding the word POISON (a fault no check sees)."""
+
+    def __init__(self, backend):
+        self.inner = backend
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def run(self, requests, token_ids):
+        if any("POISON" in r.text for r in requests):
+            raise TypeError("the backend choked")
+        return self.inner.run(requests, token_ids)
+
+
+def test_a_failing_request_in_a_batch_fails_alone(reranker, monkeypatch) -> None:
+    monkeypatch.setattr(reranker.ranker, "backend", Poisoned(reranker.ranker.backend))
+    sizes, original = [], reranker.rank_many
+
+    def counted(requests):
+        sizes.append(len(requests))
+        return original(requests)
+
+    monkeypatch.setattr(reranker, "rank_many", counted)
+    good = [{**BODY, "candidates": BODY["candidates"][k:] + BODY["candidates"][:k]} for k in range(5)]
+    poison = {**BODY, "history": [{"title": "POISON pill", "rating": 5}]}
+    bodies = good[:2] + [poison] + good[2:]
+    app = create_app(reranker, ServeSettings(max_batch=6, batch_window_ms=3000))
+    with TestClient(app) as client:
+        answers: dict[int, object] = {}
+        threads = [threading.Thread(target=lambda n=n: answers.__setitem__(n, client.post("/v1/rerank", json=bodies[n])))
+                   for n in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        alone = [client.post("/v1/rerank", json=body).json() for body in good]
+    assert sizes[0] == 6, sizes  # the six went to the backend together, then one by one
+    statuses = [answers[n].status_code for n in range(6)]
+    assert statuses == [200, 200, 500, 200, 200, 200]
+    together = [answers[n].json() for n in (0, 1, 3, 4, 5)]
+    assert [[i["item"] for i in a["items"]] for a in together] == [[i["item"] for i in a["items"]] for a in alone]
+
+
+def test_text_that_is_not_unicode_is_refused_naming_the_field(client) -> None:
+    raw = json.dumps({**BODY, "history": [{"title": "x\ud800", "rating": 4}]})  # JSON's \\ud800 escape
+    assert "\\ud800" in raw
+    response = client.post("/v1/rerank", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["error"].startswith("history[0].title: not valid Unicode")

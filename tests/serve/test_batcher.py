@@ -70,3 +70,24 @@ def test_a_failing_call_fails_its_batch_and_the_worker_goes_on() -> None:
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         Batcher(list, max_batch=0)
+
+
+def test_a_failing_batch_is_answered_item_by_item_so_only_the_bad_item_fails() -> None:
+    calls = []
+
+    def handle(items):
+        calls.append(list(items))
+        if "bad" in items:
+            raise RuntimeError("boom")
+        return [item.upper() for item in items]
+
+    release = threading.Event()
+    batcher = Batcher(lambda items: release.wait(10) and handle(items), window_s=0.5, max_batch=4)
+    futures = [batcher.submit(item) for item in ("a", "bad", "c")]  # queued before the worker starts
+    batcher.start()
+    release.set()
+    assert [futures[0].result(timeout=10), futures[2].result(timeout=10)] == ["A", "C"]
+    with pytest.raises(RuntimeError, match="boom"):
+        futures[1].result(timeout=10)
+    assert calls == [["a", "bad", "c"], ["a"], ["bad"], ["c"]]
+    batcher.stop()

@@ -79,6 +79,9 @@ def test_a_known_user_gets_hints_and_an_unknown_one_none(reranker) -> None:
     (dict(scores=[1, 2, 3, 4, float("nan")]), "finite numbers"),
     (dict(tasks=["ranking"]), "not among the run's tuned tasks"),
     (dict(k=0), "k: must be a positive"),
+    (dict(history=[{"title": "x\ud800", "rating": 4}]), r"history\[0\].title: not valid Unicode"),
+    (dict(history=[("i1", np.bool_(True))]), r"history\[0\].rating: give a number"),
+    (dict(scores=np.array([1.0, 2.0, 3.0, 4.0, np.inf])), "finite numbers"),
 ])
 def test_bad_requests_get_one_message_naming_the_field(reranker, kwargs, message) -> None:
     request = {"history": HISTORY, "candidates": CANDIDATES, **kwargs}
@@ -89,3 +92,12 @@ def test_bad_requests_get_one_message_naming_the_field(reranker, kwargs, message
 def test_load_needs_a_finished_run(tmp_path) -> None:
     with pytest.raises(RecrankerError, match="one finished tune stage"):
         Reranker.load(tmp_path)
+
+
+def test_numpy_values_are_taken_as_the_numbers_they_hold(reranker) -> None:
+    plain = reranker.rank([("i1", 5), ("i2", 4)], CANDIDATES, scores=[5.0, 4.0, 3.0, 2.0, 1.0], k=3)
+    numbered = reranker.rank([(np.str_("i1"), np.int64(5)), {"item": "i2", "rating": np.float32(4)}],
+                             np.array(CANDIDATES), scores=np.arange(5, 0, -1, dtype=np.float32), k=np.int64(3))
+    assert [(i.item, i.score) for i in numbered.items] == [(i.item, i.score) for i in plain.items]
+    rows = reranker.rank(np.array([["i1", 5], ["i2", 4]], dtype=object), CANDIDATES, k=3)  # a (n, 2) array
+    assert [i.item for i in rows.items] == [i.item for i in reranker.rank([("i1", 5), ("i2", 4)], CANDIDATES, k=3).items]

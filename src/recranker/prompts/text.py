@@ -42,10 +42,16 @@ def clean_title(title: str, max_chars: int = 80) -> str:
 
 
 class TokenCounter:
-    """Counts tokens of texts with `tokenizer` (cached per text), or estimates len/4 without one."""
+    """Counts tokens of texts with `tokenizer` (cached per text), or estimates len/4 without one.
 
-    def __init__(self, tokenizer: Any | None = None) -> None:
-        self.tokenizer = tokenizer
+    The cache holds at most `max_cached` texts (it is emptied when full): a service counting the
+    free titles of every request must not grow without bound. A study's distinct lines (the
+    catalogue's titles times the ratings shown) stay well below the default."""
+
+    def __init__(self, tokenizer: Any | None = None, max_cached: int = 1 << 17) -> None:
+        if max_cached < 1:
+            raise ValueError("max_cached must be at least 1")
+        self.tokenizer, self.max_cached = tokenizer, max_cached
         self._cache: dict[str, int] = {}
 
     @property
@@ -56,13 +62,19 @@ class TokenCounter:
     def count(self, texts: Sequence[str]) -> np.ndarray:
         """(n,) token counts of `texts` (no special tokens)."""
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
-        if missing:
-            if self.tokenizer is None:
-                counts = [max(1, (len(t) + 3) // 4) for t in missing]
-            else:
-                counts = [len(ids) for ids in self.tokenizer(missing, add_special_tokens=False)["input_ids"]]
-            self._cache.update(zip(missing, counts))
-        return np.array([self._cache[t] for t in texts], dtype=np.int64)
+        if not missing:
+            return np.array([self._cache[t] for t in texts], dtype=np.int64)
+        if self.tokenizer is None:
+            counts = [max(1, (len(t) + 3) // 4) for t in missing]
+        else:
+            counts = [len(ids) for ids in self.tokenizer(missing, add_special_tokens=False)["input_ids"]]
+        new = dict(zip(missing, counts))
+        out = np.array([new[t] if t in new else self._cache[t] for t in texts], dtype=np.int64)
+        if len(self._cache) + len(new) > self.max_cached:
+            self._cache.clear()
+        if len(new) <= self.max_cached:
+            self._cache.update(new)
+        return out
 
 
 def chat_text(messages: list[dict[str, str]], tokenizer: Any | None = None, *, generation_prompt: bool = False) -> str:

@@ -4,6 +4,8 @@ Requests wait in a bounded queue; one worker thread takes the first waiting requ
 others that arrive within `window_s` (up to `max_batch`) and answers them with one
 `Reranker.rank_many` call, so concurrent users share the backend's batched forward passes. A full
 queue refuses at once (`QueueFull`): the service answers 503 with Retry-After instead of hanging.
+A batch whose call raises is answered again item by item, so one bad request fails alone: the
+others get the result they would have got by themselves.
 """
 
 from __future__ import annotations
@@ -83,17 +85,36 @@ class Batcher:
         live = [(item, f) for item, f in batch if f.set_running_or_notify_cancel()]
         if not live:
             return
-        started = time.perf_counter()
         try:
-            results = list(self.handle([item for item, _ in live]))
-            if len(results) != len(live):
-                raise RuntimeError(f"the handler answered {len(results)} results for {len(live)} requests")
-        except Exception as exc:  # one failing call fails its batch, never the worker
-            log.exception("a batch of %d requests failed", len(live))
-            for _, future in live:
-                future.set_exception(exc)
+            results = self._call([item for item, _ in live])
+        except Exception as exc:  # one failing call never stops the worker
+            if len(live) == 1:
+                log.exception("a request failed")
+                live[0][1].set_exception(exc)
+                return
+            log.warning("a batch of %d requests failed (%s: %s); answering them one by one", len(live),
+                        type(exc).__name__, exc)
+            for item, future in live:  # isolate the bad one(s): each item alone
+                self._answer_alone(item, future)
             return
-        if self.on_batch is not None:
-            self.on_batch(len(live), time.perf_counter() - started)
         for (_, future), result in zip(live, results):
             future.set_result(result)
+
+    def _answer_alone(self, item: Any, future: Future) -> None:
+        try:
+            result = self._call([item])[0]
+        except Exception as exc:
+            log.exception("a request failed")
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+    def _call(self, items: list[Any]) -> list[Any]:
+        """`handle(items)`, checked to answer one result per item, timed for `on_batch`."""
+        started = time.perf_counter()
+        results = list(self.handle(items))
+        if len(results) != len(items):
+            raise RuntimeError(f"the handler answered {len(results)} results for {len(items)} requests")
+        if self.on_batch is not None:
+            self.on_batch(len(items), time.perf_counter() - started)
+        return results

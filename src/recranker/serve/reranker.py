@@ -207,13 +207,13 @@ class Parsed:
 def parse_request(reranker: Reranker, request: RankRequest) -> Parsed:
     """See `Reranker.parse`."""
     limits, codes = reranker.limits, reranker.item_codes
-    candidates = list(request.candidates) if isinstance(request.candidates, (list, tuple)) else None
+    candidates = _sequence(request.candidates)
     if not candidates:
         raise RequestError("candidates: give a non-empty list of item ids")
     if len(candidates) > limits.max_candidates:
         raise RequestError(f"candidates: {len(candidates)} items, at most {limits.max_candidates}")
     cand = []
-    for j, item in enumerate(candidates):
+    for j, item in enumerate(map(_plain, candidates)):
         if isinstance(item, bool) or not isinstance(item, (str, int)) or str(item) not in codes:
             raise RequestError(f"candidates[{j}]: unknown item id {item!r}")
         cand.append(codes[str(item)])
@@ -227,23 +227,50 @@ def parse_request(reranker: Reranker, request: RankRequest) -> Parsed:
         cand_codes = cand_codes[np.argsort(-scores, kind="stable")]
     items, ratings, titles = _history(reranker, request.history)
     tasks = tuple(reranker.tasks if request.tasks is None else _tasks(reranker, request.tasks))
-    k = len(cand) if request.k is None else request.k
+    k = len(cand) if request.k is None else _plain(request.k)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise RequestError(f"k: must be a positive whole number, got {request.k!r}")
-    user = None if request.user is None else reranker.user_codes.get(str(request.user))
+    user = None if request.user is None else reranker.user_codes.get(str(_plain(request.user)))
     key = int.from_bytes(hashlib.sha256(repr((cand, items.tolist(), titles)).encode()).digest()[:7], "little")
     return Parsed(cand_codes, items, ratings, titles, user, tasks, min(k, len(cand)), key)
 
 
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (np.int64(5) -> 5); anything else unchanged."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _sequence(values: Any) -> list | None:
+    """A list, tuple or numpy array as a list of plain values; None for anything else."""
+    if isinstance(values, np.ndarray):
+        return values.tolist() if values.ndim >= 1 else None
+    return list(values) if isinstance(values, (list, tuple)) else None
+
+
+def _number(value: Any) -> bool:
+    """Whether `value` is a finite int or float (bools are not numbers here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def _encodable(text: str) -> bool:
+    """Whether `text` is valid Unicode the tokenizer can take (no lone surrogates such as '\\ud800')."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _numbers(values: Any, name: str) -> np.ndarray:
-    if not isinstance(values, (list, tuple)) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values):
+    values = _sequence(values)
+    if values is None or not all(_number(_plain(v)) for v in values):
         raise RequestError(f"{name}: give a list of finite numbers")
     return np.asarray(values, dtype=np.float64)
 
 
 def _tasks(reranker: Reranker, tasks: Any) -> list[str]:
-    if not isinstance(tasks, (list, tuple)) or not tasks or not all(isinstance(t, str) for t in tasks):
+    tasks = _sequence(tasks)
+    if not tasks or not all(isinstance(t, str) for t in tasks):
         raise RequestError(f"tasks: give a non-empty list of task names among {reranker.tasks}")
     unknown = [t for t in tasks if t not in reranker.tasks]
     if unknown:
@@ -254,7 +281,8 @@ def _tasks(reranker: Reranker, tasks: Any) -> list[str]:
 def _history(reranker: Reranker, history: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(codes, ratings, free titles) of the history, most recent first as given."""
     limits = reranker.limits
-    if not isinstance(history, (list, tuple)):
+    history = _sequence(history)
+    if history is None:
         raise RequestError("history: give a list of [item id, rating] or {item|title, rating} entries")
     if len(history) > limits.max_history:
         raise RequestError(f"history: {len(history)} entries, at most {limits.max_history}")
@@ -264,15 +292,18 @@ def _history(reranker: Reranker, history: Any) -> tuple[np.ndarray, np.ndarray, 
             if set(entry) - {"item", "title", "rating"} or ("item" in entry) == ("title" in entry):
                 raise RequestError(f"history[{n}]: give exactly one of 'item' and 'title', and 'rating'")
             item, title, rating = entry.get("item"), entry.get("title"), entry.get("rating")
-        elif isinstance(entry, (list, tuple)) and len(entry) == 2:
-            (item, rating), title = entry, None
+        elif isinstance(entry, (list, tuple, np.ndarray)) and len(entry) == 2:
+            (item, rating), title = _sequence(entry), None
         else:
             raise RequestError(f"history[{n}]: give [item id, rating] or {{item|title, rating}}")
-        if isinstance(rating, bool) or not isinstance(rating, (int, float)) or not np.isfinite(rating):
+        item, rating = _plain(item), _plain(rating)
+        if not _number(rating):
             raise RequestError(f"history[{n}].rating: give a number, got {rating!r}")
         if title is not None:
             if not isinstance(title, str) or not title.strip() or len(title) > limits.max_title_chars:
                 raise RequestError(f"history[{n}].title: give a text of 1 to {limits.max_title_chars} characters")
+            if not _encodable(title):
+                raise RequestError(f"history[{n}].title: not valid Unicode (a lone surrogate such as \\ud800)")
             titles.append(title)
             items.append(-len(titles))
         elif isinstance(item, bool) or not isinstance(item, (str, int)) or str(item) not in reranker.item_codes:
