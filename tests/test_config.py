@@ -62,6 +62,10 @@ def test_override_replaces_dotted_keys_and_validates() -> None:
         override(cfg, {"nope.x": 1})
     with pytest.raises(ConfigError, match="retrieval.candidates"):
         override(cfg, {"retrieval.candidates": -1})
+    added = override(cfg, {"retrieval.models.bpr.epochs": 3})  # a backbone the config does not list
+    assert added.retrieval.models["bpr"].epochs == 3 and "lightgcn" in added.retrieval.models
+    with pytest.raises(ConfigError, match="no section 'nope'"):
+        override(cfg, {"retrieval.nope.x": 1})
 
 
 def test_missing_file() -> None:

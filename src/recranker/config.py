@@ -134,13 +134,20 @@ def load_config(path: str | Path) -> StudyConfig:
     return parse_config(data, str(path))
 
 
+#: sections whose entries the user names (a backbone under retrieval.models): an override of a key
+#: inside an entry the config does not list adds the entry with its defaults
+NAMED_SECTIONS = {("retrieval", "models")}
+
+
 def override(config: StudyConfig, changes: dict[str, Any]) -> StudyConfig:
     """A copy of `config` with dotted keys replaced, e.g. {"retrieval.candidates": 20}."""
     data = config.model_dump(mode="json")
     for dotted, value in changes.items():
         node = data
         *parents, leaf = dotted.split(".")
-        for key in parents:
+        for depth, key in enumerate(parents):
+            if key not in node and tuple(parents[:depth]) in NAMED_SECTIONS:
+                node[key] = {}  # e.g. retrieval.models.bpr.epochs=3: bpr with its defaults, then epochs
             if not isinstance(node.get(key), dict):
                 raise ConfigError(f"override {dotted!r}: no section {key!r}")
             node = node[key]

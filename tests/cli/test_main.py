@@ -279,3 +279,29 @@ def test_set_flags_read_their_values_as_yaml_and_name_a_bad_one(capsys) -> None:
         set_changes(["bad"])
     assert main(["data", "--set", "bad"]) == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key", ["data.path", "data.items_path"])
+def test_a_folder_where_a_file_is_read_is_one_message_naming_the_key(csv_data, capsys, key) -> None:
+    args = flags(csv_data)
+    where = args.index(str(csv_data / "log.csv") if key == "data.path" else f"data.items_path={csv_data / 'items.csv'}")
+    args[where] = str(csv_data) if key == "data.path" else f"data.items_path={csv_data}"
+    assert main(["data", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"recranker: error: {csv_data}: a folder, but {key} of the csv format is one file"]
+    assert not (csv_data / "runs").exists()
+
+
+def test_a_file_where_a_folder_is_read_is_one_message(csv_data, capsys) -> None:
+    assert main(["data", "--format", "ml-100k", "--path", str(csv_data / "log.csv"), "--runs-dir",
+                 str(csv_data / "runs")]) == 2
+    assert "a file, but data.path of the ml-100k format is a folder" in capsys.readouterr().err
+
+
+def test_set_of_a_backbone_the_config_does_not_list_configures_it(csv_data, capsys) -> None:
+    assert main(["retrieve", "--model", "bpr", "--set", "retrieval.models.bpr.epochs=2", "--candidates", "5",
+                 *flags(csv_data)]) == 0
+    assert (csv_data / "runs" / "t" / "retrieval" / "bpr" / "_stage.json").is_file()
+    assert not (csv_data / "runs" / "t" / "retrieval" / "lightgcn").exists()  # --model bpr: bpr alone
+    assert main(["retrieve", "--set", "retrieval.models.nope.epochs=2", *flags(csv_data)]) == 2
+    assert "unknown model 'nope'" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 BODY = {"history": [{"item": "i1", "rating": 5}], "candidates": ["i3", "i4", "i15"]}
 
@@ -48,3 +49,33 @@ def test_serve_answers_and_sigterm_lets_the_request_in_flight_finish(tiny_run) -
     finally:
         if process.poll() is None:
             process.kill()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--queue-size", "0"], "--queue-size: between 1 and"),
+    (["--max-batch", "0"], "--max-batch: between 1 and"),
+    (["--batch-window-ms", "-1"], "--batch-window-ms: between 0 and"),
+    (["--batch-window-ms", "nan"], "--batch-window-ms: between 0 and"),
+    (["--max-body-kb", "0"], "--max-body-kb: between 1 and"),
+    (["--port", "99999"], "--port: between 1 and 65535"),
+    (["--max-history", "-1"], "--max-history: between 1 and"),
+    (["--max-candidates", "27"], "--max-candidates: between 1 and 26"),
+])
+def test_bad_flags_end_with_one_line_naming_the_flag_before_anything_starts(tiny_run, capsys, flags, message) -> None:
+    from recranker.cli.main import main
+
+    assert main(["serve", str(tiny_run), *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_a_port_in_use_is_refused_before_the_model_loads(tiny_run, capsys) -> None:
+    from recranker.cli.main import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", str(tiny_run), "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--port {port} on --host 127.0.0.1: cannot listen there" in err and "serving" not in err

@@ -101,3 +101,18 @@ def test_numpy_values_are_taken_as_the_numbers_they_hold(reranker) -> None:
     assert [(i.item, i.score) for i in numbered.items] == [(i.item, i.score) for i in plain.items]
     rows = reranker.rank(np.array([["i1", 5], ["i2", 4]], dtype=object), CANDIDATES, k=3)  # a (n, 2) array
     assert [i.item for i in rows.items] == [i.item for i in reranker.rank([("i1", 5), ("i2", 4)], CANDIDATES, k=3).items]
+
+
+@pytest.mark.parametrize("remove, missing", [("adapter", "adapter/ (LoRA) or model/ (full fine-tuning) missing"),
+                                             ("adapter/adapter_model.safetensors", "adapter/adapter_model.safetensors"),
+                                             ("base_model.txt", "base_model.txt missing")])
+def test_a_run_missing_its_tuned_model_is_one_message_naming_the_folder(tiny_run, tmp_path, remove, missing) -> None:
+    import shutil
+
+    copy = tmp_path / "runs" / "tiny"
+    shutil.copytree(tiny_run, copy)
+    target = copy / "tune" / "main" / remove
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    with pytest.raises(RecrankerError) as err:
+        Reranker.load(copy)
+    assert str(err.value).startswith(f"{copy / 'tune' / 'main'}: no tuned model: ") and missing in str(err.value)

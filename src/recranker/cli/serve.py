@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import socket
 from pathlib import Path
 
 from recranker.errors import RecrankerError
@@ -39,8 +41,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise RecrankerError(f"serving needs the serve extra: pip install 'recranker[serve]' ({exc})") from None
     from recranker.serve import Limits, Reranker
 
-    if not 1 <= args.max_candidates <= 26:
-        raise RecrankerError(f"--max-candidates: between 1 and 26 (the listwise identifiers A-Z), got {args.max_candidates}")
+    check_serve_flags(args)
     limits = Limits(max_candidates=args.max_candidates, max_history=args.max_history)
     reranker = Reranker.load(args.run_dir, backend=args.backend, dtype=args.dtype, server_url=args.server_url,
                              hints=not args.no_hints, limits=limits)
@@ -52,3 +53,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     uvicorn.run(create_app(reranker, settings), host=args.host, port=args.port, log_level="warning",
                 timeout_graceful_shutdown=30)
     return 0
+
+
+#: flag -> (smallest, largest) value it takes
+FLAG_RANGES = {"port": (1, 65535), "batch_window_ms": (0, 60_000), "max_batch": (1, 1024), "queue_size": (1, 100_000),
+               "max_body_kb": (1, 1 << 20), "max_candidates": (1, 26), "max_history": (1, 100_000)}
+
+
+def check_serve_flags(args: argparse.Namespace) -> None:
+    """Every number flag within its range and the port free, before the model loads: a
+    `RecrankerError` naming the first bad flag otherwise (the command exits 2)."""
+    for dest, (low, high) in FLAG_RANGES.items():
+        value = getattr(args, dest)
+        if not (math.isfinite(value) and low <= value <= high):
+            why = " (the listwise identifiers A-Z)" if dest == "max_candidates" else ""
+            raise RecrankerError(f"--{dest.replace('_', '-')}: between {low} and {high}{why}, got {value:g}")
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((args.host, args.port))
+    except OSError as exc:
+        raise RecrankerError(f"--port {args.port} on --host {args.host}: cannot listen there ({exc.strerror or exc})") from None

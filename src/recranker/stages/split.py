@@ -13,6 +13,7 @@ from recranker.artifacts import Stage, fingerprint, write_json
 from recranker.config import StudyConfig
 from recranker.data.config import DataConfig
 from recranker.data.dataset import Dataset, Feedback
+from recranker.errors import DataError
 from recranker.split import Split, check_leakage, leave_one_out
 from recranker.stages.base import input_signature, writes_run
 
@@ -43,7 +44,25 @@ def data_files(cfg: DataConfig) -> dict[str, Path]:
         files["data.items_path"] = Path(cfg.items_path)
     if cfg.format == "amazon" and cfg.meta_path is not None:
         files["data.meta_path"] = Path(cfg.meta_path)
+    for key, path in files.items():
+        check_kind(key, Path(path).expanduser(), cfg.format)
     return files
+
+
+#: the formats whose data.path is one file (the others read a folder)
+FILE_FORMATS = ("csv", "amazon")
+
+
+def check_kind(key: str, path: Path, format: str) -> None:
+    """A `DataError` naming `key` when `path` is missing, or is a folder where the format reads a
+    file (or the other way round)."""
+    if not path.exists():
+        raise DataError(path, f"no such file or folder ({key})")
+    wants_file = key != "data.path" or format in FILE_FORMATS
+    if wants_file and path.is_dir():
+        raise DataError(path, f"a folder, but {key} of the {format} format is one file")
+    if not wants_file and not path.is_dir():
+        raise DataError(path, f"a file, but {key} of the {format} format is a folder")
 
 
 def load_data(cfg: DataConfig) -> Dataset:

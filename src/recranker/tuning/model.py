@@ -107,6 +107,7 @@ def load_tuned(folder: str | Path, dtype: str = "float32") -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = Path(folder)
+    check_tuned_folder(folder)
     if (folder / "adapter" / "adapter_config.json").exists():
         from peft import PeftModel
 
@@ -118,6 +119,29 @@ def load_tuned(folder: str | Path, dtype: str = "float32") -> tuple[Any, Any]:
         model = AutoModelForCausalLM.from_pretrained(folder / "model", dtype=DTYPES[dtype])
         tokenizer = AutoTokenizer.from_pretrained(folder / "model")
     return tokenizer, model.eval()
+
+
+def check_tuned_folder(folder: Path) -> None:
+    """A `RecrankerError` naming `folder` and what it lacks unless it holds a tuned model: a LoRA
+    adapter (adapter/adapter_config.json, its weights and base_model.txt) or a fully tuned model
+    (model/config.json and its weights)."""
+    from recranker.errors import RecrankerError
+
+    def weights(sub: Path, stem: str) -> bool:
+        return any((sub / f"{stem}{suffix}").is_file() for suffix in (".safetensors", ".bin")) or any(
+            sub.glob(f"{stem}-*.safetensors"))
+
+    adapter, full = folder / "adapter", folder / "model"
+    if (adapter / "adapter_config.json").is_file():
+        missing = [name for name, ok in (("adapter/adapter_model.safetensors", weights(adapter, "adapter_model")),
+                                         ("base_model.txt", (folder / "base_model.txt").is_file())) if not ok]
+    elif (full / "config.json").is_file():
+        missing = [] if weights(full, "model") else ["model/model.safetensors"]
+    else:
+        missing = ["adapter/ (LoRA) or model/ (full fine-tuning)"]
+    if missing:
+        raise RecrankerError(f"{folder}: no tuned model: {', '.join(missing)} missing; "
+                             "tune again (`recranker tune`) or copy the whole run folder")
 
 
 def load_merged(folder: str | Path, dtype: str = "float32") -> tuple[Any, Any]:
