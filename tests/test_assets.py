@@ -1,5 +1,6 @@
 import hashlib
 import io
+import json
 import subprocess
 import tarfile
 import zipfile
@@ -22,15 +23,34 @@ def fake_home(tmp_path, monkeypatch):
     return tmp_path / "home"
 
 
-def fake_pip_download(wheel_dir: Path, inter: str):
+ITEMS, USERS = "item_id:token\tmovie_title:token_seq\n242\tKolya\n302\tL.A. Confidential\n", "user_id:token\n196\n186\n"
+
+
+@pytest.fixture(autouse=True)
+def fake_checksums(monkeypatch):
+    """The source checksums of the fake ML-100K wheel's tables (the real ones are the module's)."""
+    monkeypatch.setattr(assets, "ML100K_WHEEL_TABLES", {
+        "ml-100k.item": hashlib.sha256(ITEMS.encode()).hexdigest(), "ml-100k.user": hashlib.sha256(USERS.encode()).hexdigest()})
+
+
+def fake_pip_download(wheel_dir: Path, inter: str, items: str = ITEMS):
     def run(command, **kwargs):
         target = Path(command[command.index("-d") + 1])
         with zipfile.ZipFile(target / "recbole-1.2.1-py3-none-any.whl", "w") as z:
-            for suffix, text in (("inter", inter), ("item", "item_id:token\n242\n302\n"), ("user", "user_id:token\n")):
+            for suffix, text in (("inter", inter), ("item", items), ("user", USERS)):
                 z.writestr(f"{assets.RECBOLE_ML100K}ml-100k.{suffix}", text)
         return subprocess.CompletedProcess(command, 0, "", "")
 
     return run
+
+
+@pytest.fixture()
+def fetched(fake_home, monkeypatch, tmp_path):
+    """A fake ML-100K fetched from the (fake) wheel into the empty cache."""
+    monkeypatch.setitem(assets._FETCHERS, "grouplens", offline_grouplens)
+    monkeypatch.setattr(assets.subprocess, "run", fake_pip_download(tmp_path, INTER))
+    monkeypatch.setattr(assets, "ML100K_CONTENT_SHA256", assets.ml100k_content_sha256_of_lines(INTER.splitlines()[1:]))
+    return assets.fetch("ml-100k")
 
 
 def offline_grouplens(folder: Path) -> None:
@@ -135,9 +155,11 @@ def test_smollm2_from_the_wheel_is_verified_converted_and_cached(fake_home, monk
     path = assets.fetch("smollm2-135m")
     assert path == fake_home / "smollm2-135m" and assets.is_fetched("smollm2-135m")
     marker = read_json(path / assets.COMPLETE)
+    files = marker.pop("files")
     assert marker == {"name": "smollm2-135m", "source": "wheel", "sha256": assets.SMOLLM2_GGUF_SHA256,
                       "gguf": "SmolLM2-135M-Instruct.Q4_1.gguf"}  # fmt: skip
     names = {p.name for p in path.iterdir()}
+    assert set(files) == names - {"asset.json"}  # every model file is covered by a checksum
     assert {"config.json", "model.safetensors", "tokenizer.json", "asset.json"} <= names
     assert not any(name.endswith(".gguf") for name in names) and not seen[0].exists()
     assert "quantization_config" not in read_json(path / "config.json")  # stripped from the saved copy
@@ -190,7 +212,8 @@ def test_model_path_resolves_alias_folder_and_hub_id(fake_home, tmp_path) -> Non
         assets.model_path("default")
     folder = fake_home / "smollm2-135m"
     folder.mkdir(parents=True)
-    (folder / assets.COMPLETE).write_text("{}")
+    (folder / "config.json").write_text("{}")
+    (folder / assets.COMPLETE).write_text(json.dumps({"files": assets.file_records(folder)}))
     assert assets.model_path("default") == assets.model_path("smollm2-135m") == folder
     assert assets.model_path(str(tmp_path)) == tmp_path
     assert assets.model_path("HuggingFaceTB/SmolLM2-360M-Instruct") == "HuggingFaceTB/SmolLM2-360M-Instruct"
@@ -293,3 +316,74 @@ def test_real_archive_data_verifies(name, archive) -> None:
     for file, digest in archive[2].items():
         if digest:
             assert assets.text_sha256(assets.require(name) / file) == digest, file
+
+
+def test_every_fetched_file_is_recorded_and_verified_on_read(fetched, monkeypatch) -> None:
+    files = read_json(fetched / assets.COMPLETE)["files"]
+    assert sorted(files) == ["ml-100k.inter", "ml-100k.item", "ml-100k.user"]
+    assert files["ml-100k.item"] == {"size": len(ITEMS), "sha256": hashlib.sha256(ITEMS.encode()).hexdigest()}
+    hashed, original = [], assets.file_sha256
+    monkeypatch.setattr(assets, "file_sha256", lambda p: hashed.append(p.name) or original(p))
+    assets._VERIFIED.clear()
+    assert assets.require("ml-100k") == fetched and len(hashed) == 3
+    assert assets.require("ml-100k") == fetched and len(hashed) == 3  # unchanged files: not hashed again
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: p.write_bytes(p.read_bytes().replace(b"881250949", b"881250948")), "content differs from the fetched copy"),
+    (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "bytes, "),
+    (lambda p: p.unlink(), "missing from the cached ml-100k"),
+])
+def test_a_damaged_cache_is_one_clear_error_saying_how_to_repair_it(fetched, damage, message) -> None:
+    damage(fetched / "ml-100k.inter")
+    with pytest.raises(assets.DamagedAsset, match=message) as err:
+        assets.require("ml-100k")
+    assert "ml-100k.inter" in str(err.value) and "recranker fetch ml-100k --force" in str(err.value)
+    assert len(str(err.value).splitlines()) == 1
+
+
+def test_an_edited_item_table_is_refused_and_a_plain_fetch_repairs_it(fetched) -> None:
+    (fetched / "ml-100k.item").write_text(ITEMS.replace("Kolya", "Kolyz"))  # same size, other text
+    with pytest.raises(assets.DamagedAsset, match="ml-100k.item: its content differs"):
+        assets.require("ml-100k")
+    assert assets.fetch("ml-100k") == fetched  # a fetch re-checks, finds the damage and fetches again
+    assert (fetched / "ml-100k.item").read_text() == ITEMS and assets.require("ml-100k") == fetched
+
+
+def test_the_wheel_tables_are_checked_against_the_source(fake_home, monkeypatch, tmp_path) -> None:
+    monkeypatch.setitem(assets._FETCHERS, "grouplens", offline_grouplens)
+    monkeypatch.setattr(assets.subprocess, "run", fake_pip_download(tmp_path, INTER, ITEMS.replace("Kolya", "Edited")))
+    monkeypatch.setattr(assets, "ML100K_CONTENT_SHA256", assets.ml100k_content_sha256_of_lines(INTER.splitlines()[1:]))
+    with pytest.raises(assets.FetchError, match="checksum mismatch from wheel: ml-100k.item"):
+        assets.fetch("ml-100k")
+    assert list(fake_home.iterdir()) == []
+
+
+def test_a_cache_fetched_without_checksums_says_to_fetch_again(fetched) -> None:
+    marker = read_json(fetched / assets.COMPLETE)
+    del marker["files"]
+    (fetched / assets.COMPLETE).write_text(json.dumps(marker))
+    with pytest.raises(assets.DamagedAsset, match="recorded no checksums.*recranker fetch ml-100k --force"):
+        assets.require("ml-100k")
+
+
+def test_a_stray_folder_of_a_killed_fetch_is_removed_by_the_next(fake_home, monkeypatch, tmp_path) -> None:
+    (fake_home / ".ml-100k.x1y2z3").mkdir(parents=True)  # what a SIGKILL mid-fetch leaves
+    (fake_home / ".ml-100k.x1y2z3" / "ml-100k.inter").write_text("half")
+    monkeypatch.setitem(assets._FETCHERS, "grouplens", offline_grouplens)
+    monkeypatch.setattr(assets.subprocess, "run", fake_pip_download(tmp_path, INTER))
+    monkeypatch.setattr(assets, "ML100K_CONTENT_SHA256", assets.ml100k_content_sha256_of_lines(INTER.splitlines()[1:]))
+    assets.fetch("ml-100k")
+    assert [p.name for p in fake_home.iterdir()] == ["ml-100k"]
+
+
+def test_a_forced_fetch_of_identical_bytes_keeps_the_runs_built_on_it(fetched, tmp_path) -> None:
+    from recranker.config import StudyConfig, override
+    from recranker.stages.split import split_stage
+
+    cfg = override(StudyConfig(), {"runs_dir": str(tmp_path / "runs")})
+    before = (assets.content_digest("ml-100k"), split_stage(cfg).inputs)
+    assets.fetch("ml-100k", force=True)  # new files, new mtimes, the same bytes
+    assert (assets.content_digest("ml-100k"), split_stage(cfg).inputs) == before
+    (fetched / "ml-100k.user").write_text(USERS)  # rewritten, the same bytes: checked again, still the same run
+    assert split_stage(cfg).inputs == before[1]

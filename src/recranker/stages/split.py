@@ -91,8 +91,12 @@ SPLIT_FORMAT = 2
 
 
 def split_stage(cfg: StudyConfig) -> Stage:
-    """The split stage of `cfg`'s run (its inputs: data config and every file the loader reads)."""
-    signature = [entry for key, path in data_files(cfg.data).items() for entry in input_signature(path, key)]
+    """The split stage of `cfg`'s run (its inputs: the data config and every file the loader reads,
+    by size and mtime; for a fetched copy, the checksum of its content)."""
+    if cfg.data.path is None and cfg.data.format in FETCHED_DATA:  # the fetched copy: its content, not its mtimes
+        signature = [("fetched", cfg.data.format, assets.content_digest(cfg.data.format))]
+    else:
+        signature = [entry for key, path in data_files(cfg.data).items() for entry in input_signature(path, key)]
     return Stage(cfg.run_dir, "split", inputs=fingerprint(cfg.data.loaded(), signature, SPLIT_FORMAT))
 
 
