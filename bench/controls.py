@@ -15,8 +15,12 @@ text tells), wall time and peak memory, and the gates of the issue with pass / f
   p < 0.05 on any measure.
 
     python bench/controls.py [--run] [--write] [--time-log POSITIVE.log NEGATIVE.log]
+    python bench/controls.py --only positive --name-suffix=-e4 --set tuning.epochs=4 \
+        --set tuning.learning_rate=0.001 --set 'ranking.baselines=[zero_shot]' --section controls-e4 --write
 
-`--time-log` takes the outputs of `/usr/bin/time -v recranker run ...` for the peak memory.
+`--time-log` takes the outputs of `/usr/bin/time -v recranker run ...` (one per control run) for the
+peak memory; `--set`, `--name-suffix` and `--only` read (or run) a control at other settings, the
+same changes as `recranker run CONFIG --name NAME --set ...`.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_section  # noqa: E402
 from study import stage_times  # noqa: E402
 
-from recranker.config import StudyConfig, load_config  # noqa: E402
+from recranker.cli.options import set_changes  # noqa: E402
+from recranker.config import StudyConfig, load_config, override  # noqa: E402
 from recranker.data.planted import title_word_scores  # noqa: E402
 from recranker.metrics import Measure  # noqa: E402
 from recranker.ranking.fusion import bootstrap_ci, target_auc  # noqa: E402
@@ -116,10 +121,11 @@ def peak_gib(log: Path | None) -> str:
     return f"{int(match.group(1)) / 2**20:.2f} GiB" if match else "-"
 
 
-def section(kind: str, cfg: StudyConfig, time_log: Path | None) -> str:
+def section(kind: str, cfg: StudyConfig, time_log: Path | None, changes: dict | None = None) -> str:
     results = StudyResults.load(cfg.run_dir / "results" / "summary.json")
     _, wall = stage_times(cfg.run_dir)
-    parts = [f"### {kind} control (`{CONFIGS[kind]}`)\n",
+    changed = "".join(f", {key}={value}" for key, value in (changes or {}).items())
+    parts = [f"### {kind} control (`{CONFIGS[kind]}`{changed}; run `{cfg.run_dir}`)\n",
              f"Wall time {wall / 60:.1f} min (first stage start to last stage end), peak memory {peak_gib(time_log)}.\n"]
     for backbone, summary in results.backbones.items():
         reader, ci, users = text_reader_auc(cfg, backbone)
@@ -146,21 +152,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", action="store_true", help="run (or finish) the controls first")
     parser.add_argument("--write", action="store_true")
-    parser.add_argument("--time-log", nargs=2, type=Path, metavar=("POSITIVE", "NEGATIVE"))
+    parser.add_argument("--time-log", nargs="+", type=Path, metavar="LOG", help="one per control read, in order")
+    parser.add_argument("--only", choices=list(CONFIGS), help="one control only")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config change (repeatable)")
+    parser.add_argument("--name-suffix", default="", help="appended to the runs' names (for runs changed by --set)")
+    parser.add_argument("--section", default="controls", help="BENCHMARKS.md section")
     args = parser.parse_args()
     parts = []
-    for k, (kind, path) in enumerate(CONFIGS.items()):
+    changes = set_changes(args.set)
+    chosen = [(kind, path) for kind, path in CONFIGS.items() if args.only in (None, kind)]
+    for k, (kind, path) in enumerate(chosen):
         cfg = load_config(path)
+        cfg = override(cfg, {**changes, "name": cfg.name + args.name_suffix})
         if args.run:
             run_study(cfg)
         if not (cfg.run_dir / "results" / "summary.json").exists():
             print(f"{kind} control: no results yet (recranker run {path}, or --run)", file=sys.stderr)
             continue
-        parts.append(section(kind, cfg, args.time_log[k] if args.time_log else None))
+        parts.append(section(kind, cfg, args.time_log[k] if args.time_log and k < len(args.time_log) else None, changes))
     body = "\n".join(parts)
     print(body)
     if args.write:
-        write_section("controls", body, "python bench/controls.py " + " ".join(sys.argv[1:]))
+        write_section(args.section, body, "python bench/controls.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":
