@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_section  # noqa: E402
 
-from recranker import assets  # noqa: E402
+from recranker import asset_cache, assets  # noqa: E402
 
 
 def load_cost(name: str) -> float:
@@ -41,7 +41,7 @@ def measure(name: str, repeat: int) -> dict:
     size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
     first, again = [], []
     for _ in range(repeat):
-        assets._VERIFIED.clear()
+        asset_cache._VERIFIED.clear()
         started = time.perf_counter()
         assets.require(name)
         first.append(time.perf_counter() - started)

