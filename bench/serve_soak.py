@@ -202,7 +202,7 @@ def write_report(args, fuzzed: dict, soaked: dict, alive: int) -> None:
     fuzz_5xx = sum(v for k, v in fuzzed["statuses"].items() if k >= 500)
     body = (
         f"`recranker serve {args.run}` (transformers backend, float32, batching window 10 ms, at most 16 a batch, "
-        "queue 64) on loopback; the clients (async httpx) on the same 2 cores; nothing else running.\n\n"
+        "queue 64) on loopback; the clients (async httpx) on the same 2 cores.\n\n"
         f"**Fuzz** (seed {args.seed}): {fuzzed['sent']} bodies, each a real request with one field made odd or hostile "
         "(invalid Unicode such as lone surrogates, wrong types, 1e309, 3,000-item lists, 5,000-character titles, "
         "unknown or repeated ids, bodies that are not JSON), sent 6 at a time with 2 good requests in the same "
