@@ -65,7 +65,7 @@ def main() -> None:
               f"{r['load']:.2f} |" for r in rows]
     body = ("Every file an asset provides is checked against the size and sha256 recorded at fetch, once per "
             "process (then a stat of each file while they stay unchanged). Median of "
-            f"{args.repeat} checks, files in the page cache, nothing else running.\n\n" + "\n".join(lines))
+            f"{args.repeat} checks, files in the page cache.\n\n" + "\n".join(lines))
     print(body)
     if args.write:
         write_section("cache-verify", body, f"python bench/cache_verify.py --repeat {args.repeat}")
