@@ -34,11 +34,12 @@ def reference(model, tokenizer, request, ids):
     return logprobs, text
 
 
-@pytest.mark.parametrize("share", [True, False])
-def test_outputs_equal_one_full_forward_per_prompt(model, tokenizer, share) -> None:
+@pytest.mark.parametrize("share, pad", [(True, 1), (False, 1), (True, 32)])
+def test_outputs_equal_one_full_forward_per_prompt(model, tokenizer, share, pad) -> None:
     ids = [tokenizer.convert_tokens_to_ids(t) for t in ("A", "B", "1", "5")]
-    # small budgets: several chunks of groups and several suffix batches
+    # small budgets: several chunks of groups and several suffix batches; pad: widths padded to a multiple
     backend = TransformersBackend(model, tokenizer, batch_tokens=48, prefix_tokens=80, share_prefix=share)
+    backend.pad_multiple = pad
     reqs = requests()
     outputs = backend.run(reqs, ids)
     for request, out in zip(reqs, outputs):

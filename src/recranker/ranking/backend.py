@@ -156,6 +156,9 @@ class TransformersBackend(Backend):
                  share_prefix: bool = True) -> None:
         self.model, self.tokenizer = model.eval(), tokenizer
         self.batch_tokens, self.prefix_tokens, self.share_prefix = batch_tokens, prefix_tokens, share_prefix
+        #: pad every batch's width to a multiple of this (1: no extra padding); a service sets it
+        #: higher so that its forward passes take a bounded set of shapes
+        self.pad_multiple = 1
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.stop_ids = stop_token_ids(tokenizer)
         self.usage = Usage()
@@ -206,7 +209,7 @@ class TransformersBackend(Backend):
         from transformers import DynamicCache
 
         # 1. the prefixes of the chunk's groups, left-padded, in one pass: their keys and values
-        width = max(len(g.prefix) for g in chunk)
+        width = self._padded(max(len(g.prefix) for g in chunk))
         prefix_mask = torch.zeros(len(chunk), width, dtype=torch.long)
         prefix_ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
         for i, g in enumerate(chunk):
@@ -231,7 +234,7 @@ class TransformersBackend(Backend):
             if kv is not None:
                 cache = DynamicCache(ddp_cache_data=[(k[group_rows], v[group_rows]) for k, v in kv],
                                      config=self.model.config)
-            length = max(len(suffix[k]) for _, k in batch)
+            length = self._padded(max(len(suffix[k]) for _, k in batch))
             ids = torch.full((len(batch), length), self.pad_id, dtype=torch.long)
             mask = torch.zeros(len(batch), length, dtype=torch.long)
             for b, (_, k) in enumerate(batch):
@@ -250,6 +253,9 @@ class TransformersBackend(Backend):
                 if requests[k].max_new_tokens:
                     text = self.tokenizer.decode(texts[b][: requests[k].max_new_tokens], skip_special_tokens=True)
                 outputs[k] = Output(logprobs[b], text)
+
+    def _padded(self, width: int) -> int:
+        return -(-width // self.pad_multiple) * self.pad_multiple if width else 0
 
     def _batches(self, rows, suffix, requests) -> list[list[tuple[int, int]]]:
         batches, current = [], []

@@ -36,6 +36,11 @@ from recranker.types import Rankings
 
 log = logging.getLogger(__name__)
 
+#: a served transformers backend pads its batches' widths to a multiple of this many tokens: requests
+#: of every history length then share a bounded set of shapes, and the native memory that grows with
+#: each new shape stays bounded (BENCHMARKS "serve-soak")
+SERVE_PAD_MULTIPLE = 32
+
 #: the task utilities a result reports, by the task names of the API
 TASK_UTILITIES = {"pointwise": "pointwise", "pairwise": "pairwise", "listwise": "listwise_logits"}
 
@@ -100,6 +105,8 @@ class Reranker:
         self.user_codes = {str(raw): code for code, raw in enumerate(dataset.user_ids.tolist())}
         self.item_ids = [str(raw) for raw in dataset.item_ids.tolist()]
         self.tasks = list(ranker.config.tasks or ranker.renderer.templates)
+        if getattr(self.backend, "pad_multiple", None) == 1:  # a bounded set of shapes: memory stays flat
+            self.backend.pad_multiple = SERVE_PAD_MULTIPLE
 
     @property
     def backend(self) -> Backend:
