@@ -75,6 +75,14 @@ def start_server(run: Path, port: int) -> subprocess.Popen:
     raise SystemExit("recranker serve did not start within 300 s")
 
 
+def serve_on_free_port(run: Path) -> tuple[str, subprocess.Popen]:
+    """(its URL, the process) of `recranker serve RUN` on a free loopback port, answering."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}", start_server(run, port)
+
+
 def batch_histogram(url: str) -> dict[str, float]:
     """The server's cumulative batch-size histogram: {le: count} and the sum and count."""
     import httpx
@@ -176,11 +184,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     requests = bodies(args.run, args.users, args.history)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    process = start_server(args.run, port)
+    url, process = serve_on_free_port(args.run)
     try:
         asyncio.run(load(url, requests[:2], 1, 5.0))  # warm-up
         rows = []

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import random
-import socket
 import sys
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_section  # noqa: E402
-from serve import KEY, bodies, start_server  # noqa: E402
+from serve import KEY, bodies, serve_on_free_port  # noqa: E402
 
 AUTH = {"Authorization": f"Bearer {KEY}", "content-type": "application/json"}
 #: JSON text of odd values (some valid JSON that no field takes, some with escapes Python reads as lone surrogates)
@@ -178,11 +177,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     good = bodies(args.run, 100, 30)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    process = start_server(args.run, port)
+    url, process = serve_on_free_port(args.run)
     try:
         fuzzed = asyncio.run(fuzz(url, good, args.fuzz, args.seed))
         print(json.dumps({k: v for k, v in fuzzed.items() if k != "examples"}), flush=True)

@@ -81,6 +81,7 @@ def test_a_known_user_gets_hints_and_an_unknown_one_none(reranker) -> None:
     (dict(k=0), "k: must be a positive"),
     (dict(history=[{"title": "x\ud800", "rating": 4}]), r"history\[0\].title: not valid Unicode"),
     (dict(history=[("i1", np.bool_(True))]), r"history\[0\].rating: give a number"),
+    (dict(history=[np.array(5)]), r"history\[0\]: give \[item id, rating\]"),
     (dict(scores=np.array([1.0, 2.0, 3.0, 4.0, np.inf])), "finite numbers"),
 ])
 def test_bad_requests_get_one_message_naming_the_field(reranker, kwargs, message) -> None:

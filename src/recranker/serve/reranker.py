@@ -299,8 +299,8 @@ def _history(reranker: Reranker, history: Any) -> tuple[np.ndarray, np.ndarray, 
             if set(entry) - {"item", "title", "rating"} or ("item" in entry) == ("title" in entry):
                 raise RequestError(f"history[{n}]: give exactly one of 'item' and 'title', and 'rating'")
             item, title, rating = entry.get("item"), entry.get("title"), entry.get("rating")
-        elif isinstance(entry, (list, tuple, np.ndarray)) and len(entry) == 2:
-            (item, rating), title = _sequence(entry), None
+        elif (pair := _sequence(entry)) is not None and len(pair) == 2:
+            (item, rating), title = pair, None
         else:
             raise RequestError(f"history[{n}]: give [item id, rating] or {{item|title, rating}}")
         item, rating = _plain(item), _plain(rating)
