@@ -30,6 +30,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_section  # noqa: E402
+
+#: the status the script records when the client got no HTTP answer (it raised: a timeout, a reset)
+CLIENT_ERROR = 599
 from serve import KEY, bodies, serve_on_free_port  # noqa: E402
 
 AUTH = {"Authorization": f"Bearer {KEY}", "content-type": "application/json"}
@@ -109,9 +112,10 @@ async def fuzz(url: str, good: list[dict], n: int, seed: int) -> dict:
             posts += [http.post(f"{url}/v1/rerank", json=good[k], headers=AUTH) for k in range(2)]
             answers = await asyncio.gather(*posts, return_exceptions=True)
             for raw, answer in zip(group, answers[: len(group)]):
-                status = answer.status_code if not isinstance(answer, Exception) else 599
+                status = answer.status_code if not isinstance(answer, Exception) else CLIENT_ERROR
                 statuses[status] = statuses.get(status, 0) + 1
-                examples.setdefault(status, raw[:100].decode("utf-8", "replace"))
+                why = f"{type(answer).__name__}: " if isinstance(answer, Exception) else ""  # 599: the client's error
+                examples.setdefault(status, why + raw[:100].decode("utf-8", "replace"))
             for k, answer in enumerate(answers[len(group):]):
                 good_sent += 1
                 good_ok += (not isinstance(answer, Exception) and answer.status_code == 200
@@ -146,7 +150,7 @@ async def soak(url: str, pid: int, good: list[dict], minutes: float, warmup: flo
                 response = await http.post(f"{url}/v1/rerank", content=content, headers=AUTH)
                 status = response.status_code
             except httpx.HTTPError:
-                status = 599
+                status = CLIENT_ERROR
             if kind == "good" and status == 200:
                 latencies.append(time.perf_counter() - t0)
             key = f"{kind} {status}"
@@ -157,7 +161,8 @@ async def soak(url: str, pid: int, good: list[dict], minutes: float, warmup: flo
     after = [kib for t, kib in rss if t >= warmup * 60]
     lat = np.array(latencies)
     return {"minutes": minutes, "clients": clients, "requests": sum(statuses.values()),
-            "statuses": dict(sorted(statuses.items())), "fivexx": sum(v for k, v in statuses.items() if int(k.split()[1]) >= 500),
+            "statuses": dict(sorted(statuses.items())), "fivexx": sum(v for k, v in statuses.items() if 500 <= int(k.split()[1]) < CLIENT_ERROR),
+            "client_errors": sum(v for k, v in statuses.items() if int(k.split()[1]) == CLIENT_ERROR),
             "p50": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
             "p95": float(np.percentile(lat, 95)) if len(lat) else float("nan"),
             "rss_start_mib": rss[0][1] / 1024, "rss_warm_mib": after[0] / 1024 if after else float("nan"),
@@ -175,6 +180,7 @@ def main() -> None:
     parser.add_argument("--fuzz", type=int, default=240)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--section", default="serve-soak", help="the BENCHMARKS.md section --write replaces")
     args = parser.parse_args()
     good = bodies(args.run, 100, 30)
     url, process = serve_on_free_port(args.run)
@@ -194,14 +200,17 @@ def main() -> None:
 
 def write_report(args, fuzzed: dict, soaked: dict, alive: int) -> None:
     fuzz_statuses = ", ".join(f"{k}: {v}" for k, v in fuzzed["statuses"].items())
-    fuzz_5xx = sum(v for k, v in fuzzed["statuses"].items() if k >= 500)
+    fuzz_5xx = sum(v for k, v in fuzzed["statuses"].items() if 500 <= k < CLIENT_ERROR)
+    client = fuzzed["statuses"].get(CLIENT_ERROR, 0)
+    client_note = (f" ({client} with no HTTP answer: the client raised {fuzzed['examples'].get(CLIENT_ERROR)!r})"
+                   if client else "")
     body = (
         f"`recranker serve {args.run}` (transformers backend, float32, batching window 10 ms, at most 16 a batch, "
         "queue 64) on loopback; the clients (async httpx) on the same 2 cores.\n\n"
         f"**Fuzz** (seed {args.seed}): {fuzzed['sent']} bodies, each a real request with one field made odd or hostile "
         "(invalid Unicode such as lone surrogates, wrong types, 1e309, 3,000-item lists, 5,000-character titles, "
         "unknown or repeated ids, bodies that are not JSON), sent 6 at a time with 2 good requests in the same "
-        f"batching window. Answers by status: {fuzz_statuses}; **5xx: {fuzz_5xx}**. Good requests sent beside "
+        f"batching window. Answers by status: {fuzz_statuses}; **5xx: {fuzz_5xx}**{client_note}. Good requests sent beside "
         f"them: {fuzzed['good_same']} of {fuzzed['good_sent']} got 200 with the ranking they get alone.\n\n"
         f"**Soak**: {soaked['clients']} clients back to back for {soaked['minutes']:g} minutes: 70% good requests "
         "(real test users), 20% odd but valid (a new free title each time, unusual Unicode, k, scores, one task), "
@@ -217,7 +226,7 @@ def write_report(args, fuzzed: dict, soaked: dict, alive: int) -> None:
     )
     print(body)
     if args.write:
-        write_section("serve-soak", body, f"python bench/serve_soak.py --run {args.run} --minutes {args.minutes:g} "
+        write_section(args.section, body, f"python bench/serve_soak.py --run {args.run} --minutes {args.minutes:g} "
                       f"--warmup {args.warmup:g} --fuzz {args.fuzz}")
 
 
