@@ -5,7 +5,7 @@ Reads the finished `recranker run configs/control-positive.yaml` and `configs/co
 (users, coverage), the report tables (population and conditional HR/NDCG@3/5, paired t-tests
 against the backbone), the per-task AUCs of the target against the other candidates with 95%
 bootstrap CIs (tuned, zero-shot, no hints; the hint models' and the backbone's own), the AUC of a
-plain text reader of the titles (`recranker.data.planted.title_word_scores`: the ceiling of what the
+plain text reader of the titles (`recranker.hints.title_word_scores`: the ceiling of what the
 text tells), wall time and peak memory, and the gates of the issue with pass / fail:
 
 - positive: each task's tuned AUC >= 0.75 with its CI above 0.5; the tuned hybrid above the
@@ -16,7 +16,7 @@ text tells), wall time and peak memory, and the gates of the issue with pass / f
 
     python bench/controls.py [--run] [--write] [--time-log POSITIVE.log NEGATIVE.log]
     python bench/controls.py --only positive --name-suffix=-e4 --set tuning.epochs=4 \
-        --set tuning.learning_rate=0.001 --set 'ranking.baselines=[zero_shot]' --section controls-e4 --write
+        --set tuning.learning_rate=0.001 --set 'ranking.arms=[zero_shot]' --section controls-e4 --write
 
 `--time-log` takes the outputs of `/usr/bin/time -v recranker run ...` (one per control run) for the
 peak memory; `--set`, `--name-suffix` and `--only` read (or run) a control at other settings, the
@@ -30,7 +30,6 @@ import re
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -39,7 +38,7 @@ from study import stage_times  # noqa: E402
 
 from recranker.cli.options import set_changes  # noqa: E402
 from recranker.config import StudyConfig, load_config, override  # noqa: E402
-from recranker.data.planted import title_word_scores  # noqa: E402
+from recranker.hints import title_word_scores  # noqa: E402
 from recranker.metrics import Measure  # noqa: E402
 from recranker.ranking.fusion import bootstrap_ci, target_auc  # noqa: E402
 from recranker.report import auc_rows, markdown_table, system_rows  # noqa: E402

@@ -51,11 +51,11 @@ BACKBONE = "lightgcn"
 def setting_config(base: StudyConfig, per_task: int, epochs: int, tag: str = "",
                    changes: dict | None = None) -> StudyConfig:
     """`base` with its LightGCN only (its own settings kept), `per_task` instructions per task,
-    `epochs`, no baselines, and `changes`; in its own run folder."""
+    `epochs`, no baseline arms, one listwise pass, and `changes`; in its own run folder."""
     name = f"{base.name}-scaling{'-' + tag if tag else ''}-n{per_task}-e{epochs}"
     return override(base, {"name": name, "sampling.instructions": per_task, "tuning.epochs": epochs,
                            "retrieval.models": {BACKBONE: base.retrieval.model(BACKBONE).model_dump(mode="json")},
-                           "ranking.baselines": [], "ranking.generate": False, **(changes or {})})
+                           "ranking.arms": [], "ranking.bootstrap": 1, "ranking.generate": False, **(changes or {})})
 
 
 def auc(scores: np.ndarray, grades: np.ndarray) -> dict | None:

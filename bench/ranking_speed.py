@@ -92,8 +92,8 @@ def rank(backend: Backend, cfg, split, hints, candidates, *, generate: bool = Fa
     """The outputs on `candidates` and the seconds they took (after a warm-up on two other users)."""
     from recranker import stages
 
-    rcfg = cfg.ranking.model_copy(update={"baselines": [], "tune_weights": False, "generate": generate})
-    renderer = stages.prompt_renderer(cfg, split, backend.tokenizer, cfg.ranked_tasks)
+    rcfg = cfg.ranking.model_copy(update={"arms": [], "bootstrap": 1, "tune_weights": False, "generate": generate})
+    renderer = cfg.renderer(split.dataset, backend.tokenizer)
     ranker = LLMRanker(backend, renderer, split, hints, rcfg)
     ranker.rank(stages.llm_candidates(cfg, split, "lightgcn", "valid").select(slice(-2, None)), "valid", progress=False)
     backend.usage = Usage()

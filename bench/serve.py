@@ -35,12 +35,11 @@ KEY = "bench-key"
 
 def bodies(run: Path, n: int, history: int) -> list[dict]:
     """Requests of the run's first `n` covered-or-not test users: history and candidates as raw ids."""
-    from recranker.serve.run_folder import run_config
-    from recranker.split import Split
+    from recranker.runs import FinishedRun
     from recranker.types import Rankings
 
-    cfg, _ = run_config(run)
-    split = Split.load(str(run / "split"))
+    finished = FinishedRun.open(run)
+    cfg, split = finished.cfg, finished.split()
     backbone = next(iter(cfg.retrieval.models))
     candidates = Rankings.load(run / "retrieval" / backbone / "candidates_test.npz")
     ids = split.dataset.item_ids
@@ -55,10 +54,10 @@ def bodies(run: Path, n: int, history: int) -> list[dict]:
     return out
 
 
-def start_server(run: Path, port: int) -> subprocess.Popen:
+def start_server(run: Path, port: int, extra: tuple[str, ...] = ()) -> subprocess.Popen:
     env = {**os.environ, "RECRANKER_API_KEY": KEY}
     process = subprocess.Popen([sys.executable, "-m", "recranker.cli.main", "serve", str(run), "--port", str(port),
-                                "--queue-size", "64", "--max-batch", "16"], env=env,
+                                "--queue-size", "64", "--max-batch", "16", *extra], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import httpx
 
@@ -75,12 +74,12 @@ def start_server(run: Path, port: int) -> subprocess.Popen:
     raise SystemExit("recranker serve did not start within 300 s")
 
 
-def serve_on_free_port(run: Path) -> tuple[str, subprocess.Popen]:
-    """(its URL, the process) of `recranker serve RUN` on a free loopback port, answering."""
+def serve_on_free_port(run: Path, extra: tuple[str, ...] = ()) -> tuple[str, subprocess.Popen]:
+    """(its URL, the process) of `recranker serve RUN [extra flags]` on a free loopback port, answering."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}", start_server(run, port)
+    return f"http://127.0.0.1:{port}", start_server(run, port, extra)
 
 
 def batch_histogram(url: str) -> dict[str, float]:

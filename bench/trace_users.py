@@ -21,11 +21,10 @@ import numpy as np
 from recranker.config import load_config
 from recranker.ranking.fusion import pairwise_wins, relevance
 from recranker.ranking.hybrid import hybrid, utilities
-from recranker.ranking.llm import LLMRanker, RankerOutputs
+from recranker.ranking.llm import RankerOutputs
 from recranker.results import StudyResults
 from recranker.split import Split
-from recranker.stages import ModelCache, full_hint_models, prompt_renderer
-from recranker.stages.models import pass_ranking
+from recranker.stages import ModelCache, full_hint_models
 from recranker.stages.population import evaluation_population
 from recranker.tuning.data import encode_record
 from recranker.types import Rankings
@@ -60,8 +59,7 @@ def main() -> None:
     utility = hybrid(utilities(out, rcfg.constants, top, rcfg.listwise), summary.weights, rcfg.listwise)
     wins = pairwise_wins(out)
     backend = ModelCache().backend(cfg, "tuned")
-    ranker = LLMRanker(backend, prompt_renderer(cfg, split, backend.tokenizer, cfg.ranked_tasks), split,
-                       full_hint_models(cfg, split), pass_ranking(cfg, "tuned", "test"))
+    ranker = cfg.llm_ranker(backend, split, full_hint_models(cfg, split), "tuned", "test")
     loss_masks(cfg.run_dir, backend.tokenizer, cfg.ranked_tasks)
     titles = split.dataset.items["title"].to_numpy()
     for row in range(min(args.users, len(out))):

@@ -108,7 +108,7 @@ def renderer(split, tokenizer):
 def tiny_run(tmp_path_factory):
     """The folder of a finished `recranker run` on 40 synthetic users (items i0..i39, users u0..u39)."""
     root = tmp_path_factory.mktemp("serve")
-    tiny_study(root, ranking={"baselines": [], "weight_step": 0.5, "generate": False, "test_users": 8,
+    tiny_study(root, ranking={"arms": [], "bootstrap": 1, "weight_step": 0.5, "generate": False, "test_users": 8,
                               "valid_users": 8})
     from recranker.cli.main import main
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 #: the orchestration: it may import the library, never the other way round
-ORCHESTRATION = ("recranker.stages", "recranker.config", "recranker.cli", "recranker.serve")
+ORCHESTRATION = ("recranker.stages", "recranker.config", "recranker.runs", "recranker.cli", "recranker.serve")
 LIBRARY = ("recranker.data", "recranker.split", "recranker.retrieval", "recranker.candidates", "recranker.sampling",
            "recranker.hints", "recranker.prompts", "recranker.tuning", "recranker.ranking", "recranker.metrics",
            "recranker.report", "recranker.results", "recranker.settings", "recranker.types", "recranker.artifacts",
-           "recranker.assets", "recranker.errors", "recranker.testing")
+           "recranker.assets", "recranker.errors", "recranker.testing", "recranker.arms")
 
 
 def modules_of_the_package() -> dict[str, Path]:
@@ -91,10 +91,62 @@ def test_the_package_has_no_import_cycle() -> None:
     assert cycles(graph()) == []
 
 
+def test_the_packages_have_no_import_cycle() -> None:
+    """Modules grouped by their top package (`recranker.prompts`, `recranker.split`...): no two
+    packages import each other, even through different modules."""
+    packages: dict[str, set[str]] = {}
+    for name, targets in graph().items():
+        top = ".".join(name.split(".")[:2])
+        packages.setdefault(top, set()).update(".".join(t.split(".")[:2]) for t in targets)
+    edges = {top: {t for t in targets if t != top and t in packages} for top, targets in packages.items()}
+    assert cycles(edges) == []
+
+
 def test_the_library_never_imports_the_orchestration() -> None:
     upward = sorted((name, target) for name, targets in graph().items() for target in targets
                     if name.startswith(LIBRARY) and target.startswith(ORCHESTRATION))
     assert upward == []
+
+
+def test_the_server_never_imports_the_stages() -> None:
+    """serve/ reads a finished run through `recranker.runs` and builds its ranker through the config
+    (`StudyConfig.llm_ranker`), the path the stages use: it never reaches into the stages."""
+    reached = sorted((name, target) for name, targets in graph().items() for target in targets
+                     if name.startswith("recranker.serve") and target.startswith("recranker.stages"))
+    assert reached == []
+
+
+#: the arms' names (`recranker.arms.Arm`), which only the arms' table may spell out
+ARM_NAMES = {"tuned", "no_hints", "zero_shot"}
+
+
+def arm_name_lines(source: str) -> list[int]:
+    """Lines of `source` that compare (==, !=, in, not in) with an arm's name as a string literal,
+    alone or inside a literal tuple, list or set."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            literals = [c for o in operands for c in ([o] if isinstance(o, ast.Constant) else getattr(o, "elts", []))]
+            if any(isinstance(c, ast.Constant) and c.value in ARM_NAMES for c in literals):
+                lines.append(node.lineno)
+    return lines
+
+
+def arm_name_comparisons() -> list[str]:
+    """module:line of every comparison with an arm's name outside `recranker.arms` (where
+    the one table of what each arm means lives)."""
+    return [f"{name}:{line}" for name, path in sorted(modules_of_the_package().items())
+            if name != "recranker.arms" for line in arm_name_lines(path.read_text(encoding="utf-8"))]
+
+
+def test_no_code_compares_arm_names_outside_the_arms_table() -> None:
+    assert arm_name_comparisons() == []
+
+
+def test_the_arm_name_finder_finds_comparisons() -> None:
+    source = 'if system == "tuned":\n    pass\nok = arm not in ("x", "no_hints")\nfine = {"tuned": 1}\n'
+    assert arm_name_lines(source) == [1, 3]
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from recranker.candidates import NEGATIVE_GRADE, TrainingPools, assign_folds
-from recranker.prompts.config import CandidateCounts
+from recranker.candidates import CandidateCounts
 
 
 def test_folds_deal_each_users_interactions_evenly(split) -> None:

@@ -45,6 +45,11 @@ def test_model_settings_are_typed_per_model(tmp_path) -> None:
         ("tuning: {method: full, merge: true}\n", "only a LoRA adapter can be merged"),
         ("tuning: {lora: {rnak: 4}}\n", "tuning.lora.rnak: unknown key"),
         ("tuning: {instructions: 100}\n", "tuning: Value error, instructions was renamed limit"),
+        ("ranking: {baselines: [zero_shot]}\n", "ranking: Value error, baselines: split in two: arms"),
+        ("prompts: {candidates: mixed}\n", "prompts: Value error, candidates: renamed candidate_source"),
+        ("retrieval: {models: {mixgcf: {candidates: 8}}}\n", "candidates: renamed negatives"),
+        ("ranking: {arms: [tuned]}\n", "the tuned arm always runs"),
+        ("ranking: {arms: [few_shot]}\n", "ranking.arms.0: Input should be 'tuned', 'no_hints' or 'zero_shot'"),
     ],
 )
 def test_bad_configs_name_file_and_key(tmp_path, text: str, message: str) -> None:
@@ -99,7 +104,7 @@ def test_demo_and_shipped_configs_are_valid() -> None:
 
     demo = demo_config("somewhere", "d")
     assert demo.run_dir == Path("somewhere") / "d" and demo.ranking.test_users == 300
-    assert demo.ranking.baselines == [] and demo.ranking.valid_users == 150
+    assert demo.ranking.arms == [] and demo.ranking.bootstrap == 1 and demo.ranking.valid_users == 150
     configs = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
     assert len(configs) >= 3
     for path in configs:
@@ -126,3 +131,35 @@ def test_time_order_is_an_input_of_the_bookcrossing_split_only() -> None:
     assert "order" not in DataConfig(format="ml-1m").loaded()
     assert DataConfig(format="bookcrossing", order="file").loaded() != DataConfig(format="bookcrossing").loaded()
     assert DataConfig(format="bookcrossing", order_seed=1).loaded() != DataConfig(format="bookcrossing").loaded()
+
+
+def test_a_run_folders_config_of_an_earlier_version_is_read_with_today_s_keys(tmp_path, caplog) -> None:
+    from recranker.config import migrate_config
+
+    old = ("prompts: {candidates: mixed}\nretrieval: {models: {mixgcf: {candidates: 8}}}\n"
+           "ranking: {baselines: [zero_shot, no_hints]}\n")
+    path = tmp_path / "config.yaml"
+    path.write_text(old)
+    with pytest.raises(ConfigError, match="renamed candidate_source"):  # a config a person writes: an error
+        load_config(path)
+    with caplog.at_level("INFO"):
+        cfg = load_config(path, migrate=True)
+    assert cfg.prompts.candidate_source == "mixed" and cfg.retrieval.models["mixgcf"].negatives == 8
+    assert cfg.ranking.arms == ["no_hints", "zero_shot"] and cfg.ranking.bootstrap == 1  # no bootstrapping listed
+    assert "written by an earlier recranker" in caplog.text and "ranking.baselines -> ranking.arms" in caplog.text
+    data = {"ranking": {"baselines": ["bootstrapping"], "bootstrap": 5}}
+    assert migrate_config(data) == ["ranking.baselines -> ranking.arms and ranking.bootstrap"]
+    assert data == {"ranking": {"arms": [], "bootstrap": 5}}
+
+
+def test_a_renamed_field_keeps_its_old_name_in_fingerprints() -> None:
+    from recranker.artifacts import fingerprint
+
+    cfg = parse_config({"prompts": {"candidate_source": "mixed"}, "retrieval": {"models": {"mixgcf": {"negatives": 8}}}})
+    data = cfg.prompts.fingerprint_data()
+    assert data["candidates"] == "mixed" and "candidate_source" not in data
+    assert cfg.retrieval.fingerprint_data()["models"]["mixgcf"]["candidates"] == 8
+    old = {**cfg.prompts.model_dump(mode="json"), "candidates": "mixed"}
+    del old["candidate_source"]
+    assert fingerprint(cfg.prompts) == fingerprint(old)  # what the stage hashed before the rename
+    assert fingerprint(override(cfg, {"prompts.candidate_source": "sampled"}).prompts) != fingerprint(cfg.prompts)

@@ -28,9 +28,9 @@ CONTROL = {
     "retrieval": {"candidates": 10, "models": {"lightgcn": {"positives": "interacted"}}},
     "evaluation": {"ks": [3]},
     "sampling": {"strategy": "uniform", "instructions": 256},
-    "prompts": {"tasks": ["pointwise"], "folds": 3, "candidates": "retrieved"},
+    "prompts": {"tasks": ["pointwise"], "folds": 3, "candidate_source": "retrieved"},
     "tuning": {"epochs": 1, "learning_rate": 1e-3},
-    "ranking": {"baselines": [], "generate": False, "valid_users": 120},
+    "ranking": {"arms": [], "bootstrap": 1, "generate": False, "valid_users": 120},
 }
 
 

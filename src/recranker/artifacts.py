@@ -94,6 +94,8 @@ def fingerprint(*parts: Any) -> str:
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
+    if hasattr(value, "fingerprint_data"):  # a config section (renamed fields under their old names)
+        return value.fingerprint_data()
     if hasattr(value, "model_dump"):
         return value.model_dump(mode="json")
     if hasattr(value, "tolist"):

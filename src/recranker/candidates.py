@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from recranker.prompts.config import CandidateCounts
+from pydantic import ConfigDict, Field
+
+from recranker.settings import Settings
 from recranker.split import Split
 
 if TYPE_CHECKING:
@@ -33,6 +35,23 @@ if TYPE_CHECKING:
 
 #: relevance grade of a non-interacted (negatively sampled) candidate; observed items grade = rating
 NEGATIVE_GRADE = 0.0
+
+
+class CandidateCounts(Settings):
+    """How many candidates of each kind one training instance draws (fewer when the fold lacks
+    them; the shortfall is filled with negatives so every instance has the same size)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    liked: int = Field(1, ge=0, description="liked interactions of the held-out fold")
+    neutral: int = Field(0, ge=0, description="neutral interactions of the held-out fold")
+    disliked: int = Field(1, ge=0, description="disliked interactions of the held-out fold")
+    negatives: int = Field(0, ge=0, description="non-interacted items, drawn uniformly")
+
+    @property
+    def total(self) -> int:
+        """Candidates per instance."""
+        return self.liked + self.neutral + self.disliked + self.negatives
 
 
 @dataclass(frozen=True)
@@ -141,7 +160,7 @@ class TrainingPools:
 
 class RetrievedCandidates:
     """Per fold f, each user's top-`depth` items of `models[f]` (a ranking model fitted without fold
-    f, at the validation stage, so without the items of the prompt's history), less the user's
+    f, at the validation target, so without the items of the prompt's history), less the user's
     validation and test targets, graded by the user's ratings in fold f (0 elsewhere). Each fold's
     lists are computed once, for every user, when first asked for."""
 

@@ -16,14 +16,15 @@ evaluation: {ks: [3, 5, 10, 20]}
 sampling: {strategy: adaptive, instructions: 5000}
 prompts: {tasks: [pointwise, pairwise, listwise], hints: {cross_fit: true}}
 tuning: {model: smollm2-135m, limit: 200, epochs: 1, alro: {alpha: 0.1, beta: 0.01}}
-ranking: {listwise: logits, bootstrap: 3, tune_weights: true}
+ranking: {listwise: logits, bootstrap: 3, arms: [no_hints, zero_shot], tune_weights: true}
 ```
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -32,12 +33,21 @@ from recranker.data.config import DataConfig
 from recranker.errors import ConfigError
 from recranker.metrics.config import EvaluationConfig
 from recranker.prompts.config import PromptsConfig
+from recranker.prompts.render import MAX_CANDIDATES
 from recranker.ranking.config import RankingConfig
 from recranker.retrieval import RETRIEVERS
 from recranker.retrieval.config import RetrievalConfig
+from recranker.arms import ARMS, BASELINE_ARMS, Arm
 from recranker.sampling import SamplingConfig
-from recranker.settings import Settings
+from recranker.settings import Settings, rename_keys
 from recranker.tuning.config import TuningConfig
+
+if TYPE_CHECKING:
+    from recranker.prompts.render import PromptRenderer
+    from recranker.ranking.llm import LLMRanker
+    from recranker.report import ReportHeader
+
+log = logging.getLogger(__name__)
 
 
 class StudyConfig(Settings):
@@ -69,8 +79,8 @@ class StudyConfig(Settings):
         missing = [task for task in self.ranking.tasks or [] if task not in self.prompts.tasks]
         if missing and self.ranking.model is None:
             raise ValueError(f"ranking.tasks: {', '.join(missing)} not in prompts.tasks, so the tuned model never saw it")
-        if "listwise" in self.ranked_tasks and self.retrieval.candidates > 26:
-            raise ValueError("retrieval.candidates: listwise ranking shows at most 26 candidates (A-Z)")
+        if "listwise" in self.ranked_tasks and self.retrieval.candidates > MAX_CANDIDATES:
+            raise ValueError(f"retrieval.candidates: listwise ranking shows at most {MAX_CANDIDATES} candidates (A-Z)")
         return self
 
     @model_validator(mode="after")
@@ -91,6 +101,30 @@ class StudyConfig(Settings):
         """runs_dir / name."""
         return self.runs_dir / self.name
 
+    def renderer(self, dataset, tokenizer, tasks=None) -> "PromptRenderer":
+        """The prompt renderer of `tasks` (None: the ranked tasks) over `dataset`'s items
+        (`PromptsConfig.renderer`; token counts by `tokenizer`, estimated when None)."""
+        return self.prompts.renderer(dataset, tokenizer, tasks or self.ranked_tasks, self.data.format)
+
+    def llm_ranker(self, backend, split, hints, arm: Arm, target: str) -> "LLMRanker":
+        """The `LLMRanker` of `arm`'s pass over `target`'s users ("valid" or "test"), answering with
+        `backend`: the one path from config to ranker of the study, its Ray workers and the server.
+        `hints` (the hint models fitted on the whole training set) are shown when the arm shows
+        hints and `prompts.hints.enabled`."""
+        from recranker.ranking.llm import LLMRanker
+
+        shown = hints if ARMS[Arm(arm)].hints and self.prompts.hints.enabled else None
+        return LLMRanker(backend, self.renderer(split.dataset, backend.tokenizer), split, shown,
+                         self.ranking.for_pass(arm, target))
+
+    def report_header(self) -> "ReportHeader":
+        """What the study's report says of it besides the results (`recranker.report.ReportHeader`)."""
+        from recranker.report import ReportHeader
+
+        untuned = self.ranking.model is not None
+        return ReportHeader(self.name, self.run_dir, self.data.format, self.retrieval.candidates,
+                            self.ranking.model or self.tuning.model, None if untuned else f"tune/{self.tuning.variant}")
+
     def to_yaml(self) -> str:
         """The config as YAML (round-trips through `parse_config`)."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -106,8 +140,28 @@ def parse_config(data: dict[str, Any] | None, source: str = "<config>") -> Study
         raise ConfigError(f"{source}: {exc}") from None
 
 
-def load_config(path: str | Path) -> StudyConfig:
-    """Read and validate a YAML study config."""
+#: keys renamed since runs were written, as `migrate_config` rewrites them (dotted old key -> new name)
+MIGRATED_KEYS = {"prompts.candidates": "candidate_source", "retrieval.models.mixgcf.candidates": "negatives"}
+
+
+def migrate_config(data: dict[str, Any]) -> list[str]:
+    """Rewrite, in place, a config mapping written by an earlier version (a run folder's
+    config.yaml) into today's keys; the changes made, in words. A config a person writes gets an
+    error naming the new key instead (`Settings.RENAMED`)."""
+    done = rename_keys(data, MIGRATED_KEYS)
+    ranking = data.get("ranking")
+    if isinstance(ranking, dict) and "baselines" in ranking and "arms" not in ranking:
+        baselines = ranking.pop("baselines") or []
+        ranking["arms"] = [arm.value for arm in BASELINE_ARMS if arm.value in baselines]
+        if "bootstrapping" not in baselines:
+            ranking["bootstrap"] = 1
+        done.append("ranking.baselines -> ranking.arms and ranking.bootstrap")
+    return done
+
+
+def load_config(path: str | Path, *, migrate: bool = False) -> StudyConfig:
+    """Read and validate a YAML study config (`migrate`: one a run folder holds, written by an
+    earlier version, its renamed keys rewritten with a log line)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
@@ -131,6 +185,10 @@ def load_config(path: str | Path) -> StudyConfig:
         raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{path}: the config must be a mapping of keys, got {type(data).__name__}")
+    if migrate and data:
+        changes = migrate_config(data)
+        if changes:
+            log.info("%s: written by an earlier recranker; read with %s", path, "; ".join(changes))
     return parse_config(data, str(path))
 
 
@@ -179,7 +237,7 @@ evaluation: {ks: [3, 5]}
 sampling: {strategy: adaptive, instructions: 40}
 prompts: {folds: 2}
 tuning: {epochs: 1}
-ranking: {test_users: 300, valid_users: 150, tune_weights: true, baselines: [], generate: false}
+ranking: {test_users: 300, valid_users: 150, tune_weights: true, arms: [], bootstrap: 1, generate: false}
 """
 
 

@@ -53,7 +53,7 @@ class HintModels:
         return self._by_fold(users, items, folds, self.rating, self.rating_folds, _predict_ratings)
 
     def scores(self, users: np.ndarray, items: np.ndarray, folds: np.ndarray | None = None) -> np.ndarray:
-        """(n, m) ranking-model scores of items (n, m) for users (n,), at the validation stage
+        """(n, m) ranking-model scores of items (n, m) for users (n,), at the validation target
         (the history a training prompt may use), per fold as in `ratings`."""
         return self._by_fold(users, items, folds, self.ranking, self.ranking_folds, _score)
 
@@ -114,4 +114,27 @@ def hint_quality(records: list[dict]) -> dict[str, float]:
         ranked = Rankings(np.arange(len(rows)), order, np.zeros(order.shape))
         gains = {k: {p: g for p, g in enumerate(r["labels"]) if g > 0} for k, r in enumerate(rows)}
         out["ndcg"] = float(per_user(ranked, gains, [f"NDCG@{order.shape[1]}"]).iloc[:, 0].mean())
+    return out
+
+
+def title_word_scores(split: Split, users: np.ndarray, items: np.ndarray, target: str = "test") -> np.ndarray:
+    """(U, m) a plain text reader's scores, the ceiling of what the titles tell: for each user, the
+    words of the titles they liked before `target` count +1, those of titles they did not
+    like -1; a candidate scores the mean count of its title's words. Reads the split only (never the
+    hidden truth), so on the negative control it is as blind as any reader must be."""
+    titles = split.dataset.items["title"].to_numpy()
+    tokens = [set(str(t).lower().split()) - {"the"} for t in titles]
+    history = split.history(target)
+    liked = split.dataset.feedback.liked(history["rating"].to_numpy())
+    votes: dict[int, dict[str, float]] = {}
+    for user, item, good in zip(history["user"].to_numpy(), history["item"].to_numpy(), liked):
+        counts = votes.setdefault(int(user), {})
+        for word in tokens[int(item)]:
+            counts[word] = counts.get(word, 0.0) + (1.0 if good else -1.0)
+    out = np.zeros(np.shape(items), dtype=np.float64)
+    for row, user in enumerate(np.asarray(users)):
+        counts = votes.get(int(user), {})
+        for col, item in enumerate(np.asarray(items)[row]):
+            words = tokens[int(item)]
+            out[row, col] = sum(counts.get(w, 0.0) for w in words) / max(1, len(words))
     return out

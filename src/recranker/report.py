@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from recranker.metrics import Measure
+from recranker.arms import ARMS, Arm
 from recranker.results import BackboneResults, StudyResults
 
 
@@ -125,21 +127,26 @@ def difference_rows(backbone: BackboneResults, measures: list[Measure]) -> list[
 
 
 def auc_rows(backbone: BackboneResults) -> list[dict[str, Any]]:
-    """Per score (a task's, the backbone's order, the fusions'), each LLM system's AUC of the target
+    """Per score (a task's, the backbone's order, the fusions'), each LLM arm's AUC of the target
     against the other candidates on the covered test users, with its 95% bootstrap CI."""
     scores: dict[str, dict[str, Any]] = {}
     for system, report in backbone.diagnostics.items():
         for name, auc in report.get("auc", {}).items():
             cell = "-" if auc["auc"] is None else f"{auc['auc']:.3f} [{auc['ci'][0]:.3f}, {auc['ci'][1]:.3f}]"
-            scores.setdefault(name, {"score": name})[_SYSTEM_NAMES.get(system, system)] = cell
+            scores.setdefault(name, {"score": name})[arm_label(system)] = cell
     return list(scores.values())
 
 
-_SYSTEM_NAMES = {"tuned": "tuned LLM", "zero_shot": "untuned LLM", "no_hints": "tuned LLM, no hints"}
+def arm_label(name: str) -> str:
+    """The report's name of the arm `name` (`recranker.arms`); other names as they are."""
+    return ARMS[Arm(name)].label if name in ARM_NAMES else name
+
+
+ARM_NAMES = {arm.value for arm in Arm}
 
 
 def position_rows(backbone: BackboneResults) -> list[dict[str, Any]]:
-    """Per LLM system, raw and calibrated: where the first listwise pick (by first-step logits) was
+    """Per LLM arm, raw and calibrated: where the first listwise pick (by first-step logits) was
     shown, the largest gap from uniform in points and the chi-square p-value against uniform."""
     rows = []
     for system, report in backbone.diagnostics.items():
@@ -150,7 +157,7 @@ def position_rows(backbone: BackboneResults) -> list[dict[str, Any]]:
             source = (backbone.fusion.get("position_prior", {}).get(system) or {}).get("from", "")
             if key == "first_pick_calibrated" and source:
                 label += f" (prior: {source.split(' (')[0]})"
-            rows.append({"system": _SYSTEM_NAMES.get(system, system), "logits": label, "answers": test["answers"],
+            rows.append({"arm": arm_label(system), "logits": label, "answers": test["answers"],
                          "shares A, B, ...": " ".join(f"{x:.2f}" for x in test["shares"]),
                          "max gap (points)": f"{test['max_gap_points']:.1f}", "chi-square p": f"{test['chi2_p']:.3g}"})
     return rows
@@ -170,6 +177,11 @@ def fusion_lines(backbone: BackboneResults) -> list[str]:
         coef = ", ".join(f"{k} {v:+.3f}" for k, v in learned["coef"].items())
         lines.append(f"Learned fusion: {learned['model']}, C = {learned['C']:g}, {learned['pairs']} pairs of "
                      f"{learned['valid_users']} validation users; coefficients: {coef}.")
+    selected = backbone.fusion.get("selected")
+    if selected:
+        values = ", ".join(f"{name} {value:.4f}" for name, value in selected["valid"].items())
+        lines.append(f"Served system (`recranker serve`, `Reranker`): **{selected['system']}**, selected on the "
+                     f"validation users by {selected['metric']} ({values}; the learned fusion's cross-fitted).")
     return lines
 
 
@@ -187,11 +199,11 @@ def cost_rows(backbone: BackboneResults) -> list[dict[str, Any]]:
 
 
 def listwise_rows(backbone: BackboneResults) -> list[dict[str, Any]]:
-    """Parse outcomes of the generated listwise answers per LLM system."""
+    """Parse outcomes of the generated listwise answers per LLM arm."""
     rows = []
     for system, stats in backbone.listwise.items():
         if stats.get("answers"):
-            rows.append({"system": system, "answers": stats["answers"],
+            rows.append({"arm": arm_label(system), "answers": stats["answers"],
                          **{k: f"{stats[k]:.3f}" for k in ("ok", "repaired", "unparsable")}})
     return rows
 
@@ -223,14 +235,14 @@ def plot_position_bias(results: StudyResults, path: Path, candidates: int) -> No
     fig, axes = plt.subplots(1, len(backbones), figsize=(6 * len(backbones), 4), squeeze=False)
     for ax, backbone in zip(axes[0], backbones):
         for system, stats in results.backbones[backbone].listwise.items():
-            if system == "no_hints":
+            if system in ARM_NAMES and not ARMS[Arm(system)].hints:  # the arms with hints: tuned and untuned
                 continue
             calibrated = (results.backbones[backbone].diagnostics.get(system) or {}).get("first_pick_calibrated") or {}
             curves = [(key, stats.get(key)) for key in ("top1_position_logits", "top1_position_generated")]
             for key, counts in curves + [("calibrated_logits", calibrated.get("shares"))]:
                 counts = np.asarray(counts or [], dtype=float)
                 if counts.sum():
-                    label = f"{'untuned' if system == 'zero_shot' else 'tuned'} ({key.replace('top1_position_', '')})"
+                    label = f"{arm_label(system).removesuffix(' LLM')} ({key.replace('top1_position_', '')})"
                     style = {"top1_position_generated": "--", "calibrated_logits": ":"}.get(key, "-")
                     ax.plot(range(len(counts)), counts / counts.sum(), style, marker="o", label=label)
         ax.axhline(1 / max(1, candidates), color="grey", lw=0.8)
@@ -243,16 +255,30 @@ def plot_position_bias(results: StudyResults, path: Path, candidates: int) -> No
     _save(fig, path)
 
 
-def write_report(cfg: Any, results: StudyResults) -> Path:
-    """runs/<name>/report/report.md with the tables and the PNG plots beside it."""
+@dataclass(frozen=True)
+class ReportHeader:
+    """What a report says of its study besides the results: its `name`, its run folder `run_dir`
+    (the report goes to run_dir/report/), the data format, the candidates per user `m` and the
+    LLM (`llm`: its spec, `tuned`: the tune/<variant> folder it was tuned into, None when untuned)."""
+
+    name: str
+    run_dir: Path
+    data: str
+    m: int
+    llm: str
+    tuned: str | None = None
+
+
+def write_report(header: ReportHeader, results: StudyResults) -> Path:
+    """run_dir/report/report.md with the tables and the PNG plots beside it."""
     from recranker.artifacts import atomic_write
 
-    folder = Path(cfg.run_dir) / "report"
+    folder = Path(header.run_dir) / "report"
     folder.mkdir(parents=True, exist_ok=True)
     measures = results.measures
-    lines = [f"# recranker study `{cfg.name}`", "",
-             f"Data: {cfg.data.format}; candidates m = {cfg.retrieval.candidates}; LLM: "
-             f"{cfg.ranking.model or cfg.tuning.model} ({'untuned' if cfg.ranking.model else 'tuned: tune/' + cfg.tuning.variant}); "
+    lines = [f"# recranker study `{header.name}`", "",
+             f"Data: {header.data}; candidates m = {header.m}; LLM: "
+             f"{header.llm} ({'tuned: ' + header.tuned if header.tuned else 'untuned'}); "
              f"relevance: {'graded (future ratings)' if results.graded else 'the test target'}.",
              "Population metrics average over all evaluated test users (a missed target scores 0); `*`: paired "
              "t-test against the backbone, p < 0.05. Conditional metrics average over the users whose target is "
@@ -284,7 +310,7 @@ def write_report(cfg: Any, results: StudyResults) -> Path:
             lines += ["### Listwise answers (generated, parsed)", "", markdown_table(listwise), ""]
         lines += ["### Cost per LLM pass", "", markdown_table(cost_rows(summary)), ""]
     plot_systems(results, folder / "systems.png")
-    plot_position_bias(results, folder / "position_bias.png", cfg.retrieval.candidates)
+    plot_position_bias(results, folder / "position_bias.png", header.m)
     lines += ["![metrics per system](systems.png)", "", "![listwise position bias](position_bias.png)", ""]
     with atomic_write(folder / "report.md") as fh:
         fh.write("\n".join(lines))

@@ -71,9 +71,9 @@ class BackboneResults:
 
     `weight_tuning` says how the hybrid's weights were chosen (`tuned`, and when tuned `metric`,
     `valid_value`, `valid_users`, `grid`); `listwise` holds the parse outcomes and position
-    counts of each LLM system's listwise answers; `cost` the summary of each LLM pass
-    ("<system>/<split>": seconds, users, tokens per user); `fusion` how the tuned hybrid and the
-    learned fusion were fitted; `diagnostics` the per-task signal of each LLM system on the
+    counts of each LLM arm's listwise answers; `cost` the summary of each LLM pass
+    ("<arm>/<target>": seconds, users, tokens per user); `fusion` how the tuned hybrid and the
+    learned fusion were fitted; `diagnostics` the per-task signal of each LLM arm on the
     covered test users (AUC of the target against the other candidates, with 95% bootstrap CIs)
     and the position test of its first listwise pick, raw and calibrated.
     """

@@ -29,7 +29,7 @@ from recranker.errors import DataError, RecrankerError
 log = logging.getLogger(__name__)
 
 #: which of a user's two targets a feature is for: the validation or the test target (the
-#: parameters that take one are named `stage`; not to be confused with a run's `artifacts.Stage`)
+#: parameters that take one are named `target`, everywhere in recranker)
 Target = Literal["valid", "test"]
 TARGETS: tuple[Target, Target] = ("valid", "test")
 
@@ -74,20 +74,20 @@ class Split:
         """Training interactions: everything before each user's validation target."""
         return self.history("valid")
 
-    def history(self, stage: Target) -> pd.DataFrame:
-        """Interactions strictly before each user's `stage` target."""
-        cutoff = self.targets[f"{_check(stage)}_time"].reindex(self.known["user"]).to_numpy()
+    def history(self, target: Target) -> pd.DataFrame:
+        """Interactions strictly before each user's `target` (valid or test)."""
+        cutoff = self.targets[f"{_check(target)}_time"].reindex(self.known["user"]).to_numpy()
         return self.known[self.known["timestamp"].to_numpy() < cutoff].reset_index(drop=True)
 
-    def target_items(self, stage: Target) -> np.ndarray:
-        """Target item code of each user in `users`, for `stage`."""
-        return self.targets[f"{_check(stage)}_item"].to_numpy(np.int64)
+    def target_items(self, target: Target) -> np.ndarray:
+        """Target item code of each user in `users`, for `target`."""
+        return self.targets[f"{_check(target)}_item"].to_numpy(np.int64)
 
-    def seen(self, stage: Target, *, liked_only: bool = False) -> sp.csr_matrix:
+    def seen(self, target: Target, *, liked_only: bool = False) -> sp.csr_matrix:
         """(n_users, n_items) 0/1 matrix of items each user interacted with (or liked, when
-        `liked_only`) before `stage`'s target. These are excluded from the full ranking.
+        `liked_only`) before `target`. These are excluded from the full ranking.
         """
-        hist = self.history(stage)
+        hist = self.history(target)
         if liked_only:
             hist = hist[self.dataset.feedback.liked(hist["rating"].to_numpy())]
         data = np.ones(len(hist), dtype=np.float32)
@@ -113,9 +113,9 @@ class Split:
             return self.train
         raise ValueError(f"positives must be 'liked' or 'interacted', got {positives!r}")
 
-    def sequences(self, stage: Target, *, liked_only: bool = True) -> list[np.ndarray]:
-        """Per user code, the items before `stage`'s target in time order (empty for others)."""
-        hist = self.history(stage)
+    def sequences(self, target: Target, *, liked_only: bool = True) -> list[np.ndarray]:
+        """Per user code, the items before `target` in time order (empty for others)."""
+        hist = self.history(target)
         if liked_only:
             hist = hist[self.dataset.feedback.liked(hist["rating"].to_numpy())]
         out = [np.zeros(0, dtype=np.int64) for _ in range(self.n_users)]
@@ -167,10 +167,10 @@ class Split:
         return cls(dataset=dataset, known=known, targets=targets)
 
 
-def _check(stage: str) -> str:
-    if stage not in TARGETS:
-        raise ValueError(f"stage must be one of {TARGETS}, got {stage!r}")
-    return stage
+def _check(target: str) -> str:
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    return target
 
 
 def leave_one_out(dataset: Dataset, *, source: str | None = None) -> Split:
@@ -225,39 +225,39 @@ def _warn_left_out(dataset: Dataset, users: np.ndarray, source: str | None) -> N
     )
 
 
-def assert_before(frame: pd.DataFrame, split: Split, stage: Target, what: str) -> None:
+def assert_before(frame: pd.DataFrame, split: Split, target: Target, what: str) -> None:
     """Raise `LeakageError` unless every row of `frame` (columns `user`, `timestamp`, optional
-    `item`) is strictly earlier than its user's `stage` target and is not the target itself.
+    `item`) is strictly earlier than its user's `target` and is not the target itself.
 
-    Use it on anything fed to a feature for `stage` targets: histories, training data, hints.
+    Use it on anything fed to a feature for `target`: histories, training data, hints.
     """
     targets = split.targets
     known = frame["user"].isin(targets.index).to_numpy()
     if not known.all():
         row = frame[~known].iloc[0]
-        raise LeakageError(f"{what}: user {row['user']} has no {stage} target in the split")
-    times = targets[f"{_check(stage)}_time"].reindex(frame["user"]).to_numpy()
+        raise LeakageError(f"{what}: user {row['user']} has no {target} target in the split")
+    times = targets[f"{_check(target)}_time"].reindex(frame["user"]).to_numpy()
     late = frame["timestamp"].to_numpy() >= times
     if late.any():
         row = frame[late].iloc[0]
         raise LeakageError(
             f"{what}: user {row['user']} has an interaction at time {row['timestamp']}, "
-            f"at or after its {stage} target's time"
+            f"at or after its {target} target's time"
         )
     if "item" in frame:
-        same = frame["item"].to_numpy() == targets[f"{stage}_item"].reindex(frame["user"]).to_numpy()
+        same = frame["item"].to_numpy() == targets[f"{target}_item"].reindex(frame["user"]).to_numpy()
         if same.any():
-            raise LeakageError(f"{what}: user {frame[same].iloc[0]['user']} sees its {stage} target")
+            raise LeakageError(f"{what}: user {frame[same].iloc[0]['user']} sees its {target} target")
 
 
 def check_leakage(split: Split) -> None:
     """Raise `LeakageError` if anything available for a target was observed at or after its time.
 
-    Checks, for every user and stage: each history interaction is strictly earlier than the
+    Checks, for every user and target: each history interaction is strictly earlier than the
     target and is not the target; the validation target is earlier than the test target.
     """
     if not (split.targets["valid_time"] < split.targets["test_time"]).all():
         raise LeakageError("a validation target is not strictly before its test target")
-    for stage in TARGETS:
-        assert_before(split.history(stage), split, stage, f"{stage} history")
+    for target in TARGETS:
+        assert_before(split.history(target), split, target, f"{target} history")
     assert_before(split.train, split, "valid", "training set")

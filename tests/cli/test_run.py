@@ -95,7 +95,7 @@ def test_an_interrupted_ranking_resumes_from_its_saved_users(study, monkeypatch,
     from recranker.ranking import llm
 
     config = str(study / "study.yaml")
-    args = ["rank", "--config", config, "--set", "ranking.seed=1", "--set", "ranking.baselines=[]",
+    args = ["rank", "--config", config, "--set", "ranking.seed=1", "--set", "ranking.arms=[]", "--set", "ranking.bootstrap=1",
             "--set", "ranking.tune_weights=false", "--set", "retrieval.models={bpr: {epochs: 3}}",
             "--set", "ranking.chunk_users=2"]
     calls = {"n": 0}

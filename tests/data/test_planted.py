@@ -7,8 +7,9 @@ import pytest
 
 from recranker.config import parse_config
 from recranker.data.csvlog import load_csv
-from recranker.data.planted import WORDS, PlantedConfig, planted_dataset, planted_frames, title_word_scores, write_planted
+from recranker.data.planted import WORDS, PlantedConfig, planted_dataset, planted_frames, write_planted
 from recranker.errors import ConfigError
+from recranker.hints import title_word_scores
 from recranker.ranking.fusion import target_auc
 from recranker.retrieval import make_retriever
 from recranker.split import leave_one_out

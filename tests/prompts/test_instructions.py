@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from recranker.prompts.config import CandidateCounts, PromptsConfig
+from recranker.candidates import CandidateCounts
+from recranker.prompts.config import PromptsConfig
 from recranker.prompts.instructions import InstructionBuilder
 from recranker.prompts.render import IDENTIFIERS
 
@@ -13,7 +14,7 @@ def users(split):
 
 
 def build(pools, renderer, models, task, users, **settings):
-    settings.setdefault("candidates", "sampled")  # what most tests here check; retrieved ones below
+    settings.setdefault("candidate_source", "sampled")  # what most tests here check; retrieved ones below
     config = PromptsConfig(folds=pools.k, tokenizer=None, **settings)
     return InstructionBuilder(pools, renderer, models, config).build(task, users, progress=False)
 
@@ -91,7 +92,7 @@ def test_retrieved_candidates_are_the_fold_models_top_less_history_and_targets(p
                                                                                users) -> None:
     targets = {stage: dict(zip(split.users.tolist(), split.target_items(stage).tolist())) for stage in ("valid", "test")}
     for task in ("pointwise", "pairwise", "listwise"):
-        records = build(pools, renderer, hint_models, task, users, candidates="retrieved")
+        records = build(pools, renderer, hint_models, task, users, candidate_source="retrieved")
         assert np.mean([r["candidates"] == "retrieved" for r in records]) > 0.8
         for r in (r for r in records if r["candidates"] == "retrieved"):
             user, fold = r["user_code"], r["fold"]
@@ -115,10 +116,10 @@ def test_mixed_candidates_take_their_share_and_sampled_ones_stay_as_they_were(po
                                                                                users) -> None:
     sampled = build(pools, renderer, hint_models, "listwise", users)
     assert all(r["candidates"] == "sampled" for r in sampled)
-    mixed = build(pools, renderer, hint_models, "listwise", users, candidates="mixed", retrieved_share=0.3)
+    mixed = build(pools, renderer, hint_models, "listwise", users, candidate_source="mixed", retrieved_share=0.3)
     share = np.mean([r["candidates"] == "retrieved" for r in mixed])
     assert 0.15 < share < 0.45
-    retrieved = build(pools, renderer, hint_models, "listwise", users, candidates="retrieved")
+    retrieved = build(pools, renderer, hint_models, "listwise", users, candidate_source="retrieved")
     assert np.mean([r["candidates"] == "retrieved" for r in retrieved]) > share
 
 
@@ -126,8 +127,8 @@ def test_mixed_candidates_of_another_listwise_size_show_as_many_of_either_kind(p
                                                                                users) -> None:
     # 15 listwise candidates (as ALRO's protocol asks 25): the retrieved lists are as long as the sampled
     counts = CandidateCounts(liked=2, disliked=1, negatives=12)
-    assert PromptsConfig(listwise=counts, candidates="mixed").depth == 15
-    records = build(pools, renderer, hint_models, "listwise", users[:60], candidates="mixed", listwise=counts)
+    assert PromptsConfig(listwise=counts, candidate_source="mixed").depth == 15
+    records = build(pools, renderer, hint_models, "listwise", users[:60], candidate_source="mixed", listwise=counts)
     assert {r["candidates"] for r in records} == {"sampled", "retrieved"}
     assert all(len(r["item_codes"]) == 15 for r in records)
 
@@ -136,7 +137,7 @@ def test_retrieved_candidates_keep_the_leakage_guarantees(pools, renderer, hint_
     from recranker.prompts.leakage import check_instruction_leakage
 
     records = [r for task in ("pointwise", "pairwise", "listwise")
-               for r in build(pools, renderer, hint_models, task, users, candidates="retrieved")]
+               for r in build(pools, renderer, hint_models, task, users, candidate_source="retrieved")]
     assert check_instruction_leakage(records, split, hint_models) == 3 * len(users)
 
 
@@ -148,7 +149,8 @@ def test_retrieved_candidates_keep_the_leakage_guarantees(pools, renderer, hint_
         ({"listwise": {"liked": 10, "negatives": 20}}, "listwise: needs 2 to 26"),
         ({"tasks": []}, "give at least one"),
         ({"folds": 1}, "greater than or equal to 2"),
-        ({"candidates": "fresh"}, "'sampled', 'retrieved' or 'mixed'"),
+        ({"candidate_source": "fresh"}, "'sampled', 'retrieved' or 'mixed'"),
+        ({"candidates": "retrieved"}, "candidates: renamed candidate_source"),
         ({"retrieved_depth": 12}, r"retrieved_depth \(12\) must equal the listwise candidates \(10\)"),
     ],
 )

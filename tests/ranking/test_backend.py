@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from recranker.ranking.backend import OneDNNLinear, Request, TransformersBackend, _Group, shared_prefix, use_onednn_linears
+from recranker.ranking.backend import OneDNNLinear, TransformersBackend, _Group, shared_prefix, use_onednn_linears
 from recranker.testing import tiny_causal_lm
+from recranker.testing.backends import BackendContract, contract_requests
 
 
 @pytest.fixture(scope="module")
@@ -11,15 +12,21 @@ def model(tokenizer):
     return tiny_causal_lm(tokenizer).eval()
 
 
-def requests():
-    head = "<|im_start|>system\nYou rank movies.<|im_end|>\n<|im_start|>user\nThe user rated these movies:\n- Movie {g}: 5\n\n"
-    asks = ['How would the user rate "Movie 3"?', 'Would the user prefer "Movie 1" over "Movie 22"?', "Rank:\nA. x\nB. y"]
-    out = []
-    for g in range(3):
-        for k, ask in enumerate(asks):
-            text = head.format(g=g) + ask * (1 + k % 2) + "<|im_end|>\n<|im_start|>assistant\n"
-            out.append(Request(text, group=g, max_new_tokens=5 if ask.startswith("Rank") else 0))
-    return out
+requests = contract_requests
+
+
+class TestTransformersBackendContract(BackendContract):
+    @pytest.fixture()
+    def backend(self, tokenizer):
+        return TransformersBackend(tiny_causal_lm(tokenizer).eval(), tokenizer, batch_tokens=48, prefix_tokens=80)
+
+
+class TestPaddedTransformersBackendContract(BackendContract):
+    @pytest.fixture()
+    def backend(self, tokenizer):
+        backend = TransformersBackend(tiny_causal_lm(tokenizer).eval(), tokenizer)
+        backend.pad_multiple = 32  # as the server runs it
+        return backend
 
 
 def reference(model, tokenizer, request, ids):

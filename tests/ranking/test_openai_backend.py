@@ -16,6 +16,7 @@ from recranker.ranking.backend import TransformersBackend
 from recranker.ranking.openai_backend import OpenAIBackend, wanted_logprobs
 from recranker.ranking.vllm_backend import vllm_available
 from recranker.testing import tiny_causal_lm
+from recranker.testing.backends import BackendContract
 
 from .test_vllm_backend import rank_with_both
 
@@ -71,6 +72,13 @@ def server(tmp_path_factory, tokenizer):
 
 
 @pytest.mark.vllm
+class TestOpenAIBackendContract(BackendContract):
+    @pytest.fixture()
+    def backend(self, server, tokenizer):
+        url, folder, _ = server
+        return OpenAIBackend(url, folder, tokenizer, top_logprobs=len(tokenizer))  # the whole vocabulary: exact
+
+
 def test_rankings_equal_the_transformers_backends(server, tokenizer, split, renderer, hint_models) -> None:
     url, folder, reference = server
     engine = OpenAIBackend(url, folder, tokenizer, top_logprobs=len(tokenizer))  # the whole vocabulary: exact

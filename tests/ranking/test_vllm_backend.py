@@ -11,6 +11,7 @@ from recranker.ranking.config import RankingConfig
 from recranker.ranking.llm import LLMRanker
 from recranker.ranking.vllm_backend import VLLMBackend, vllm_available
 from recranker.testing import tiny_causal_lm
+from recranker.testing.backends import BackendContract
 from recranker.types import Rankings
 
 from .test_backend import requests
@@ -25,6 +26,12 @@ def models(tmp_path_factory, tokenizer):
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return TransformersBackend(model, tokenizer), VLLMBackend(folder, dtype="float32", max_model_len=2048)
+
+
+class TestVLLMBackendContract(BackendContract):
+    @pytest.fixture()
+    def backend(self, models):
+        return models[1]
 
 
 def test_outputs_equal_the_transformers_backend(models, tokenizer) -> None:

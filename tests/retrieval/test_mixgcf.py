@@ -6,7 +6,7 @@ from recranker.retrieval.lightgcn import LightGCNConfig, Propagation, normalized
 from recranker.retrieval.mixgcf import MixGCF, mixgcf_loss
 from recranker.testing.retrievers import RetrieverContract
 
-FAST = dict(dim=16, layers=2, lr=0.02, batch_size=512, epochs=30, eval_every=5, patience=3, candidates=4)
+FAST = dict(dim=16, layers=2, lr=0.02, batch_size=512, epochs=30, eval_every=5, patience=3, negatives=4)
 
 
 class TestMixGCF(RetrieverContract):

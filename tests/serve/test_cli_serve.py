@@ -60,6 +60,7 @@ def test_serve_answers_and_sigterm_lets_the_request_in_flight_finish(tiny_run) -
     (["--port", "99999"], "--port: between 1 and 65535"),
     (["--max-history", "-1"], "--max-history: between 1 and"),
     (["--max-candidates", "27"], "--max-candidates: between 1 and 26"),
+    (["--pad-multiple", "0"], "--pad-multiple: between 1 and 1024"),
 ])
 def test_bad_flags_end_with_one_line_naming_the_flag_before_anything_starts(tiny_run, capsys, flags, message) -> None:
     from recranker.cli.main import main

@@ -24,16 +24,20 @@ class Recording:
         return self.inner.run(requests, token_ids)
 
 
-def test_rank_returns_the_candidates_by_descending_hybrid_score(reranker) -> None:
-    result = reranker.rank(HISTORY, CANDIDATES)
-    assert sorted(i.item for i in result.items) == sorted(CANDIDATES)
+@pytest.mark.parametrize("system", ["hybrid", "tuned hybrid"])
+def test_rank_returns_the_candidates_by_descending_hybrid_score(reranker, system) -> None:
+    served = Reranker(reranker.cfg, reranker.ranker, reranker.systems, system)
+    result = served.rank(HISTORY, CANDIDATES)
+    assert sorted(i.item for i in result.items) == sorted(CANDIDATES) and result.system == system
     scores = [i.score for i in result.items]
     assert scores == sorted(scores, reverse=True)
     assert result.tasks == ["pointwise", "pairwise", "listwise"] and not result.hints
-    for item in result.items:  # the score is the weighted sum of the task utilities (the hybrid)
-        u = item.utilities
-        assert item.score == pytest.approx(np.dot(result.weights, [u["pointwise"], u["pairwise"], u["listwise"]]))
-    assert [i.item for i in reranker.rank(HISTORY, CANDIDATES, k=2).items] == [i.item for i in result.items[:2]]
+    retrieval = reranker.cfg.ranking.constants.retrieval * (len(CANDIDATES) - np.arange(len(CANDIDATES)))
+    for item in result.items:  # the weighted sum of the task utilities, + a0 U_retrieval (the hybrid)
+        u, rank = item.utilities, CANDIDATES.index(item.item)
+        weighted = np.dot(result.weights, [u["pointwise"], u["pairwise"], u["listwise"]])
+        assert item.score == pytest.approx(weighted + result.a0 * retrieval[rank])
+    assert [i.item for i in served.rank(HISTORY, CANDIDATES, k=2).items] == [i.item for i in result.items[:2]]
 
 
 def test_the_same_request_gets_the_same_answer_alone_or_batched(reranker) -> None:
@@ -53,7 +57,7 @@ def test_backbone_scores_give_the_backbone_order(reranker) -> None:
 
 def test_a_known_user_gets_hints_and_an_unknown_one_none(reranker) -> None:
     recording = Recording(reranker.backend)
-    spy = Reranker(reranker.cfg, reranker.ranker, reranker.weights)
+    spy = Reranker(reranker.cfg, reranker.ranker, reranker.systems)
     spy.ranker.backend = recording
     try:
         known = spy.rank(HISTORY, CANDIDATES, user="u3", tasks=["listwise"])

@@ -32,7 +32,7 @@ def cfg(tmp_path_factory) -> StudyConfig:
 def test_a_training_prompt_and_an_inference_prompt_of_the_same_inputs_are_the_same(cfg) -> None:
     stages.run_prompts(cfg, progress=False)
     split = stages.prepare_split(cfg)
-    inference = stages.prompt_renderer(cfg, split, None, cfg.ranked_tasks)  # as the ranking stage builds it
+    inference = cfg.renderer(split.dataset, None)  # as the ranking stage builds it (the ranked tasks)
     train = split.train
     rating = dict(zip(zip(train["user"].tolist(), train["item"].tolist()), train["rating"].tolist()))
     checked = 0
@@ -69,7 +69,7 @@ def test_what_changes_the_llms_requests_reruns_the_ranking(cfg, change) -> None:
     {"ranking.weights": [0.2, 0.3, 0.5], "ranking.tune_weights": False}, {"ranking.tune_metric": "NDCG@5"},
     {"ranking.weight_step": 0.5}, {"ranking.listwise": "generate"}, {"ranking.constants": {"listwise": 0.05}},
     {"ranking.batch_tokens": 256}, {"ranking.prefix_tokens": 512}, {"ranking.chunk_users": 4},
-    {"ranking.baselines": ["zero_shot", "bootstrapping"]}, {"ranking.bootstrap": 5}, {"prompts.folds": 4}, {"prompts.seed": 1}, {"prompts.shift_positions": False},
+    {"ranking.arms": ["zero_shot"]}, {"ranking.bootstrap": 5}, {"prompts.folds": 4}, {"prompts.seed": 1}, {"prompts.shift_positions": False},
     {"prompts.hints.cross_fit": False}, {"prompts.listwise": {"liked": 2, "disliked": 2, "negatives": 4}},
 ])
 def test_what_only_combines_or_batches_the_answers_reruns_nothing(cfg, change) -> None:
@@ -115,13 +115,13 @@ def test_the_ranker_asks_exactly_the_training_prompt(cfg, monkeypatch) -> None:
     rating = dict(zip(zip(train["user"].tolist(), train["item"].tolist()), train["rating"].tolist()))
     for task in ("pointwise", "pairwise", "listwise"):
         backend = Recorder(tokenizer)
-        ranking = override(cfg, {"ranking.tasks": [task], "ranking.baselines": []}).ranking
-        ranker = LLMRanker(backend, stages.prompt_renderer(cfg, split, None, [task]), split, None, ranking)
+        ranking = override(cfg, {"ranking.tasks": [task], "ranking.arms": [], "ranking.bootstrap": 1}).ranking
+        ranker = LLMRanker(backend, cfg.renderer(split.dataset, None, [task]), split, None, ranking)
         monkeypatch.setattr(ranker, "_rng", lambda *args: Unshuffled())
         for record in read_jsonl(prompts_stage(cfg).path / f"{task}.jsonl")[:4]:
             user, shown, items = record["user_code"], record["history"], record["item_codes"]
             history = (np.array(shown), np.array([rating[user, i] for i in shown]))
-            monkeypatch.setattr(ranker, "history", lambda stage, u, h=history: h)
+            monkeypatch.setattr(ranker, "history", lambda target, u, h=history: h)
             backend.texts.clear()
             ranker.rank_chunk(Rankings([user], [items], [np.zeros(len(items))]), "test")
             expected = chat_text(record["messages"][:2], tokenizer, generation_prompt=True)
@@ -130,19 +130,17 @@ def test_the_ranker_asks_exactly_the_training_prompt(cfg, monkeypatch) -> None:
 
 @pytest.mark.parametrize("listwise, generates", [("logits", False), ("generate", True)])
 def test_validation_passes_ask_only_what_the_weight_tuning_reads(cfg, listwise, generates) -> None:
-    from recranker.stages.rank import pass_ranking
-
     cfg = override(cfg, {"ranking.listwise": listwise, "ranking.generate": True, "ranking.bootstrap": 3})
-    valid, test = pass_ranking(cfg, "tuned", "valid"), pass_ranking(cfg, "tuned", "test")
-    assert "bootstrapping" not in valid.baselines and valid.generate is generates
+    valid, test = cfg.ranking.for_pass("tuned", "valid"), cfg.ranking.for_pass("tuned", "test")
+    assert valid.bootstrap == 1 and valid.generate is generates
     assert test == cfg.ranking
-    for system in ("zero_shot", "no_hints"):  # only the tuned system's test rows read bootstrap passes
-        baseline = pass_ranking(cfg, system, "test")
-        assert "bootstrapping" not in baseline.baselines and baseline.generate is True, system
-        assert stages.rank_stage(override(cfg, {"ranking.bootstrap": 5}), "lightgcn", system, "test").inputs == \
-            stages.rank_stage(cfg, "lightgcn", system, "test").inputs, system
+    for arm in ("zero_shot", "no_hints"):  # only the tuned arm's test rows read bootstrap passes
+        baseline = cfg.ranking.for_pass(arm, "test")
+        assert baseline.bootstrap == 1 and baseline.generate is True, arm
+        assert stages.rank_stage(override(cfg, {"ranking.bootstrap": 5}), "lightgcn", arm, "test").inputs == \
+            stages.rank_stage(cfg, "lightgcn", arm, "test").inputs, arm
     before = stages.rank_stage(cfg, "lightgcn", "tuned", "valid").inputs
-    for change in ({"ranking.bootstrap": 5}, {"ranking.baselines": ["zero_shot"]}):
+    for change in ({"ranking.bootstrap": 5}, {"ranking.arms": ["zero_shot"]}):
         assert stages.rank_stage(override(cfg, change), "lightgcn", "tuned", "valid").inputs == before, change
     assert stages.rank_stage(override(cfg, {"ranking.bootstrap": 5}), "lightgcn", "tuned", "test").inputs != \
         stages.rank_stage(cfg, "lightgcn", "tuned", "test").inputs

@@ -9,7 +9,8 @@ from recranker.config import load_config, override
 from recranker.errors import RecrankerError
 from recranker.ranking.llm import RankerOutputs
 from recranker.stages.rank import ModelCache, rank_users
-from recranker.stages.shard import finished_split, read_only_ranker
+from recranker.runs import FinishedRun
+from recranker.stages.shard import expected_inputs, read_only_ranker
 from recranker.types import Rankings
 
 
@@ -23,7 +24,7 @@ def study(tiny_run):
 def test_two_ray_workers_give_the_outputs_of_one_process(study) -> None:
     pytest.importorskip("ray")
     cfg, candidates = study
-    split = finished_split(cfg)
+    split = FinishedRun(cfg, cfg.run_dir / "tune" / "main").split()
     one, _ = rank_users(cfg, "tuned", "test", split, candidates, ModelCache(), on_chunk=lambda part: None,
                         progress=False)
     parts: list[RankerOutputs] = []
@@ -37,5 +38,6 @@ def test_two_ray_workers_give_the_outputs_of_one_process(study) -> None:
 
 def test_a_worker_never_tunes(study, tmp_path) -> None:
     cfg, _ = study
-    with pytest.raises(RecrankerError, match="no finished tune stage"):
-        read_only_ranker(override(cfg, {"tuning.learning_rate": 0.5}), "tuned", "test")
+    other = override(cfg, {"tuning.learning_rate": 0.5})
+    with pytest.raises(RecrankerError, match="tune/main finished with other inputs than expected"):
+        read_only_ranker(other, "tuned", "test", expected_inputs(other))

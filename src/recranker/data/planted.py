@@ -32,7 +32,6 @@ interactions with the titles permuted across items, so the text carries nothing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -42,8 +41,6 @@ from recranker.artifacts import atomic_write
 from recranker.data.dataset import Dataset, Feedback
 from recranker.settings import Settings
 
-if TYPE_CHECKING:
-    from recranker.split import Split, Target
 
 #: marker words (one token each in SmolLM2's vocabulary with a leading space)
 WORDS = ("Red", "Blue", "Green", "Golden", "Silver", "Black", "White", "Purple", "Orange", "Pink", "Brown", "Grey")
@@ -160,26 +157,3 @@ def write_planted(folder: str | Path, cfg: PlantedConfig) -> dict[str, Path]:
         with atomic_write(paths[key]) as fh:
             frame.drop(columns="line", errors="ignore").to_csv(fh, index=False)
     return paths
-
-
-def title_word_scores(split: Split, users: np.ndarray, items: np.ndarray, stage: Target = "test") -> np.ndarray:
-    """(U, m) a plain text reader's scores, the ceiling of what the titles tell: for each user, the
-    words of the titles they liked before `stage`'s target count +1, those of titles they did not
-    like -1; a candidate scores the mean count of its title's words. Reads the split only (never the
-    hidden truth), so on the negative control it is as blind as any reader must be."""
-    titles = split.dataset.items["title"].to_numpy()
-    tokens = [set(str(t).lower().split()) - {"the"} for t in titles]
-    history = split.history(stage)
-    liked = split.dataset.feedback.liked(history["rating"].to_numpy())
-    votes: dict[int, dict[str, float]] = {}
-    for user, item, good in zip(history["user"].to_numpy(), history["item"].to_numpy(), liked):
-        counts = votes.setdefault(int(user), {})
-        for word in tokens[int(item)]:
-            counts[word] = counts.get(word, 0.0) + (1.0 if good else -1.0)
-    out = np.zeros(np.shape(items), dtype=np.float64)
-    for row, user in enumerate(np.asarray(users)):
-        counts = votes.get(int(user), {})
-        for col, item in enumerate(np.asarray(items)[row]):
-            words = tokens[int(item)]
-            out[row, col] = sum(counts.get(w, 0.0) for w in words) / max(1, len(words))
-    return out

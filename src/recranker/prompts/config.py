@@ -3,7 +3,7 @@
 `PromptsConfig` is the one spec of how prompts look, for training and for inference alike: the
 template domain and folder, the history budget, the title length and the listwise answer's length
 (`listwise_top`, which the hybrid's listwise utility uses too). The stages build every renderer
-from it (`recranker.stages.prompts.prompt_renderer`), so a training prompt and an inference prompt
+from it (`PromptsConfig.renderer`), so a training prompt and an inference prompt
 of the same task and the same inputs are the same text.
 """
 
@@ -12,28 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from recranker.prompts.render import IDENTIFIERS
-from recranker.prompts.templates import TASKS, Task
+from recranker.prompts.render import IDENTIFIERS, PromptRenderer
+from recranker.prompts.templates import TASKS, Task, load_templates
+from recranker.prompts.text import TokenCounter
+from recranker.candidates import CandidateCounts
 from recranker.settings import Settings
-
-
-class CandidateCounts(Settings):
-    """How many candidates of each kind one training instance draws (fewer when the fold lacks
-    them; the shortfall is filled with negatives so every instance has the same size)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    liked: int = Field(1, ge=0, description="liked interactions of the held-out fold")
-    neutral: int = Field(0, ge=0, description="neutral interactions of the held-out fold")
-    disliked: int = Field(1, ge=0, description="disliked interactions of the held-out fold")
-    negatives: int = Field(0, ge=0, description="non-interacted items, drawn uniformly")
-
-    @property
-    def total(self) -> int:
-        """Candidates per instance."""
-        return self.liked + self.neutral + self.disliked + self.negatives
 
 
 class HintConfig(Settings):
@@ -57,7 +42,7 @@ class PromptsConfig(Settings):
     #: and is an input of the LLM ranking stages
     TRAINING_ONLY: ClassVar[dict] = {"tasks": True, "tokenizer": True, "folds": True, "seed": True,
                                      "shift_positions": True, "pointwise": True, "pairwise": True, "listwise": True,
-                                     "candidates": True, "retrieved_share": True, "retrieved_depth": True,
+                                     "candidate_source": True, "retrieved_share": True, "retrieved_depth": True,
                                      "hints": {"cross_fit": True}}
 
     tasks: list[Task] = Field(default_factory=lambda: list(TASKS))
@@ -75,7 +60,10 @@ class PromptsConfig(Settings):
     pairwise: CandidateCounts = CandidateCounts(liked=1, neutral=0, disliked=1, negatives=1)
     listwise: CandidateCounts = CandidateCounts(liked=3, neutral=0, disliked=2, negatives=5)
     listwise_top: int = Field(5, ge=1, description="identifiers in a listwise answer (top-n)")
-    candidates: Literal["sampled", "retrieved", "mixed"] = Field(
+    RENAMED: ClassVar[dict[str, str]] = {"candidates": "renamed candidate_source (where training candidates come from)"}
+    FINGERPRINT_NAMES: ClassVar[dict[str, str]] = {"candidate_source": "candidates"}
+
+    candidate_source: Literal["sampled", "retrieved", "mixed"] = Field(
         "retrieved", description="training candidates: a held-out fold's ratings plus uniform negatives (sampled), "
         "the top of the ranking hint model fitted without the fold (retrieved, as at inference), or a share of each")
     retrieved_share: float = Field(0.5, ge=0, le=1, description="mixed: share of instances with retrieved candidates")
@@ -108,7 +96,15 @@ class PromptsConfig(Settings):
     @property
     def retrieved_fraction(self) -> float:
         """Share of training instances that draw retrieved candidates."""
-        return {"sampled": 0.0, "retrieved": 1.0}.get(self.candidates, self.retrieved_share)
+        return {"sampled": 0.0, "retrieved": 1.0}.get(self.candidate_source, self.retrieved_share)
+
+    def renderer(self, dataset, tokenizer, tasks, data_format: str) -> PromptRenderer:
+        """The renderer of `tasks`' prompts over `dataset`'s items with these templates (for data
+        of `data_format`) and history budget; token counts by `tokenizer`, estimated when None."""
+        templates = load_templates(self.resolved_domain(data_format), self.templates_dir, tuple(tasks))
+        return PromptRenderer(dataset, templates, counter=TokenCounter(tokenizer), history_tokens=self.history_tokens,
+                              history_items=self.history_items, title_chars=self.title_chars,
+                              listwise_top=self.listwise_top)
 
     def resolved_domain(self, data_format: str) -> str:
         """The template domain for data of `data_format`."""

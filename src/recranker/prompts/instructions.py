@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from recranker.candidates import Candidates, RetrievedCandidates, TrainingPools
+from recranker.candidates import CandidateCounts, Candidates, RetrievedCandidates, TrainingPools
 from recranker.hints import HintModels
-from recranker.prompts.config import CandidateCounts, PromptsConfig
+from recranker.prompts.config import PromptsConfig
 from recranker.prompts.render import IDENTIFIERS, PromptRenderer
 from recranker.prompts.templates import TASKS
 
@@ -56,7 +56,7 @@ class InstructionBuilder:
         self.retrieved = None
         if config.retrieved_fraction > 0:
             if hints is None or hints.ranking_folds is None:
-                raise ValueError(f"candidates: {config.candidates} needs the cross-fitted ranking hint models")
+                raise ValueError(f"candidate_source: {config.candidate_source} needs the cross-fitted ranking hint models")
             self.retrieved = RetrievedCandidates(pools, hints.ranking_folds, config.depth)
 
     def build(self, task: str, users: np.ndarray, *, progress: bool = True) -> list[dict[str, Any]]:

@@ -22,17 +22,17 @@ from recranker.split import LeakageError, Split
 def check_instruction_leakage(records: Iterable[dict[str, Any]], split: Split, hints: HintModels | None = None) -> int:
     """Check every record (see the module docstring); returns how many were checked. Hints are
     checked when `hints` (the models the records were built with) is given."""
-    targets = {stage: dict(zip(split.users.tolist(), split.target_items(stage).tolist())) for stage in ("valid", "test")}
+    targets = {target: dict(zip(split.users.tolist(), split.target_items(target).tolist())) for target in ("valid", "test")}
     seen_by: dict[int, set[tuple[int, int]]] = {}
     n = 0
     for record in records:
         n += 1
         user, asked = record["user_code"], record["item_codes"]
         where = f"{record['task']} instruction {record.get('instance', n - 1)} (user {record['user']})"
-        for stage, by_user in targets.items():
-            target = by_user.get(user)
-            if target in asked or target in record["history"]:
-                raise LeakageError(f"{where}: mentions its {stage} target, item {target}")
+        for which, by_user in targets.items():
+            item = by_user.get(user)
+            if item in asked or item in record["history"]:
+                raise LeakageError(f"{where}: mentions its {which} target, item {item}")
         if set(asked) & set(record["history"]):
             raise LeakageError(f"{where}: its history shows an item it asks about")
         if hints is not None and record.get("hint") is not None:

@@ -21,6 +21,9 @@ from recranker.prompts.text import TokenCounter, clean_title
 
 #: single-token candidate identifiers of listwise prompts (A..Z)
 IDENTIFIERS: tuple[str, ...] = tuple(string.ascii_uppercase)
+#: the most candidates a listwise prompt shows (one identifier each): the bound of the config, the
+#: service's requests and its `--max-candidates`
+MAX_CANDIDATES = len(IDENTIFIERS)
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,18 @@ class Usage:
     def as_dict(self) -> dict[str, float]:
         return dict(vars(self))
 
+    def snapshot(self) -> "Usage":
+        """A copy of the counts now (the backend keeps counting into the original)."""
+        return Usage(**vars(self))
+
+    def since(self, before: "Usage") -> "Usage":
+        """What was done after `before` (a `snapshot` of these counts): the one way a pass, a Ray
+        worker's chunk or the server's batch counts what it cost."""
+        return Usage(**{key: value - getattr(before, key) for key, value in vars(self).items()})
+
+    def __add__(self, other: "Usage") -> "Usage":
+        return Usage(**{key: value + getattr(other, key) for key, value in vars(self).items()})
+
 
 class Backend(ABC):
     """Anything that answers `Request`s with a model whose `tokenizer` renders the prompts
@@ -206,53 +218,63 @@ class TransformersBackend(Backend):
                           **{self.cache_name: cache})
 
     def _run_chunk(self, chunk: list[_Group], requests, encoded, wanted, outputs) -> None:
+        """Answer every request of `chunk`'s groups into `outputs`: one prefix pass over the groups'
+        shared prefixes, then the suffixes in batches (generating rows in batches of their own)."""
+        kv, prefix_mask = self._prefix_pass(chunk)
+        rows = [(i, k) for i, g in enumerate(chunk) for k in g.rows]  # (group in the chunk, request)
+        suffix = {k: encoded[k][len(chunk[i].prefix):] for i, k in rows}
+        rows.sort(key=lambda r: (requests[r[1]].max_new_tokens > 0, len(suffix[r[1]])))
+        for batch in self._batches(rows, suffix, requests):
+            self._suffix_batch(batch, suffix, kv, prefix_mask, requests, wanted, outputs)
+
+    def _prefix_pass(self, chunk: list[_Group]) -> tuple[list | None, torch.Tensor]:
+        """The keys and values of the groups' prefixes, left-padded to one width P, in one pass
+        (None when every prefix is empty), and their mask (G, P)."""
         from transformers import DynamicCache
 
-        # 1. the prefixes of the chunk's groups, left-padded, in one pass: their keys and values
-        width = self._padded(max(len(g.prefix) for g in chunk))
-        prefix_mask = torch.zeros(len(chunk), width, dtype=torch.long)
-        prefix_ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
+        width = self._padded(max(len(g.prefix) for g in chunk))  # P
+        prefix_mask = torch.zeros(len(chunk), width, dtype=torch.long)  # (G, P), 1 on real tokens
+        prefix_ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)  # (G, P)
         for i, g in enumerate(chunk):
             if g.prefix:
                 prefix_ids[i, width - len(g.prefix):] = torch.tensor(g.prefix)
                 prefix_mask[i, width - len(g.prefix):] = 1
-        kv = None
-        if width:
-            positions = (prefix_mask.cumsum(1) - 1).clamp(min=0)
-            out = self._forward(prefix_ids, prefix_mask, positions, DynamicCache(config=self.model.config))
-            self.usage.computed_tokens += int(prefix_mask.sum())
-            kv = [(layer.keys, layer.values) for layer in getattr(out, self.cache_name).layers]
-        prefix_len = prefix_mask.sum(1)
+        if not width:
+            return None, prefix_mask
+        positions = (prefix_mask.cumsum(1) - 1).clamp(min=0)  # (G, P)
+        out = self._forward(prefix_ids, prefix_mask, positions, DynamicCache(config=self.model.config))
+        self.usage.computed_tokens += int(prefix_mask.sum())
+        return [(layer.keys, layer.values) for layer in getattr(out, self.cache_name).layers], prefix_mask  # (G, H, P, D)
 
-        # 2. every suffix, batched across groups by length; generating rows in batches of their own
-        rows = [(i, k) for i, g in enumerate(chunk) for k in g.rows]
-        suffix = {k: encoded[k][len(chunk[i].prefix):] for i, k in rows}
-        rows.sort(key=lambda r: (requests[r[1]].max_new_tokens > 0, len(suffix[r[1]])))
-        for batch in self._batches(rows, suffix, requests):
-            group_rows = torch.tensor([i for i, _ in batch])
-            cache = DynamicCache(config=self.model.config)
-            if kv is not None:
-                cache = DynamicCache(ddp_cache_data=[(k[group_rows], v[group_rows]) for k, v in kv],
-                                     config=self.model.config)
-            length = self._padded(max(len(suffix[k]) for _, k in batch))
-            ids = torch.full((len(batch), length), self.pad_id, dtype=torch.long)
-            mask = torch.zeros(len(batch), length, dtype=torch.long)
-            for b, (_, k) in enumerate(batch):
-                ids[b, length - len(suffix[k]):] = torch.tensor(suffix[k])
-                mask[b, length - len(suffix[k]):] = 1
-            positions = prefix_len[group_rows, None] + (mask.cumsum(1) - 1).clamp(min=0)
-            full_mask = torch.cat([prefix_mask[group_rows], mask], dim=1)
-            out = self._forward(ids, full_mask, positions, cache)
-            self.usage.computed_tokens += int(mask.sum())
-            logits = out.logits[:, -1].float()
-            logprobs = torch.log_softmax(logits, dim=-1)[:, wanted.to(logits.device)].cpu().numpy()
-            steps = max(requests[k].max_new_tokens for _, k in batch)
-            texts = self._decode(logits, getattr(out, self.cache_name), full_mask, positions[:, -1], steps) if steps else None
-            for b, (_, k) in enumerate(batch):
-                text = None
-                if requests[k].max_new_tokens:
-                    text = self.tokenizer.decode(texts[b][: requests[k].max_new_tokens], skip_special_tokens=True)
-                outputs[k] = Output(logprobs[b], text)
+    def _suffix_batch(self, batch: list[tuple[int, int]], suffix: dict, kv: list | None, prefix_mask: torch.Tensor,
+                      requests, wanted, outputs) -> None:
+        """One forward pass over the suffixes of `batch` ((group, request) rows) on their groups'
+        cached prefixes: the wanted tokens' log-probabilities, and the generated text where asked."""
+        from transformers import DynamicCache
+
+        group_rows = torch.tensor([i for i, _ in batch])  # (B,) each row's group in the chunk
+        cache = DynamicCache(config=self.model.config)
+        if kv is not None:  # each row gets its group's prefix keys and values: (B, H, P, D)
+            cache = DynamicCache(ddp_cache_data=[(k[group_rows], v[group_rows]) for k, v in kv], config=self.model.config)
+        length = self._padded(max(len(suffix[k]) for _, k in batch))  # S
+        ids = torch.full((len(batch), length), self.pad_id, dtype=torch.long)  # (B, S), left-padded
+        mask = torch.zeros(len(batch), length, dtype=torch.long)  # (B, S)
+        for b, (_, k) in enumerate(batch):
+            ids[b, length - len(suffix[k]):] = torch.tensor(suffix[k])
+            mask[b, length - len(suffix[k]):] = 1
+        positions = prefix_mask.sum(1)[group_rows, None] + (mask.cumsum(1) - 1).clamp(min=0)  # (B, S)
+        full_mask = torch.cat([prefix_mask[group_rows], mask], dim=1)  # (B, P + S)
+        out = self._forward(ids, full_mask, positions, cache)
+        self.usage.computed_tokens += int(mask.sum())
+        logits = out.logits[:, -1].float()  # (B, V) at each row's last token
+        logprobs = torch.log_softmax(logits, dim=-1)[:, wanted.to(logits.device)].cpu().numpy()  # (B, W)
+        steps = max(requests[k].max_new_tokens for _, k in batch)
+        texts = self._decode(logits, getattr(out, self.cache_name), full_mask, positions[:, -1], steps) if steps else None
+        for b, (_, k) in enumerate(batch):
+            text = None
+            if requests[k].max_new_tokens:
+                text = self.tokenizer.decode(texts[b][: requests[k].max_new_tokens], skip_special_tokens=True)
+            outputs[k] = Output(logprobs[b], text)
 
     def _padded(self, width: int) -> int:
         return -(-width // self.pad_multiple) * self.pad_multiple if width else 0

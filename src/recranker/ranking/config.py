@@ -8,10 +8,11 @@ from pydantic import Field, field_serializer, field_validator, model_validator
 
 from recranker.metrics import Measure
 from recranker.prompts.templates import TASKS, Task
+from recranker.arms import ARMS, BASELINE_ARMS, Arm, TARGETS
 from recranker.settings import Settings
 
-Baseline = Literal["zero_shot", "no_hints", "bootstrapping"]
-BASELINES: tuple[Baseline, ...] = ("zero_shot", "no_hints", "bootstrapping")
+#: the systems a study fits on validation and a service can serve (`recranker.ranking.systems`)
+SERVABLE = ("hybrid", "tuned hybrid", "learned fusion")
 
 
 class UtilityConstants(Settings):
@@ -33,12 +34,16 @@ class UtilityConstants(Settings):
 class RankingConfig(Settings):
     """How the LLM ranks each user's candidates and how the hybrid combines the tasks."""
 
+    RENAMED: ClassVar[dict[str, str]] = {
+        "baselines": "split in two: arms (the LLM arms beside the tuned one: no_hints, zero_shot) and bootstrap "
+                     "(listwise passes of the bootstrapping row; 1: none)"}
+
     #: settings that cannot change what the LLM is asked or answers: how the answers are combined
-    #: (the hybrid), batching, and those the LLM passes see in another form (`tasks` as the tasks
-    #: ranked, `bootstrap` and `baselines` as the number of listwise passes); every other setting
-    #: is an input of the LLM ranking stages
+    #: (the hybrid), batching, which arms run, and those the LLM passes see in another form (`tasks`
+    #: as the tasks ranked, `bootstrap` as the number of listwise passes); every other setting is an
+    #: input of the LLM ranking stages
     NOT_ASKED: ClassVar[frozenset[str]] = frozenset({
-        "listwise", "weights", "tune_weights", "weight_step", "tune_metric", "constants", "baselines", "bootstrap",
+        "listwise", "weights", "tune_weights", "weight_step", "tune_metric", "constants", "arms", "bootstrap",
         "tasks", "batch_tokens", "prefix_tokens", "chunk_users", "workers", "calibrate_positions", "backbone_weights",
         "learned_fusion", "learned_c"})
 
@@ -63,8 +68,11 @@ class RankingConfig(Settings):
                            "the unparsable rate); off saves the decoding steps")
     pairs: Literal["adjacent", "all"] = Field("adjacent", description="pairs asked: neighbours in the backbone's order, or all")
     max_new_tokens: int = Field(24, ge=1, description="tokens generated for a listwise answer")
-    bootstrap: int = Field(3, ge=1, description="listwise passes (shuffled candidates) the bootstrapping baseline averages")
-    baselines: list[Baseline] = Field(default_factory=lambda: list(BASELINES))
+    bootstrap: int = Field(3, ge=1, description="listwise passes (shuffled candidates) of the tuned arm's test users "
+                           "that the bootstrapping row averages; 1: one pass, no bootstrapping row")
+    arms: list[Arm] = Field(default_factory=lambda: list(BASELINE_ARMS),
+                            description="the LLM arms ranked beside the tuned one, as baselines (recranker.arms): "
+                            "no_hints (the tuned LLM asked without hints), zero_shot (the untuned base LLM)")
     weights: tuple[float, float, float] = Field((1 / 3, 1 / 3, 1 / 3), description="a1, a2, a3 of the hybrid")
     tune_weights: bool = Field(True, description="choose the weights on validation users (grid over the simplex)")
     weight_step: float = Field(0.1, gt=0, le=0.5)
@@ -88,6 +96,28 @@ class RankingConfig(Settings):
     workers: int = Field(1, ge=1, description="Ray workers that rank the users' chunks (one model each; the same "
                          "outputs as one process); a local Ray cluster unless RAY_ADDRESS names one")
     seed: int = 0
+
+    @field_validator("arms")
+    @classmethod
+    def _baseline_arms(cls, value: list[Arm]) -> list[Arm]:
+        if Arm.TUNED in value:
+            raise ValueError("the tuned arm always runs; list only the baseline arms " + ", ".join(BASELINE_ARMS))
+        return [arm for arm in BASELINE_ARMS if arm in value]
+
+    def for_pass(self, arm: Arm, target: str) -> "RankingConfig":
+        """The settings of `arm`'s pass over `target`'s users ("valid" or "test"). Only the tuned
+        arm's test pass makes the bootstrap passes: every other makes one listwise pass. A
+        validation pass serves only the fusions, which read one listwise pass (its generated order
+        only when `listwise` is "generate"): it generates nothing else. The baselines' test passes
+        still generate when asked (their position-bias histograms)."""
+        if target not in TARGETS:
+            raise ValueError(f"target: {target!r}, expected one of {TARGETS}")
+        if target == "test" and ARMS[Arm(arm)].bootstrapped:
+            return self
+        update: dict = {"bootstrap": 1}
+        if target == "valid":
+            update["generate"] = self.listwise == "generate"
+        return self.model_copy(update=update)
 
     @field_validator("weights")
     @classmethod

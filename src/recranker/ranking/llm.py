@@ -36,7 +36,7 @@ from recranker.ranking.parse import parse_order
 from recranker.split import Split
 from recranker.types import Rankings
 
-STAGE_INDEX = {"valid": 0, "test": 1}
+TARGET_INDEX = {"valid": 0, "test": 1}
 
 
 @dataclass
@@ -100,8 +100,8 @@ class LLMRanker:
     """Asks `backend` the configured tasks about users' candidates.
 
     `hints` (the hint models fitted on the whole training set) fill the prompts' hints; None
-    leaves them out (the no-hints ablation). The history shown for stage s is everything the user
-    did before the stage's target.
+    leaves them out (the no-hints ablation). The history shown for a target is everything the user
+    did before the target.
     """
 
     def __init__(self, backend: Backend, renderer: PromptRenderer, split: Split, hints: HintModels | None,
@@ -117,51 +117,51 @@ class LLMRanker:
         self._histories: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
 
     # ----------------------------------------------------------------------------- inputs
-    def history(self, stage: str, user: int) -> tuple[np.ndarray, np.ndarray]:
-        """Items and ratings of `user` before `stage`'s target, most recent first."""
-        if stage not in self._histories:
-            frame = self.split.history(stage)
+    def history(self, target: str, user: int) -> tuple[np.ndarray, np.ndarray]:
+        """Items and ratings of `user` before `target`, most recent first."""
+        if target not in self._histories:
+            frame = self.split.history(target)
             by_user = {}
             for u, rows in frame.groupby("user", sort=False):
                 by_user[int(u)] = (rows["item"].to_numpy()[::-1], rows["rating"].to_numpy()[::-1])
-            self._histories[stage] = by_user
-        return self._histories[stage].get(user, (np.zeros(0, np.int64), np.zeros(0)))
+            self._histories[target] = by_user
+        return self._histories[target].get(user, (np.zeros(0, np.int64), np.zeros(0)))
 
     # ----------------------------------------------------------------------------- ranking
-    def rank(self, candidates: Rankings, stage: str, *, chunk: int = 16, progress: bool = True,
+    def rank(self, candidates: Rankings, target: str, *, chunk: int = 16, progress: bool = True,
              on_chunk=None) -> RankerOutputs:
         """`RankerOutputs` for every user of `candidates`; `on_chunk(outputs)` sees each chunk of
         users as it finishes (to save progress)."""
         parts = []
-        bar = tqdm(total=len(candidates), desc=f"LLM ranking ({stage})", unit="user", disable=not progress)
+        bar = tqdm(total=len(candidates), desc=f"LLM ranking ({target})", unit="user", disable=not progress)
         for start in range(0, len(candidates), chunk):
             rows = np.arange(start, min(start + chunk, len(candidates)))
-            part = self.rank_chunk(candidates.select(rows), stage)
+            part = self.rank_chunk(candidates.select(rows), target)
             if on_chunk is not None:
                 on_chunk(part)
             parts.append(part)
             bar.update(len(rows))
         bar.close()
         if not parts:
-            return self.rank_chunk(candidates, stage)
+            return self.rank_chunk(candidates, target)
         return RankerOutputs.concat(parts)
 
-    def rank_chunk(self, candidates: Rankings, stage: str) -> RankerOutputs:
+    def rank_chunk(self, candidates: Rankings, target: str) -> RankerOutputs:
         """`RankerOutputs` of a few users of the split, their prompts sent to the backend together:
-        each user's history before `stage`'s target, the hints of the models fitted on the whole
+        each user's history before `target`, the hints of the models fitted on the whole
         training set."""
-        return self.ask(candidates, *self._inputs(candidates, stage))
+        return self.ask(candidates, *self._inputs(candidates, target))
 
-    def _inputs(self, candidates: Rankings, stage: str) -> tuple[list, list, np.ndarray | None, np.ndarray | None]:
+    def _inputs(self, candidates: Rankings, target: str) -> tuple[list, list, np.ndarray | None, np.ndarray | None]:
         """`ask`'s inputs for users of the split: histories, shuffle keys, rating and ranking hints."""
         users, items = candidates.users, candidates.items
         tasks = set(self.config.tasks or self.renderer.templates)
         ratings = scores = None
         if self.hints is not None:
             ratings = self.hints.rating.predict_ratings(users, items) if "pointwise" in tasks else None
-            scores = self.hints.ranking.score(users, items, stage)
-        histories = [self.history(stage, int(u)) for u in users]
-        keys = [(STAGE_INDEX[stage], int(u)) for u in users]
+            scores = self.hints.ranking.score(users, items, target)
+        histories = [self.history(target, int(u)) for u in users]
+        keys = [(TARGET_INDEX[target], int(u)) for u in users]
         return histories, keys, ratings, scores
 
     def ask(self, candidates: Rankings, histories: Sequence[tuple[np.ndarray, np.ndarray]],
@@ -172,18 +172,18 @@ class LLMRanker:
         the hints `ratings[r]` (predicted ratings) and `scores[r]` (ranking-model scores) of the
         candidates when given (None, or a row of NaN: no hint). The one prompt path of the study and of serving."""
         cfg = self.config
-        passes = cfg.bootstrap if "bootstrapping" in cfg.baselines else 1
+        passes = cfg.bootstrap
         pairs = pair_columns(candidates.depth, cfg.pairs)
         requests, where, shown = self._requests(candidates.items, histories, keys, ratings, scores, pairs, passes)
         outputs = self.backend.run(requests, self.token_ids) if requests else []
         return self._read(candidates, pairs, shown, where, outputs)
 
-    def prompts(self, candidates: Rankings, stage: str) -> list[tuple[str, int, int, str]]:
-        """Every prompt `rank_chunk` would send for `candidates` at `stage`, as (task, row, index,
+    def prompts(self, candidates: Rankings, target: str) -> list[tuple[str, int, int, str]]:
+        """Every prompt `rank_chunk` would send for `candidates` at `target`, as (task, row, index,
         text): what the LLM is asked, for tracing a user by hand."""
-        passes = self.config.bootstrap if "bootstrapping" in self.config.baselines else 1
+        passes = self.config.bootstrap
         pairs = pair_columns(candidates.depth, self.config.pairs)
-        requests, where, _ = self._requests(candidates.items, *self._inputs(candidates, stage), pairs, passes)
+        requests, where, _ = self._requests(candidates.items, *self._inputs(candidates, target), pairs, passes)
         return [(task, row, index, request.text) for (task, row, index), request in zip(where, requests)]
 
     def _requests(self, items: np.ndarray, histories, keys, ratings: np.ndarray | None, scores: np.ndarray | None,

@@ -1,8 +1,8 @@
 """The retriever contract: `fit(split)`, `score(users, items)`, `top_m(users, m)`.
 
 A retriever trains only on `split.train` (everything before each user's validation target) and
-scores users at a stage: "valid" or "test". Sequential models read the user's history at that
-stage (the test-stage history adds the validation target); the others ignore the stage. Training
+scores users at a target: "valid" or "test". Sequential models read the user's history at that
+target (the test-target history adds the validation target); the others ignore the target. Training
 is seeded and stops early on validation NDCG@10 over the full ranking.
 """
 
@@ -80,27 +80,27 @@ class Retriever(ABC):
         """Train on `split.train`; returns self."""
 
     @abstractmethod
-    def score_all(self, users: np.ndarray, stage: Target = "test") -> np.ndarray:
-        """(U, n_items) float32 scores of every item for `users` at `stage`."""
+    def score_all(self, users: np.ndarray, target: Target = "test") -> np.ndarray:
+        """(U, n_items) float32 scores of every item for `users` at `target`."""
 
-    def score(self, users: np.ndarray, items: np.ndarray, stage: Target = "test") -> np.ndarray:
+    def score(self, users: np.ndarray, items: np.ndarray, target: Target = "test") -> np.ndarray:
         """(U, m) scores of `items[u]` (shape (U, m)) for each user."""
         users = np.asarray(users, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)
         if items.ndim != 2 or len(items) != len(users):
             raise ValueError(f"items must be (U, m) with U={len(users)}, got {items.shape}")
-        return np.take_along_axis(self.score_all(users, stage), items, axis=1)
+        return np.take_along_axis(self.score_all(users, target), items, axis=1)
 
     def top_m(
         self,
         users: np.ndarray,
         m: int,
-        stage: Target = "test",
+        target: Target = "test",
         *,
         exclude: Exclude = "seen",
         batch_size: int = 1024,
     ) -> Rankings:
-        """Each user's m best items at `stage`.
+        """Each user's m best items at `target`.
 
         `exclude`: "seen" leaves out every item the user interacted with before the target (the
         default), "liked" only the liked ones (RecBole's protocol on a liked-only log), "none"
@@ -110,11 +110,11 @@ class Retriever(ABC):
         users = np.asarray(users, dtype=np.int64)
         if exclude not in ("seen", "liked", "none"):
             raise ValueError(f"exclude must be 'seen', 'liked' or 'none', got {exclude!r}")
-        seen = None if exclude == "none" else split.seen(stage, liked_only=exclude == "liked")
+        seen = None if exclude == "none" else split.seen(target, liked_only=exclude == "liked")
         items, scores = [], []
         for start in range(0, len(users), batch_size):
             batch = users[start : start + batch_size]
-            s = np.array(self.score_all(batch, stage), dtype=np.float32, copy=True)  # (B, I)
+            s = np.array(self.score_all(batch, target), dtype=np.float32, copy=True)  # (B, I)
             if seen is not None:
                 rows = seen[batch]
                 s[rows.nonzero()] = -np.inf
@@ -127,13 +127,13 @@ class Retriever(ABC):
 
     # --------------------------------------------------------------------------- evaluation
     def evaluate(
-        self, split: Split, stage: Target, which: list[str] | None = None, *, exclude: Exclude = "seen"
+        self, split: Split, target: Target, which: list[str] | None = None, *, exclude: Exclude = "seen"
     ) -> pd.DataFrame:
-        """Per-user full-ranking metrics at `stage` (a DataFrame, one column per measure)."""
+        """Per-user full-ranking metrics at `target` (a DataFrame, one column per measure)."""
         which = which or ["HR@10", "NDCG@10"]
         depth = max(Measure.parse(m).k for m in which)
-        ranked = self.top_m(split.users, depth, stage, exclude=exclude)
-        return per_user(ranked, single_target_gains(split.users, split.target_items(stage)), which)
+        ranked = self.top_m(split.users, depth, target, exclude=exclude)
+        return per_user(ranked, single_target_gains(split.users, split.target_items(target)), which)
 
     def validation_ndcg(self, split: Split, k: int = 10) -> float:
         """Mean NDCG@k over the validation users, full ranking."""

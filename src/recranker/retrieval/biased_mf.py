@@ -138,7 +138,7 @@ class BiasedMF(TorchRetriever):
         return float(np.sqrt(np.mean((predicted - window["rating"].to_numpy()) ** 2)))
 
     @torch.no_grad()
-    def score_all(self, users: np.ndarray, stage: Target = "test") -> np.ndarray:
+    def score_all(self, users: np.ndarray, target: Target = "test") -> np.ndarray:
         """Unclipped predicted ratings of every item (unclipped so ties at 5 keep their order)."""
         users_t = torch.tensor(users, dtype=torch.long, device=self.device)  # (U,)
         return self.module.predict_all(users_t).float().cpu().numpy()  # (U, I)

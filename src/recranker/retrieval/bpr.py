@@ -145,7 +145,7 @@ class BPRMF(TorchRetriever):
         return optimize(optimizer, (self.module(u, i, j, self.config.l2) for u, i, j in batches))
 
     @torch.no_grad()
-    def score_all(self, users: np.ndarray, stage: Target = "test") -> np.ndarray:
-        """Dot products of the users' embeddings with every item's (stage is ignored)."""
+    def score_all(self, users: np.ndarray, target: Target = "test") -> np.ndarray:
+        """Dot products of the users' embeddings with every item's (target is ignored)."""
         u = self.module.user(torch.tensor(users, dtype=torch.long, device=self.device))  # (U, d)
         return (u @ self.module.item.weight.T).float().cpu().numpy()  # (U, I)

@@ -151,8 +151,8 @@ class LightGCN(TorchRetriever):
         """(n_users, d) float32 final user embeddings (e.g. for clustering users)."""
         return self.propagated()[0].float().cpu().numpy()
 
-    def score_all(self, users: np.ndarray, stage: Target = "test") -> np.ndarray:
-        """Dot products of the users' final embeddings with every item's (stage is ignored)."""
+    def score_all(self, users: np.ndarray, target: Target = "test") -> np.ndarray:
+        """Dot products of the users' final embeddings with every item's (target is ignored)."""
         user_all, item_all = self.propagated()
         u = user_all[torch.tensor(users, dtype=torch.long, device=user_all.device)]  # (U, d)
         return (u @ item_all.T).float().cpu().numpy()  # (U, I)

@@ -1,7 +1,7 @@
 """MixGCF (Huang et al., "MixGCF: An Improved Training Method for Graph Neural Network-based
 Recommender Systems", KDD 2021) on LightGCN.
 
-Instead of one uniform negative, each (user, positive) pair draws `candidates` uniform negatives and
+Instead of one uniform negative, each (user, positive) pair draws `negatives` uniform negatives and
 synthesises a hard one from them. Positive mixing: at every layer l, each candidate's layer-l
 embedding is mixed with the positive's, a e_pos + (1 - a) e_neg with a ~ U(0, 1) drawn per layer
 and candidate. Hop mixing: at every layer, the mixed candidate with the largest inner product with
@@ -12,6 +12,8 @@ embeddings (LightGCN's pooling). The loss is BPR against it, with L2 on the batc
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from pydantic import Field
 
@@ -20,9 +22,12 @@ from recranker.retrieval.lightgcn import LightGCN, LightGCNConfig, Propagation
 
 
 class MixGCFConfig(LightGCNConfig):
-    """Settings of MixGCF (LightGCN's, plus the negative candidates per positive)."""
+    """Settings of MixGCF (LightGCN's, plus the uniform negatives drawn per positive)."""
 
-    candidates: int = Field(16, ge=1, description="uniform negatives drawn per positive, mixed into one hard negative")
+    RENAMED: ClassVar[dict[str, str]] = {"candidates": "renamed negatives (uniform negatives per positive)"}
+    FINGERPRINT_NAMES: ClassVar[dict[str, str]] = {"negatives": "candidates"}
+
+    negatives: int = Field(16, ge=1, description="uniform negatives drawn per positive, mixed into one hard negative")
 
 
 def mixgcf_loss(module: Propagation, users: torch.Tensor, pos: torch.Tensor, negs: torch.Tensor, l2: float,
@@ -58,9 +63,9 @@ class MixGCF(LightGCN):
 
     def batch_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
                    generator: torch.Generator) -> torch.Tensor:
-        """BPR against the negative synthesised from `candidates` fresh uniform negatives per
+        """BPR against the negative synthesised from `negatives` fresh uniform negatives per
         positive (the sampler's one negative is not used)."""
-        m = self.config.candidates
+        m = self.config.negatives
         drawn = self.sampler.negatives(users.cpu().numpy().repeat(m), generator)  # (B * M,)
         negs = torch.from_numpy(drawn).view(len(users), m).to(self.device)  # (B, M)
         return mixgcf_loss(self.module, users, pos, negs, self.config.l2, generator)

@@ -23,7 +23,7 @@ class Popularity(Retriever):
         self.log = [{"epoch": 0, "valid_ndcg@10": self.validation_ndcg(split)}]
         return self
 
-    def score_all(self, users: np.ndarray, stage: Target = "test") -> np.ndarray:
+    def score_all(self, users: np.ndarray, target: Target = "test") -> np.ndarray:
         """The same popularity row for every user."""
         return np.broadcast_to(self.counts, (len(users), len(self.counts)))
 

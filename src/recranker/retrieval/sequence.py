@@ -164,7 +164,7 @@ def _init(module: nn.Module) -> None:
 # ------------------------------------------------------------------------------- the retriever
 class SequenceRetriever(TorchRetriever):
     """A next-item transformer over liked items: trains on `split.sequences("valid")` windows and
-    scores a user at a stage from `split.sequences(stage)`."""
+    scores a user at a target from `split.sequences(target)`."""
 
     Config = SequenceConfig
     causal: bool
@@ -224,15 +224,15 @@ class SequenceRetriever(TorchRetriever):
         self._queries = {}
         return super().attach(split)  # type: ignore[return-value]
 
-    def score_all(self, users: np.ndarray, stage: Target = "test", *, batch_size: int = 512) -> np.ndarray:
-        """(U, n_items) float32 scores of each user's next item after their history at `stage`."""
+    def score_all(self, users: np.ndarray, target: Target = "test", *, batch_size: int = 512) -> np.ndarray:
+        """(U, n_items) float32 scores of each user's next item after their history at `target`."""
         split = self._require_split()
-        if stage not in ("valid", "test"):
-            raise ValueError(f"stage must be 'valid' or 'test', got {stage!r}")
-        if stage not in self._queries:
-            seqs = split.sequences(stage, liked_only=self._liked_only)
-            self._queries[stage] = torch.from_numpy(self.query_tokens(seqs))  # (n_users, T)
-        tokens = self._queries[stage][torch.from_numpy(np.array(users, dtype=np.int64))]  # (U, T)
+        if target not in ("valid", "test"):
+            raise ValueError(f"target must be 'valid' or 'test', got {target!r}")
+        if target not in self._queries:
+            seqs = split.sequences(target, liked_only=self._liked_only)
+            self._queries[target] = torch.from_numpy(self.query_tokens(seqs))  # (n_users, T)
+        tokens = self._queries[target][torch.from_numpy(np.array(users, dtype=np.int64))]  # (U, T)
         self.module.eval()
         with torch.no_grad():
             out = [self.module(chunk.to(self.device)).float().cpu() for chunk in tokens.split(batch_size)]

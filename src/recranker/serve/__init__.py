@@ -1,5 +1,6 @@
 """Serving a finished run: the Python API (`Reranker`) and the HTTP service (`recranker serve`)."""
 
-from recranker.serve.reranker import Limits, RankedItem, RankRequest, RankResult, Reranker, RequestError
+from recranker.serve.requests import Limits, RankRequest, RequestError
+from recranker.serve.reranker import RankedItem, RankResult, Reranker
 
 __all__ = ["Limits", "RankRequest", "RankResult", "RankedItem", "Reranker", "RequestError"]

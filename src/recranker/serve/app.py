@@ -2,8 +2,12 @@
 
     POST /v1/rerank   {"history": [{"item": "50", "rating": 5}, {"title": "Heat (1995)", "rating": 4}],
                        "candidates": ["1", "181", "258"], "scores": null, "user": null, "k": 2}
-                      -> {"items": [{"item": "181", "score": ..., "utilities": {...}}, ...], "hints": false, ...}
-    GET  /healthz     {"status": "ok", "waiting": n}
+                      -> {"items": [{"item": "181", "score": ..., "utilities": {...}}, ...], "hints": false,
+                          "system": "tuned hybrid", ...}
+    GET  /healthz     {"status": "ok", "waiting": n, "system": "tuned hybrid", "selected_on": {...}}
+
+The service ranks with the system its study selected on validation users (`recranker.serve.Reranker`;
+`recranker serve --system` chooses another); every response and /healthz name it.
     GET  /metrics     Prometheus text: requests by status, latency, batch sizes, tokens
 
 Concurrent requests are batched (`recranker.serve.batcher`): a short window, a bounded queue; a
@@ -29,7 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recranker.serve.batcher import Batcher, QueueFull
-from recranker.serve.reranker import RankRequest, Reranker, RequestError
+from recranker.serve.reranker import Reranker
+from recranker.serve.requests import RankRequest, RequestError
 from recranker.settings import Settings
 
 
@@ -55,16 +60,19 @@ class RerankBody(BaseModel):
     """A rerank request; candidates in the backbone's order unless `scores` are given."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    history: list[HistoryEntry] = Field(description="the user's rated items, most recent first")
+    history: list[HistoryEntry] | None = Field(None, description="the user's rated items, most recent first "
+                                               "(leave out with a target)")
     candidates: list[str | int] = Field(description="catalogue item ids to rerank")
     scores: list[float] | None = Field(None, description="the backbone's score of each candidate (higher is better)")
     user: str | int | None = Field(None, description="a user id the run knows (for hints); else none are shown")
     tasks: list[str] | None = Field(None, description="tasks to ask (default: every tuned task)")
     k: int | None = Field(None, ge=1, description="how many ranked items to return (default: all)")
+    target: str | None = Field(None, description="valid or test: rank a user of the run as its study did at that "
+                               "target (the user's history from the run's data)")
 
     def to_request(self) -> RankRequest:
-        history = [e.model_dump(exclude_none=True) for e in self.history]
-        return RankRequest(history, list(self.candidates), self.scores, self.user, self.tasks, self.k)
+        history = None if self.history is None else [e.model_dump(exclude_none=True) for e in self.history]
+        return RankRequest(history, list(self.candidates), self.scores, self.user, self.tasks, self.k, self.target)
 
 
 class RankedOut(BaseModel):
@@ -77,7 +85,9 @@ class RerankResponse(BaseModel):
     items: list[RankedOut]
     hints: bool
     tasks: list[str]
-    weights: tuple[float, float, float]
+    system: str
+    weights: tuple[float, float, float] | None
+    a0: float
 
 
 class Metrics:
@@ -99,17 +109,18 @@ class Service:
 
     def __init__(self, reranker: Reranker, settings: ServeSettings) -> None:
         self.reranker, self.settings, self.metrics = reranker, settings, Metrics()
-        self._usage = dict(reranker.backend.usage.as_dict())
+        self._counted = reranker.backend.usage.snapshot()
         self.batcher = Batcher(self.handle, window_s=settings.batch_window_ms / 1000, max_batch=settings.max_batch,
                                queue_size=settings.queue_size, on_batch=lambda n, _: self.metrics.batch.observe(n))
 
     def handle(self, requests: list[RankRequest]) -> list:
         """One batch: ranked together, the backend's new tokens counted."""
         results = self.reranker.rank_many(requests)
-        now = self.reranker.backend.usage.as_dict()
+        now = self.reranker.backend.usage.snapshot()
+        cost = now.since(self._counted).as_dict()
         for kind in ("prompt_tokens", "computed_tokens", "generated_tokens"):
-            self.metrics.tokens.labels(kind).inc(max(now[kind] - self._usage[kind], 0))
-        self._usage.update(now)
+            self.metrics.tokens.labels(kind).inc(max(cost[kind], 0))
+        self._counted = now
         return results
 
     def error(self, status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -141,7 +152,7 @@ class Service:
         self.metrics.latency.observe(time.perf_counter() - started)
         self.metrics.requests.labels("200").inc()
         return {"items": [vars(i) for i in result.items], "hints": result.hints, "tasks": result.tasks,
-                "weights": result.weights}
+                "system": result.system, "weights": result.weights, "a0": result.a0}
 
 
 def create_app(reranker: Reranker, settings: ServeSettings | None = None) -> Any:
@@ -178,7 +189,9 @@ def create_app(reranker: Reranker, settings: ServeSettings | None = None) -> Any
 
     @app.get("/healthz")
     async def healthz() -> dict:
-        return {"status": "ok", "waiting": service.batcher.waiting}
+        reranker = service.reranker
+        return {"status": "ok", "waiting": service.batcher.waiting, "system": reranker.system,
+                "selected_on": {"validated": reranker.systems.selected, "validation": reranker.systems.validation}}
 
     @app.get("/metrics")
     async def prometheus() -> Response:

@@ -1,26 +1,32 @@
-"""The Python API of a finished run: rank any user's candidates with its tuned LLM.
+"""The Python API of a finished run: rank any user's candidates with its tuned LLM and the system
+its study validated.
 
-    from recranker.serve import Reranker
+    from recranker import Reranker
     reranker = Reranker.load("runs/demo")
     result = reranker.rank(history=[("50", 5), ("172", 4), {"title": "Heat (1995)", "rating": 4}],
                            candidates=["1", "181", "258", "100"], k=3)
-    [(c.item, c.score) for c in result.items]
+    result.system, [(c.item, c.score) for c in result.items]
 
 History entries are catalogue item ids with a rating (or a free title where the catalogue has no
 entry); candidates are catalogue ids, best first by the backbone, or with `scores` (the backbone's
 scores, higher is better) that give that order. The prompts come from the study's own code path
-(`LLMRanker.ask`): a user the run's conventional models know (`user`, a raw user id of the run's
-data) gets their hints; anyone else gets the prompts without hints. The score of a candidate is the
-paper's hybrid utility a1 U_point + a2 U_pair + a3 U_list with the run's weights (tuned on its
-validation users when the run tuned them); each task's utility is returned beside it.
+(`StudyConfig.llm_ranker`, `LLMRanker.ask`): a user the run's conventional models know (`user`, a
+raw user id of the run's data) gets their hints; anyone else gets the prompts without hints.
+
+The score of a candidate is the served system's (`recranker.ranking.systems`): by default the one
+the study selected on its validation users (results/<backbone>/systems.json): the tuned hybrid
+(a1 U_point + a2 U_pair + a3 U_list + a0 U_retrieval, calibrated listwise logits; it falls back to
+the backbone's order when the LLM adds nothing), or the learned fusion when it won on validation.
+`system=` chooses explicitly. The learned fusion reads the backbone's scores: a request without
+`scores` gets the tuned hybrid, and its result says so. Each task's utility is returned beside
+the score.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +34,13 @@ import numpy as np
 
 from recranker.config import StudyConfig, override
 from recranker.errors import RecrankerError
-from recranker.prompts.render import IDENTIFIERS
+from recranker.arms import MAIN_ARM
 from recranker.ranking.backend import Backend
-from recranker.ranking.hybrid import hybrid, utilities
-from recranker.ranking.llm import LLMRanker
+from recranker.ranking.fusion import candidate_features
+from recranker.ranking.llm import TARGET_INDEX, LLMRanker, RankerOutputs
+from recranker.ranking.systems import Hybrid, Systems
+from recranker.runs import FinishedRun
+from recranker.serve.requests import Limits, Parsed, RankRequest, RequestError, parse_request
 from recranker.types import Rankings
 
 log = logging.getLogger(__name__)
@@ -41,33 +50,19 @@ log = logging.getLogger(__name__)
 #: each new shape stays bounded (BENCHMARKS "serve-soak")
 SERVE_PAD_MULTIPLE = 32
 
-#: the task utilities a result reports, by the task names of the API
-TASK_UTILITIES = {"pointwise": "pointwise", "pairwise": "pairwise", "listwise": "listwise_logits"}
+#: the task utilities a result reports, by the task names of the API and the hybrid's listwise mode
+TASK_UTILITIES = {"pointwise": "pointwise", "pairwise": "pairwise"}
 
+#: `system=` values besides a fitted system's name: the one the study selected on validation
+VALIDATED = "validated"
 
-class RequestError(RecrankerError, ValueError):
-    """A rank request the run cannot answer (unknown item, empty or oversized list, bad rating...)."""
-
-
-@dataclass(frozen=True)
-class RankRequest:
-    """One user's request: `history` is a list of (item id, rating) or {"item": id, "rating": r}
-    or {"title": text, "rating": r}; `candidates` catalogue item ids; `scores` the backbone's
-    scores of the candidates (None: the given order is the backbone's); `user` a raw user id of
-    the run's data, for hints (None or unknown: no hints); `tasks` a subset of the tuned tasks;
-    `k` how many to return (None: all)."""
-
-    history: Sequence[Any]
-    candidates: Sequence[Any]
-    scores: Sequence[float] | None = None
-    user: Any = None
-    tasks: Sequence[str] | None = None
-    k: int | None = None
+__all__ = ["Limits", "RankRequest", "RankResult", "RankedItem", "Reranker", "RequestError"]
 
 
 @dataclass(frozen=True)
 class RankedItem:
-    """A candidate in the returned order: its id, its hybrid score and each task's utility."""
+    """A candidate in the returned order: its id, its score under the served system and each
+    task's utility (the served hybrid's)."""
 
     item: str
     score: float
@@ -76,37 +71,36 @@ class RankedItem:
 
 @dataclass(frozen=True)
 class RankResult:
-    """The ranked candidates (best first, `k` of them), whether hints were shown, the tasks asked."""
+    """The ranked candidates (best first, `k` of them), whether hints were shown, the tasks asked,
+    the system that scored them and, for a hybrid, its weights (a1, a2, a3) and backbone weight a0."""
 
     items: list[RankedItem]
     hints: bool
     tasks: list[str]
-    weights: tuple[float, float, float] = field(default=(1 / 3, 1 / 3, 1 / 3))
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Bounds on one request (the HTTP service's settings too)."""
-
-    max_candidates: int = len(IDENTIFIERS)
-    max_history: int = 200
-    max_title_chars: int = 300
+    system: str
+    weights: tuple[float, float, float] | None = None
+    a0: float = 0.0
 
 
 class Reranker:
-    """A run's tuned LLM with its data, prompt settings, hint models and hybrid weights."""
+    """A run's tuned LLM with its data, prompt settings, hint models and fitted systems; `system`
+    the one it serves (None or "validated": the study's selection)."""
 
-    def __init__(self, cfg: StudyConfig, ranker: LLMRanker, weights: tuple[float, float, float],
-                 limits: Limits | None = None) -> None:
-        self.cfg, self.ranker, self.weights = cfg, ranker, weights
+    def __init__(self, cfg: StudyConfig, ranker: LLMRanker, systems: Systems, system: str | None = None,
+                 limits: Limits | None = None, pad_multiple: int | None = None) -> None:
+        self.cfg, self.ranker, self.systems = cfg, ranker, systems
+        self.system = systems.selected if system in (None, VALIDATED) else system
+        if self.system not in systems.available():
+            raise RecrankerError(f"system: {self.system!r} was not fitted for this run; choose {VALIDATED} or one of "
+                                 f"{', '.join(systems.available())}")
         self.limits = limits or Limits()
         dataset = ranker.split.dataset
         self.item_codes = {str(raw): code for code, raw in enumerate(dataset.item_ids.tolist())}
         self.user_codes = {str(raw): code for code, raw in enumerate(dataset.user_ids.tolist())}
         self.item_ids = [str(raw) for raw in dataset.item_ids.tolist()]
         self.tasks = list(ranker.config.tasks or ranker.renderer.templates)
-        if getattr(self.backend, "pad_multiple", None) == 1:  # a bounded set of shapes: memory stays flat
-            self.backend.pad_multiple = SERVE_PAD_MULTIPLE
+        if hasattr(self.backend, "pad_multiple"):  # a bounded set of shapes: memory stays flat
+            self.backend.pad_multiple = SERVE_PAD_MULTIPLE if pad_multiple is None else pad_multiple
 
     @property
     def backend(self) -> Backend:
@@ -115,33 +109,35 @@ class Reranker:
     # ----------------------------------------------------------------------------- loading
     @classmethod
     def load(cls, path: str | Path, *, backend: str | Backend = "transformers", dtype: str | None = None,
-             server_url: str | None = None, hints: bool = True, limits: Limits | None = None) -> "Reranker":
+             server_url: str | None = None, hints: bool = True, limits: Limits | None = None,
+             system: str | None = None, backbone: str | None = None, pad_multiple: int | None = None) -> "Reranker":
         """The reranker of a finished run folder (or of one of its tune/<variant> folders).
 
         `backend`: "transformers", "vllm", "openai" (an OpenAI-compatible server at `server_url`
         serving the run's merged model folder, tune/<variant>/merged), or a `Backend` instance
-        that answers with the run's tuned model; `dtype` overrides `ranking.dtype`;
-        `hints=False` never shows hints."""
-        from recranker.serve.run_folder import load_backend, load_hint_models, load_split, run_config, run_weights
-        from recranker.stages.prompts import prompt_renderer
-        from recranker.stages.models import pass_ranking
-
-        cfg, folder = run_config(path)
+        that answers with the run's tuned model; `dtype` overrides `ranking.dtype`; `hints=False`
+        never shows hints; `system`: "validated" (default: the study's selection), "tuned hybrid",
+        "learned fusion" or "hybrid" (the paper's); `backbone`: whose fitted systems (default: the
+        run's first backbone); `pad_multiple`: a transformers backend's batch widths are padded to a
+        multiple of it (None: `SERVE_PAD_MULTIPLE`; 1: no padding, as the study runs)."""
+        run = FinishedRun.open(path)
         if dtype is not None:
-            cfg = override(cfg, {"ranking.dtype": dtype})
+            run.cfg = override(run.cfg, {"ranking.dtype": dtype})
+        cfg = run.cfg
         if isinstance(backend, str):
-            backend = load_backend(cfg, folder, backend, server_url)
-        split = load_split(cfg)
-        models = load_hint_models(cfg, split) if hints and cfg.prompts.hints.enabled else None
-        ranking = pass_ranking(cfg, "tuned", "valid").model_copy(update={"tasks": cfg.ranked_tasks})
-        renderer = prompt_renderer(cfg, split, backend.tokenizer, cfg.ranked_tasks)
-        return cls(cfg, LLMRanker(backend, renderer, split, models, ranking), run_weights(cfg), limits)
+            backend = run.backend(backend, server_url)
+        split = run.split()
+        models = run.hint_models(split) if hints and cfg.prompts.hints.enabled else None
+        ranker = cfg.llm_ranker(backend, split, models, MAIN_ARM, "valid")
+        ranker.config = ranker.config.model_copy(update={"tasks": cfg.ranked_tasks})
+        return cls(cfg, ranker, run.systems(backbone), system, limits, pad_multiple)
 
     # ----------------------------------------------------------------------------- ranking
-    def rank(self, history: Sequence[Any], candidates: Sequence[Any], *, scores: Sequence[float] | None = None,
-             user: Any = None, tasks: Sequence[str] | None = None, k: int | None = None) -> RankResult:
-        """The candidates reranked by the LLM (see `RankRequest` for the arguments)."""
-        return self.rank_many([RankRequest(history, candidates, scores, user, tasks, k)])[0]
+    def rank(self, history: Sequence[Any] | None, candidates: Sequence[Any], *, scores: Sequence[float] | None = None,
+             user: Any = None, tasks: Sequence[str] | None = None, k: int | None = None,
+             target: str | None = None) -> RankResult:
+        """The candidates reranked by the served system (see `RankRequest` for the arguments)."""
+        return self.rank_many([RankRequest(history, candidates, scores, user, tasks, k, target)])[0]
 
     def rank_many(self, requests: Sequence[RankRequest]) -> list[RankResult]:
         """Several requests answered together: the prompts of all requests asking the same tasks
@@ -157,165 +153,86 @@ class Reranker:
                 results[i] = result
         return results  # type: ignore[return-value]
 
-    def _rank_group(self, parsed: list["Parsed"], tasks: tuple[str, ...]) -> list[RankResult]:
+    def _rank_group(self, parsed: list[Parsed], tasks: tuple[str, ...]) -> list[RankResult]:
         """One backend call for requests of the same tasks and list length."""
+        out = self._ask(parsed, tasks)
+        results = []
+        for r, p in enumerate(parsed):
+            system = self.system if p.scores is not None or self.system != "learned fusion" else "tuned hybrid"
+            hybrid = self._hybrid(system)
+            utils = hybrid.utilities(out.select(np.array([r])))
+            if system == "learned fusion":
+                total = self.systems.scores(system, out.select(np.array([r])), self._features(out, parsed, r))[0]
+            else:
+                total = hybrid.scores(out.select(np.array([r])))[0]
+            listwise = "listwise" if hybrid.listwise == "generate" else "listwise_logits"
+            names = {**TASK_UTILITIES, "listwise": listwise}
+            order = np.argsort(-total, kind="stable")[: p.k]
+            ranked = [RankedItem(self.item_ids[p.candidates[j]], float(total[j]),
+                                 {task: float(utils[name][0, j]) for task, name in names.items() if name in utils})
+                      for j in order]
+            results.append(RankResult(ranked, hints=bool(p.user is not None and self.ranker.hints is not None),
+                                      tasks=list(tasks), system=system,
+                                      weights=None if system == "learned fusion" else hybrid.weights,
+                                      a0=0.0 if system == "learned fusion" else hybrid.a0))
+        return results
+
+    def _hybrid(self, system: str) -> Hybrid:
+        """The hybrid whose task utilities a result reports (the tuned one for the learned fusion)."""
+        return self.systems.hybrid if system == "hybrid" else self.systems.tuned  # type: ignore[return-value]
+
+    def _ask(self, parsed: list[Parsed], tasks: tuple[str, ...]) -> RankerOutputs:
+        """The LLM's answers for the requests' candidates (one backend call)."""
         base = self.ranker
-        offset, titles, histories = base.split.dataset.n_items, [], []
+        offset, titles, histories, keys = base.split.dataset.n_items, [], [], []
         for p in parsed:  # free titles become the codes n_items, n_items + 1, ... of this call
+            if p.target is not None:  # as the study asked: the user's history, the study's shuffles
+                histories.append(base.history(p.target, p.user))
+                keys.append((TARGET_INDEX[p.target], p.user))
+                continue
             histories.append((np.where(p.history_items < 0, offset + len(titles) - 1 - p.history_items,
                                        p.history_items), p.history_ratings))
+            keys.append((2, p.key))
             titles += p.free_titles
         renderer = base.renderer.with_titles(titles) if titles else base.renderer
         ranker = LLMRanker(base.backend, renderer, base.split, base.hints, base.config.model_copy(update={"tasks": list(tasks)}))
         items = np.stack([p.candidates for p in parsed])  # (n, m)
-        known = np.array([p.user is not None for p in parsed])
+        ratings, scores = self._hints(parsed, items, tasks)
         users = np.array([p.user if p.user is not None else 0 for p in parsed], dtype=np.int64)
-        ratings = scores = None
-        if base.hints is not None and known.any():
-            scores = np.where(known[:, None], base.hints.ranking.score(users, items, "test"), np.nan)
-            if "pointwise" in tasks:
-                ratings = np.where(known[:, None], base.hints.rating.predict_ratings(users, items), np.nan)
-        out = ranker.ask(Rankings(users, items, np.zeros(items.shape)), histories, [(2, p.key) for p in parsed],
-                         ratings, scores)
-        systems = utilities(out, self.cfg.ranking.constants, self.cfg.prompts.listwise_top, "logits")
-        total = hybrid(systems, self.weights, "logits")
-        results = []
-        for r, p in enumerate(parsed):
-            order = np.argsort(-total[r], kind="stable")[: p.k]
-            ranked = [RankedItem(self.item_ids[p.candidates[j]], float(total[r, j]),
-                                 {task: float(systems[name][r, j]) for task, name in TASK_UTILITIES.items()
-                                  if name in systems}) for j in order]
-            results.append(RankResult(ranked, hints=bool(known[r] and base.hints is not None), tasks=list(tasks),
-                                      weights=self.weights))
-        return results
+        return ranker.ask(Rankings(users, items, np.zeros(items.shape)), histories, keys, ratings, scores)
+
+    def _hints(self, parsed: list[Parsed], items: np.ndarray, tasks) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(n, m) the rating and ranking hints of the known users' candidates (NaN rows: none;
+        the ranking hint at the request's target, else at test)."""
+        hints = self.ranker.hints
+        known = np.array([p.user is not None for p in parsed])
+        if hints is None or not known.any():
+            return None, None
+        users = np.array([p.user if p.user is not None else 0 for p in parsed], dtype=np.int64)
+        ratings = None
+        if "pointwise" in tasks:
+            ratings = np.where(known[:, None], hints.rating.predict_ratings(users, items), np.nan)
+        scores = np.full(items.shape, np.nan)
+        for target in ("valid", "test"):
+            rows = known & np.array([(p.target or "test") == target for p in parsed])
+            if rows.any():
+                scores[rows] = hints.ranking.score(users[rows], items[rows], target)
+        return ratings, scores
+
+    def _features(self, out: RankerOutputs, parsed: list[Parsed], r: int) -> np.ndarray:
+        """(1, m, F) the learned fusion's features of request `r`'s candidates (its backbone scores,
+        the listwise logits calibrated by the tuned hybrid's prior, the hints of a known user)."""
+        p, hints = parsed[r], self.ranker.hints
+        one = self.systems.tuned.calibrated(out.select(np.array([r])))  # type: ignore[union-attr]
+        rating = ranking = None
+        if hints is not None and p.user is not None:
+            users, items = np.array([p.user]), p.candidates[None, :]
+            rating = hints.rating.predict_ratings(users, items)
+            ranking = hints.ranking.score(users, items, p.target or "test")
+        return candidate_features(one, p.scores[None, :], rating, ranking)  # type: ignore[index]
 
     # ----------------------------------------------------------------------------- input checks
-    def parse(self, request: RankRequest) -> "Parsed":
+    def parse(self, request: RankRequest) -> Parsed:
         """The request in item codes, checked against the catalogue and the limits (a
         `RequestError` naming the bad field otherwise)."""
         return parse_request(self, request)
-
-
-@dataclass(frozen=True)
-class Parsed:
-    """A checked request: candidate codes in the backbone's order, the history (codes; -1 - k is
-    the request's k-th free title), the known user's code or None, the tasks, k and the seed key."""
-
-    candidates: np.ndarray
-    history_items: np.ndarray
-    history_ratings: np.ndarray
-    free_titles: list[str]
-    user: int | None
-    tasks: tuple[str, ...]
-    k: int
-    key: int
-
-
-def parse_request(reranker: Reranker, request: RankRequest) -> Parsed:
-    """See `Reranker.parse`."""
-    limits, codes = reranker.limits, reranker.item_codes
-    candidates = _sequence(request.candidates)
-    if not candidates:
-        raise RequestError("candidates: give a non-empty list of item ids")
-    if len(candidates) > limits.max_candidates:
-        raise RequestError(f"candidates: {len(candidates)} items, at most {limits.max_candidates}")
-    cand = []
-    for j, item in enumerate(map(_plain, candidates)):
-        if isinstance(item, bool) or not isinstance(item, (str, int)) or str(item) not in codes:
-            raise RequestError(f"candidates[{j}]: unknown item id {item!r}")
-        cand.append(codes[str(item)])
-    if len(set(cand)) != len(cand):
-        raise RequestError("candidates: an item id appears twice")
-    cand_codes = np.array(cand, dtype=np.int64)
-    if request.scores is not None:
-        scores = _numbers(request.scores, "scores")
-        if len(scores) != len(cand):
-            raise RequestError(f"scores: {len(scores)} scores for {len(cand)} candidates")
-        cand_codes = cand_codes[np.argsort(-scores, kind="stable")]
-    items, ratings, titles = _history(reranker, request.history)
-    tasks = tuple(reranker.tasks if request.tasks is None else _tasks(reranker, request.tasks))
-    k = len(cand) if request.k is None else _plain(request.k)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise RequestError(f"k: must be a positive whole number, got {request.k!r}")
-    user = None if request.user is None else reranker.user_codes.get(str(_plain(request.user)))
-    key = int.from_bytes(hashlib.sha256(repr((cand, items.tolist(), titles)).encode()).digest()[:7], "little")
-    return Parsed(cand_codes, items, ratings, titles, user, tasks, min(k, len(cand)), key)
-
-
-def _plain(value: Any) -> Any:
-    """A numpy scalar as the Python value it holds (np.int64(5) -> 5); anything else unchanged."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _sequence(values: Any) -> list | None:
-    """A list, tuple or numpy array as a list of plain values; None for anything else."""
-    if isinstance(values, np.ndarray):
-        return values.tolist() if values.ndim >= 1 else None
-    return list(values) if isinstance(values, (list, tuple)) else None
-
-
-def _number(value: Any) -> bool:
-    """Whether `value` is a finite int or float (bools are not numbers here)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
-
-
-def _encodable(text: str) -> bool:
-    """Whether `text` is valid Unicode the tokenizer can take (no lone surrogates such as '\\ud800')."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _numbers(values: Any, name: str) -> np.ndarray:
-    values = _sequence(values)
-    if values is None or not all(_number(_plain(v)) for v in values):
-        raise RequestError(f"{name}: give a list of finite numbers")
-    return np.asarray(values, dtype=np.float64)
-
-
-def _tasks(reranker: Reranker, tasks: Any) -> list[str]:
-    tasks = _sequence(tasks)
-    if not tasks or not all(isinstance(t, str) for t in tasks):
-        raise RequestError(f"tasks: give a non-empty list of task names among {reranker.tasks}")
-    unknown = [t for t in tasks if t not in reranker.tasks]
-    if unknown:
-        raise RequestError(f"tasks: {unknown} not among the run's tuned tasks {reranker.tasks}")
-    return [t for t in reranker.tasks if t in tasks]
-
-
-def _history(reranker: Reranker, history: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(codes, ratings, free titles) of the history, most recent first as given."""
-    limits = reranker.limits
-    history = _sequence(history)
-    if history is None:
-        raise RequestError("history: give a list of [item id, rating] or {item|title, rating} entries")
-    if len(history) > limits.max_history:
-        raise RequestError(f"history: {len(history)} entries, at most {limits.max_history}")
-    items, ratings, titles = [], [], []
-    for n, entry in enumerate(history):
-        if isinstance(entry, Mapping):
-            if set(entry) - {"item", "title", "rating"} or ("item" in entry) == ("title" in entry):
-                raise RequestError(f"history[{n}]: give exactly one of 'item' and 'title', and 'rating'")
-            item, title, rating = entry.get("item"), entry.get("title"), entry.get("rating")
-        elif (pair := _sequence(entry)) is not None and len(pair) == 2:
-            (item, rating), title = pair, None
-        else:
-            raise RequestError(f"history[{n}]: give [item id, rating] or {{item|title, rating}}")
-        item, rating = _plain(item), _plain(rating)
-        if not _number(rating):
-            raise RequestError(f"history[{n}].rating: give a number, got {rating!r}")
-        if title is not None:
-            if not isinstance(title, str) or not title.strip() or len(title) > limits.max_title_chars:
-                raise RequestError(f"history[{n}].title: give a text of 1 to {limits.max_title_chars} characters")
-            if not _encodable(title):
-                raise RequestError(f"history[{n}].title: not valid Unicode (a lone surrogate such as \\ud800)")
-            titles.append(title)
-            items.append(-len(titles))
-        elif isinstance(item, bool) or not isinstance(item, (str, int)) or str(item) not in reranker.item_codes:
-            raise RequestError(f"history[{n}].item: unknown item id {item!r}")
-        else:
-            items.append(reranker.item_codes[str(item)])
-        ratings.append(float(rating))
-    return np.array(items, dtype=np.int64), np.array(ratings, dtype=np.float64), titles

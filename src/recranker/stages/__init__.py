@@ -10,10 +10,12 @@
     prompts/               <task>.jsonl (chat messages + metadata), stats.json
     tune/<variant>/        adapter/ (or model/), base_model.txt, log.json, loss_curve.png,
                            summary.json, config.yaml; checkpoints/ while it runs (resumed)
-    rank/<backbone>/<system>/<stage>/
+    rank/<backbone>/<arm>/<target>/
                            outputs.npz (the LLM's answers on the candidates), summary.json (time,
                            tokens); part-*.npz while it runs (resumed)
-    results/               summary.json, <backbone>/per_user.csv
+    results/               summary.json, config.yaml, inputs.json (the stages it was built from),
+                           <backbone>/per_user.csv, <backbone>/systems.json (the fitted systems, the
+                           one selected on validation), <backbone>/valid_lists/<system>.npz
     report/                report.md, systems.png, position_bias.png
 
 | module       | stages                      | entry point                  |
@@ -24,7 +26,7 @@
 | `prompts`    | hints/, prompts/            | `run_prompts`                |
 | `tune`       | tune/<variant>/             | `run_tune`                   |
 | `population` | (who is evaluated)          | `llm_candidates`             |
-| `rank`       | rank/<backbone>/<system>/.. | `run_rank`                   |
+| `rank`       | rank/<backbone>/<arm>/..    | `run_rank`                   |
 | `results`    | results/, report/           | `study_report`               |
 
 A stage is skipped when its marker says it finished with the same inputs (config section and the
@@ -39,7 +41,7 @@ from recranker.config import StudyConfig
 from recranker.results import StudyResults
 from recranker.stages.base import writes_run
 from recranker.stages.population import evaluation_population, llm_candidates
-from recranker.stages.prompts import full_hint_models, prompt_renderer, run_prompts
+from recranker.stages.prompts import full_hint_models, run_prompts
 from recranker.stages.models import ModelCache, model_folder
 from recranker.stages.rank import Pass, rank_stage, ranking_passes, run_rank
 from recranker.stages.results import Outputs, results_and_report, study_report
@@ -50,7 +52,7 @@ from recranker.stages.tune import check_model, run_tune, tune_stage
 
 __all__ = [
     "ModelCache", "Pass", "model_folder", "collect_metrics", "evaluation_population", "full_hint_models", "llm_candidates", "load_backbone",
-    "load_candidates", "prepare_split", "prompt_renderer", "rank_stage", "ranking_passes", "run_prompts", "run_rank",
+    "load_candidates", "prepare_split", "rank_stage", "ranking_passes", "run_prompts", "run_rank",
     "run_retrieval", "run_sample", "run_study", "run_tune", "split_stats", "study_report", "tune_stage",
 ]
 

@@ -1,5 +1,5 @@
-"""The LLMs a study ranks with: which model each system uses, loading it (the tuned adapter merged)
-once per process, the backend that answers with it, and the ranking settings of each pass."""
+"""The LLMs a study ranks with: which model each arm uses (`recranker.arms`), loading it
+(the tuned adapter merged) once per process, and the backend that answers with it."""
 
 from __future__ import annotations
 
@@ -9,34 +9,34 @@ from recranker import assets
 from recranker.artifacts import fingerprint
 from recranker.config import StudyConfig
 from recranker.errors import RecrankerError
-from recranker.ranking.backend import Backend, Usage
-from recranker.ranking.config import RankingConfig
+from recranker.arms import ARMS, Arm
+from recranker.ranking.backend import Backend
 from recranker.ranking.engine import make_backend, ready_for_ranking, write_model_folder
 from recranker.stages.base import model_signature, torch_device
 from recranker.stages.tune import run_tune, tune_stage
 
 
-def untuned_model(cfg: StudyConfig, system: str) -> str | None:
-    """The model spec `system` ranks with: `ranking.model` when given, the base model for the
-    zero-shot system; None: the run's tuned model."""
+def untuned_model(cfg: StudyConfig, arm: Arm) -> str | None:
+    """The model spec `arm` ranks with: `ranking.model` when given, the base model for an arm of
+    the untuned model; None: the run's tuned model."""
     if cfg.ranking.model is not None:
         return cfg.ranking.model
-    return cfg.tuning.model if system == "zero_shot" else None
+    return None if ARMS[Arm(arm)].tuned_model else cfg.tuning.model
 
 
-def ranking_model_inputs(cfg: StudyConfig, system: str) -> str:
-    """What identifies the LLM of `system`: the tune stage's inputs, or the untuned model spec."""
-    spec = untuned_model(cfg, system)
+def ranking_model_inputs(cfg: StudyConfig, arm: Arm) -> str:
+    """What identifies the LLM of `arm`: the tune stage's inputs, or the untuned model spec."""
+    spec = untuned_model(cfg, arm)
     return tune_stage(cfg).inputs if spec is None else fingerprint("model", spec, model_signature(spec))
 
 
-def load_ranking_model(cfg: StudyConfig, system: str, *, train: bool = True) -> tuple:
-    """(tokenizer, model) of `system` in `tuning.dtype` on the CPU, a tuned LoRA adapter merged
+def load_ranking_model(cfg: StudyConfig, arm: Arm, *, train: bool = True) -> tuple:
+    """(tokenizer, model) of `arm` in `tuning.dtype` on the CPU, a tuned LoRA adapter merged
     into its base (tuning first when the stage is not done; with `train=False`, an error then:
     a reader that does not hold the run's lock), with a pad token."""
     from recranker.tuning.model import load_causal_lm, load_merged
 
-    spec = untuned_model(cfg, system)
+    spec = untuned_model(cfg, arm)
     if spec is not None:
         tokenizer, model = load_causal_lm(spec, cfg.tuning.dtype)
     else:
@@ -48,21 +48,6 @@ def load_ranking_model(cfg: StudyConfig, system: str, *, train: bool = True) -> 
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer, model
-
-
-def pass_ranking(cfg: StudyConfig, system: str, stage: str) -> RankingConfig:
-    """The ranking settings of `system`'s passes over `stage`'s users. Only the tuned system's test
-    rows read the bootstrap passes: every other pass makes one listwise pass. Validation passes
-    serve only the hybrid's weights, which read one listwise pass (its generated order only when
-    `ranking.listwise` is "generate"): they generate nothing else. The baselines' test passes still
-    generate when asked (their position-bias histograms)."""
-    r = cfg.ranking
-    if stage == "test" and system == "tuned":
-        return r
-    update: dict = {"baselines": [b for b in r.baselines if b != "bootstrapping"]}
-    if stage == "valid":
-        update["generate"] = r.listwise == "generate"
-    return r.model_copy(update=update)
 
 
 def finished_tune(cfg: StudyConfig) -> Path:
@@ -85,36 +70,34 @@ class ModelCache:
         self._models: dict[str, tuple] = {}
         self._backends: dict[str, Backend] = {}
 
-    def get(self, cfg: StudyConfig, system: str) -> tuple:
-        """(tokenizer, model) of `system`, in eval mode on the device, in `ranking.dtype`."""
-        key = fingerprint(ranking_model_inputs(cfg, system), cfg.ranking.dtype)
+    def get(self, cfg: StudyConfig, arm: Arm) -> tuple:
+        """(tokenizer, model) of `arm`, in eval mode on the device, in `ranking.dtype`."""
+        key = fingerprint(ranking_model_inputs(cfg, arm), cfg.ranking.dtype)
         if key not in self._models:
             self._models.clear()  # one model in memory at a time
-            tokenizer, model = load_ranking_model(cfg, system, train=self.train)
+            tokenizer, model = load_ranking_model(cfg, arm, train=self.train)
             self._models[key] = (tokenizer, ready_for_ranking(model, cfg.ranking.dtype, torch_device()))
         return self._models[key]
 
-    def backend(self, cfg: StudyConfig, system: str) -> Backend:
-        """The `ranking.backend` that answers with `system`'s model (an engine that loads the model
+    def backend(self, cfg: StudyConfig, arm: Arm) -> Backend:
+        """The `ranking.backend` that answers with `arm`'s model (an engine that loads the model
         from a folder gets `model_folder`'s; the OpenAI backend asks for that folder's path)."""
-        key = fingerprint(ranking_model_inputs(cfg, system), cfg.ranking.backend, cfg.ranking.dtype)
+        key = fingerprint(ranking_model_inputs(cfg, arm), cfg.ranking.backend, cfg.ranking.dtype)
         if key not in self._backends:
             self._backends.clear()
             if cfg.ranking.backend != "transformers":
                 self._models.clear()
-            self._backends[key] = make_backend(cfg.ranking, model=lambda: self.get(cfg, system),
-                                               folder=lambda: model_folder(cfg, system, train=self.train))
-        backend = self._backends[key]
-        backend.usage = Usage()
-        return backend
+            self._backends[key] = make_backend(cfg.ranking, model=lambda: self.get(cfg, arm),
+                                               folder=lambda: model_folder(cfg, arm, train=self.train))
+        return self._backends[key]
 
 
-def model_folder(cfg: StudyConfig, system: str, *, train: bool = True) -> Path:
-    """A folder holding `system`'s model as a plain transformers model (weights, config, tokenizer),
+def model_folder(cfg: StudyConfig, arm: Arm, *, train: bool = True) -> Path:
+    """A folder holding `arm`'s model as a plain transformers model (weights, config, tokenizer),
     for engines that load models by path (vLLM): the fetched default or a model folder as they
     are; a tuned LoRA adapter merged into its base once, into tune/<variant>/merged/; anything
     else (a GGUF file, a Hugging Face id) saved into rank/models/ once."""
-    spec = untuned_model(cfg, system)
+    spec = untuned_model(cfg, arm)
     if spec is not None:
         path = assets.model_path(spec)
         if isinstance(path, Path) and path.is_dir():
@@ -126,4 +109,4 @@ def model_folder(cfg: StudyConfig, system: str, *, train: bool = True) -> Path:
         else:
             finished_tune(cfg)
         folder = tune_stage(cfg).path / "merged"
-    return write_model_folder(folder, lambda: load_ranking_model(cfg, system, train=train))
+    return write_model_folder(folder, lambda: load_ranking_model(cfg, arm, train=train))

@@ -1,4 +1,4 @@
-"""Who is evaluated: the seeded sample of users at each split stage, their candidates from a
+"""Who is evaluated: the seeded sample of users at each target (valid or test), their candidates from a
 backbone and their relevance, and the users the LLM is asked about (those it can change)."""
 
 from __future__ import annotations
@@ -12,35 +12,35 @@ from recranker.stages.retrieval import load_candidates
 from recranker.types import Rankings
 
 
-def evaluated_users(cfg: StudyConfig, split: Split, stage: str) -> np.ndarray:
-    """Positions (into `split.users`) of the users evaluated at `stage`: all, or a seeded sample
+def evaluated_users(cfg: StudyConfig, split: Split, target: str) -> np.ndarray:
+    """Positions (into `split.users`) of the users evaluated at `target`: all, or a seeded sample
     of `ranking.test_users` / `ranking.valid_users`, ascending."""
-    wanted = cfg.ranking.test_users if stage == "test" else cfg.ranking.valid_users
+    wanted = cfg.ranking.test_users if target == "test" else cfg.ranking.valid_users
     n = len(split.users)
     if wanted is None or wanted >= n:
         return np.arange(n)
-    rng = np.random.default_rng([cfg.ranking.seed, 7, 0 if stage == "valid" else 1])
+    rng = np.random.default_rng([cfg.ranking.seed, 7, 0 if target == "valid" else 1])
     return np.sort(rng.choice(n, size=wanted, replace=False))
 
 
-def evaluation_population(cfg: StudyConfig, split: Split, backbone: str, stage: str) -> tuple[Rankings, dict]:
-    """The evaluated users' candidates from `backbone` at `stage` and their relevance: the stage's
-    target or, at test with `evaluation.graded`, the future liked items (a user without any gets a
+def evaluation_population(cfg: StudyConfig, split: Split, backbone: str, target: str) -> tuple[Rankings, dict]:
+    """The evaluated users' candidates from `backbone` at `target` and their relevance: the
+    target item or, at test with `evaluation.graded`, the future liked items (a user without any gets a
     placeholder item no list holds, so it scores 0)."""
-    candidates = load_candidates(cfg, backbone, stage)
-    rows = evaluated_users(cfg, split, stage)
+    candidates = load_candidates(cfg, backbone, target)
+    rows = evaluated_users(cfg, split, target)
     population = candidates.select(rows)
-    if cfg.evaluation.graded and stage == "test":
+    if cfg.evaluation.graded and target == "test":
         gains = graded_gains(split, population.users, split.dataset.feedback.liked_min)
         return population, {u: g or {-1: 1.0} for u, g in gains.items()}
-    return population, single_target_gains(population.users, split.target_items(stage)[rows])
+    return population, single_target_gains(population.users, split.target_items(target)[rows])
 
 
-def llm_candidates(cfg: StudyConfig, split: Split, backbone: str, stage: str) -> Rankings:
-    """The candidates the LLM reorders at `stage`: those of the evaluated users with a relevant item
+def llm_candidates(cfg: StudyConfig, split: Split, backbone: str, target: str) -> Rankings:
+    """The candidates the LLM reorders at `target`: those of the evaluated users with a relevant item
     among them (`evaluation_population`). For every other user each reordering scores 0, so asking
     the LLM would change no metric."""
-    population, gains = evaluation_population(cfg, split, backbone, stage)
+    population, gains = evaluation_population(cfg, split, backbone, target)
     keep = covered(population, gains)
     return population.select(keep)
 

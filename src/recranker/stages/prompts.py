@@ -16,9 +16,7 @@ from recranker.config import StudyConfig
 from recranker.hints import HintModels, fit_fold_models, hint_quality
 from recranker.prompts.export import length_summary, token_lengths, write_jsonl
 from recranker.prompts.instructions import InstructionBuilder
-from recranker.prompts.render import PromptRenderer
-from recranker.prompts.templates import load_templates, template_path
-from recranker.prompts.text import TokenCounter
+from recranker.prompts.templates import template_path
 from recranker.retrieval import load_retriever
 from recranker.split import Split
 from recranker.stages.base import model_signature, writes_run
@@ -75,16 +73,6 @@ def full_hint_models(cfg: StudyConfig, split: Split, *, progress: bool = True) -
     return HintModels(*[fitted_backbone(cfg, name, split, progress=progress) for name in names])
 
 
-def prompt_renderer(cfg: StudyConfig, split: Split, tokenizer, tasks) -> PromptRenderer:
-    """The renderer of `tasks`' prompts with the configured templates and history budget
-    (token counts by `tokenizer`, estimated when None)."""
-    pcfg = cfg.prompts
-    templates = load_templates(pcfg.resolved_domain(cfg.data.format), pcfg.templates_dir, tuple(tasks))
-    return PromptRenderer(split.dataset, templates, counter=TokenCounter(tokenizer),
-                          history_tokens=pcfg.history_tokens, history_items=pcfg.history_items,
-                          title_chars=pcfg.title_chars, listwise_top=pcfg.listwise_top)
-
-
 #: version of the instruction records' layout: a change rebuilds earlier runs' prompts (3: one history for
 #: every task; 2: listwise
 #: records carry the shuffled second view)
@@ -119,7 +107,7 @@ def run_prompts(cfg: StudyConfig, *, split: Split | None = None, progress: bool 
     split = prepare_split(cfg) if split is None else split
     pcfg = cfg.prompts  # tokenizer and templates first: bad ones fail before any model is fitted
     tokenizer = assets.load_tokenizer(pcfg.tokenizer) if pcfg.tokenizer else None
-    renderer = prompt_renderer(cfg, split, tokenizer, pcfg.tasks)
+    renderer = cfg.renderer(split.dataset, tokenizer, pcfg.tasks)
     users, _ = run_sample(cfg, split=split, progress=progress)
     pools = TrainingPools(split, pcfg.folds, pcfg.seed)
     hints = prepare_hints(cfg, split, pools, progress=progress)

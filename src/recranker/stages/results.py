@@ -30,29 +30,35 @@ interval over users, of itself and of its difference from the backbone.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from recranker.artifacts import atomic_write, read_json
+from recranker.artifacts import atomic_write, read_json, write_json
 from recranker.config import StudyConfig
 from recranker.errors import DataError
 from recranker.metrics import covered as covered_users
 from recranker.metrics import Measure, per_user
+from recranker.arms import ARMS, MAIN_ARM
 from recranker.ranking.fusion import bootstrap_ci, first_pick_counts
-from recranker.ranking.hybrid import hybrid, tune_weights, utilities
+from recranker.ranking.hybrid import tune_weights
+from recranker.ranking.systems import Hybrid
 from recranker.ranking.llm import RankerOutputs
 from recranker.ranking.parse import STATUS_NAMES
 from recranker.report import write_report
 from recranker.results import BackboneResults, StudyResults, SystemResult
+from recranker.runs import INPUTS_FILE
 from recranker.split import Split
 from recranker.stages.base import writes_run
 from recranker.stages.fusion import Fusions, features, fit_fusions, signal_diagnostics
 from recranker.stages.population import evaluation_population
 from recranker.stages.prompts import full_hint_models
 from recranker.stages.rank import Pass, rank_stage, ranking_passes
-from recranker.stages.split import prepare_split
+from recranker.stages.retrieval import retrieval_stage
+from recranker.stages.split import prepare_split, split_stage
+from recranker.stages.tune import tune_stage
 from recranker.types import Rankings
 
 SINGLE = {"pointwise": "pointwise", "pairwise": "pairwise", "listwise": "listwise",
@@ -98,46 +104,84 @@ def study_results(cfg: StudyConfig, split: Split, outputs: Outputs) -> StudyResu
     for backbone in cfg.retrieval.models:
         population, gains = evaluation_population(cfg, split, backbone, "test")
         weights, weight_info = hybrid_weights(cfg, split, backbone, outputs)
-        fusions = fit_fusions(cfg, split, backbone, outputs, hints)
-        systems = system_lists(cfg, split, population, backbone, outputs, weights, fusions, hints)
+        fusions = fit_fusions(cfg, split, backbone, outputs, hints, weights)
+        systems = system_lists(cfg, split, population, backbone, outputs, fusions, hints)
         tables = {name: per_user(r, gains, measures) for name, r in systems.items()}
         covered = covered_users(population, gains)  # exactly the users the LLM was asked about
         _write_per_user(folder / backbone / "per_user.csv", tables, covered)
+        write_systems(cfg, split, folder / backbone, backbone, outputs, fusions, hints)
         results.backbones[backbone] = BackboneResults(
             users=len(population), covered=int(covered.sum()), weights=tuple(weights), weight_tuning=weight_info,
             systems=system_results(tables, covered, measures),
-            listwise={system: listwise_stats(outputs[Pass(backbone, system, "test")][0])
-                      for system in ("tuned", "zero_shot", "no_hints") if Pass(backbone, system, "test") in outputs},
-            cost={f"{p.system}/{p.split}": outputs[p][1] for p in outputs if p.backbone == backbone},
+            listwise={str(arm): listwise_stats(outputs[Pass(backbone, arm, "test")][0])
+                      for arm in ARMS if Pass(backbone, arm, "test") in outputs},
+            cost={f"{p.arm}/{p.target}": outputs[p][1] for p in outputs if p.backbone == backbone},
             fusion=fusions.info,
-            diagnostics=signal_diagnostics(cfg, split, backbone, outputs, fusions, weights, population, gains, hints))
+            diagnostics=signal_diagnostics(cfg, split, backbone, outputs, fusions, population, gains, hints))
     results.save(folder / "summary.json")
+    write_inputs(cfg, folder, list(outputs))
     return results
 
 
+def write_systems(cfg: StudyConfig, split: Split, folder: Path, backbone: str, outputs: Outputs, fusions: Fusions,
+                  hints) -> None:
+    """<backbone>/systems.json (the fitted systems and the selected one: what a service serves) and
+    <backbone>/valid_lists/<system>.npz (each system's lists of the validation pass's users: what a
+    service must reproduce for them)."""
+    fusions.systems.save(folder / "systems.json")
+    valid = outputs.get(Pass(backbone, MAIN_ARM, "valid"), (None,))[0]
+    if valid is None or not len(valid):
+        return
+    population, _ = evaluation_population(cfg, split, backbone, "valid")
+    x = features(cfg, split, fusions.calibrated(cfg, MAIN_ARM, valid), population, "valid", hints)
+    for name, scores in system_scores(fusions, valid, x).items():
+        Rankings.from_scores(valid.users, valid.items, scores).save(folder / "valid_lists" / f"{name.replace(' ', '_')}.npz")
+
+
+def system_scores(fusions: Fusions, out: RankerOutputs, learned_features: np.ndarray | None = None
+                  ) -> dict[str, np.ndarray]:
+    """(U, m) the score of every fitted system on the main arm's pass `out` (the learned fusion's
+    only when its `learned_features` are given)."""
+    systems = fusions.systems
+    return {name: systems.scores(name, out, learned_features) for name in systems.available()}
+
+
+def write_inputs(cfg: StudyConfig, folder: Path, passes: list[Pass]) -> None:
+    """results/inputs.json: the fingerprints of the stages these results were built from, and
+    results/config.yaml: the config they were computed with (`recranker.runs.FinishedRun` checks
+    a served run against them)."""
+    hints = cfg.prompts.hints
+    inputs = {"split": split_stage(cfg).inputs, f"tune/{cfg.tuning.variant}": tune_stage(cfg).inputs}
+    for name in dict.fromkeys([hints.rating_model, hints.ranking_model, *cfg.retrieval.models]):
+        inputs[f"retrieval/{name}"] = retrieval_stage(cfg, name).inputs
+    inputs.update({f"rank/{p.backbone}/{p.arm}/{p.target}": rank_stage(cfg, *p).inputs for p in passes})
+    with atomic_write(folder / "config.yaml") as fh:
+        fh.write(cfg.to_yaml())
+    write_json(folder / INPUTS_FILE, inputs)
+
+
 def hybrid_weights(cfg: StudyConfig, split: Split, backbone: str, outputs: Outputs) -> tuple[tuple, dict]:
-    """The hybrid's weights for `backbone`: tuned on its validation pass (a grid over the simplex
-    maximising `ranking.tune_metric`) when configured and run, else `ranking.weights`; and how
-    they were chosen."""
-    rcfg, valid_pass, test_pass = cfg.ranking, Pass(backbone, "tuned", "valid"), Pass(backbone, "tuned", "test")
+    """The hybrid's weights for `backbone`: tuned on the main arm's validation pass (a grid over
+    the simplex maximising `ranking.tune_metric`) when configured and run, else `ranking.weights`;
+    and how they were chosen."""
+    rcfg, valid_pass, test_pass = cfg.ranking, Pass(backbone, MAIN_ARM, "valid"), Pass(backbone, MAIN_ARM, "test")
     if not (rcfg.tune_weights and valid_pass in outputs):
         return rcfg.weights, {"tuned": False}
     valid = outputs[valid_pass][0]
     if not (len(valid) and len(outputs[test_pass][0])):
         return rcfg.weights, {"tuned": False}
     _, gains = evaluation_population(cfg, split, backbone, "valid")
-    utils = utilities(valid, rcfg.constants, cfg.prompts.listwise_top, rcfg.listwise)
+    utils = Hybrid.paper(rcfg, cfg.prompts.listwise_top).utilities(valid)
     weights, value, grid = tune_weights(utils, valid, gains, rcfg.tune_metric, rcfg.weight_step, rcfg.listwise)
     return weights, {"tuned": True, "metric": str(rcfg.tune_metric), "valid_value": value, "valid_users": len(valid),
                      "grid": grid}
 
 
 def system_lists(cfg: StudyConfig, split: Split, population: Rankings, backbone: str, outputs: Outputs,
-                 weights: tuple, fusions: Fusions, hints) -> dict[str, Rankings]:
+                 fusions: Fusions, hints) -> dict[str, Rankings]:
     """Every system's lists of the evaluated users: the backbone's, each single task's, the
-    hybrids, the fusions and the baselines' hybrids (the LLM's users re-sorted, every other user
-    unchanged)."""
-    rcfg, top = cfg.ranking, cfg.prompts.listwise_top
+    hybrids, the fusions and the baseline arms' hybrids (the LLM's users re-sorted, every other
+    user unchanged)."""
     position = {int(u): k for k, u in enumerate(population.users)}
     systems: dict[str, Rankings] = {"backbone": population}
 
@@ -145,28 +189,38 @@ def system_lists(cfg: StudyConfig, split: Split, population: Rankings, backbone:
         rows = np.array([position[int(u)] for u in out.users], dtype=np.int64)
         systems[name] = _replace(population, rows, scores, out)
 
-    test = outputs[Pass(backbone, "tuned", "test")][0]
-    utils = utilities(test, rcfg.constants, top, rcfg.listwise) if len(test) else {}
-    calibrated = fusions.calibrated(cfg, "tuned", test)
-    for key, name in SINGLE.items():
-        if key in utils and (key != "bootstrapping" or "bootstrapping" in rcfg.baselines):
-            add(name, test, utils[key])
-        if key == "listwise_logits" and key in utils and calibrated is not test:
-            add("listwise 1-pass calibrated", test,
-                utilities(calibrated, rcfg.constants, top, "logits")["listwise_logits"])
-    if utils:
-        add("hybrid", test, hybrid(utils, weights, rcfg.listwise))
-    if utils and fusions.weights is not None:
-        add("tuned hybrid", test, fusions.tuned_hybrid(cfg, test))
-    if len(test) and fusions.learned is not None:
-        add("learned fusion", test, fusions.learned.scores(features(cfg, split, calibrated, population, "test", hints)))
-    for system, name in (("zero_shot", "zero-shot hybrid"), ("no_hints", "hybrid w/o hints")):
-        other = outputs.get(Pass(backbone, system, "test"), (None,))[0]
-        if other is not None and len(other):
-            add(name, other, hybrid(utilities(other, rcfg.constants, top, rcfg.listwise), weights, rcfg.listwise))
-            if system == "no_hints" and fusions.weights is not None:
-                add("tuned hybrid w/o hints", other, fusions.tuned_hybrid(cfg, other, system))
+    test = outputs[Pass(backbone, MAIN_ARM, "test")][0]
+    if len(test):
+        for name, scores in single_task_scores(cfg, fusions, test).items():
+            add(name, test, scores)
+        x = features(cfg, split, fusions.calibrated(cfg, MAIN_ARM, test), population, "test", hints)
+        for name, scores in system_scores(fusions, test, x).items():
+            add(name, test, scores)
+    for arm, spec in ARMS.items():
+        other = outputs.get(Pass(backbone, arm, "test"), (None,))[0]
+        if arm == MAIN_ARM or other is None or not len(other):
+            continue
+        add(spec.hybrid_row, other, fusions.systems.hybrid.scores(other))
+        tuned = fusions.tuned_hybrid(cfg, arm)
+        if spec.tuned_hybrid_row is not None and tuned is not None:
+            add(spec.tuned_hybrid_row, other, tuned.scores(other))
     return systems
+
+
+def single_task_scores(cfg: StudyConfig, fusions: Fusions, test: RankerOutputs) -> dict[str, np.ndarray]:
+    """(U, m) each single-task system's utility on the main arm's test pass, by report row (the
+    calibrated one-pass listwise when there is a prior; bootstrapping when `ranking.bootstrap` > 1)."""
+    paper = fusions.systems.hybrid
+    utils = paper.utilities(test)
+    calibrated = fusions.calibrated(cfg, MAIN_ARM, test)
+    scores = {}
+    for key, name in SINGLE.items():
+        if key in utils and (key != "bootstrapping" or cfg.ranking.bootstrap > 1):
+            scores[name] = utils[key]
+        if key == "listwise_logits" and key in utils and calibrated is not test:
+            by_logits = replace(paper, listwise="logits")  # the one-pass order, whatever the hybrid reads
+            scores["listwise 1-pass calibrated"] = by_logits.utilities(calibrated)["listwise_logits"]
+    return scores
 
 
 def system_results(tables: dict[str, pd.DataFrame], covered: np.ndarray, measures: list[Measure]) -> list[SystemResult]:
@@ -230,4 +284,4 @@ def study_report(cfg: StudyConfig) -> tuple[StudyResults, Path]:
 def results_and_report(cfg: StudyConfig, split: Split, outputs: Outputs) -> tuple[StudyResults, Path]:
     """`study_results` of the LLM passes' `outputs`, then the report written from them."""
     results = study_results(cfg, split, outputs)
-    return results, write_report(cfg, results)
+    return results, write_report(cfg.report_header(), results)

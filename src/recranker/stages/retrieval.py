@@ -87,10 +87,10 @@ def retrieval_measures(cfg: StudyConfig) -> list[str]:
     return [f"{name}@{k}" for name in ("HR", "NDCG") for k in cfg.evaluation.ks]
 
 
-def load_candidates(cfg: StudyConfig, model: str, stage: str) -> Rankings:
-    """The top-m candidates a finished retrieval stage wrote."""
+def load_candidates(cfg: StudyConfig, model: str, target: str) -> Rankings:
+    """The top-m candidates a finished retrieval stage wrote for `target`'s users."""
     folder = retrieval_stage(cfg, model).path
-    return Rankings.load(folder / f"candidates_{stage}.npz")
+    return Rankings.load(folder / f"candidates_{target}.npz")
 
 
 def load_backbone(cfg: StudyConfig, model: str, split: Split | None = None):

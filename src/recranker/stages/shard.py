@@ -23,66 +23,60 @@ from tqdm.auto import tqdm
 
 from recranker.config import StudyConfig, parse_config
 from recranker.errors import RecrankerError
-from recranker.hints import HintModels
+from recranker.arms import ARMS, Arm
+from recranker.ranking.backend import Usage
 from recranker.ranking.llm import LLMRanker, RankerOutputs
-from recranker.split import Split
+from recranker.runs import FinishedRun
 from recranker.types import Rankings
 
 log = logging.getLogger(__name__)
 
 
-def finished_split(cfg: StudyConfig) -> Split:
-    """The run's split, read without the lock; an error when the stage is not finished."""
+def expected_inputs(cfg: StudyConfig) -> dict[str, str]:
+    """The fingerprints a worker's finished stages must have: the driver's (split, hint models, tune)."""
+    from recranker.stages.retrieval import retrieval_stage
     from recranker.stages.split import split_stage
+    from recranker.stages.tune import tune_stage
 
-    stage = split_stage(cfg)
-    if not stage.done():
-        raise RecrankerError(f"{cfg.run_dir}: no finished split for this config; run `recranker data` first")
-    return Split.load(str(stage.path))
-
-
-def finished_hint_models(cfg: StudyConfig, split: Split) -> HintModels:
-    """The hint models of the finished retrieval stages, read without the lock."""
-    from recranker.stages.retrieval import load_backbone, retrieval_stage
-
-    names = (cfg.prompts.hints.rating_model, cfg.prompts.hints.ranking_model)
-    missing = [n for n in dict.fromkeys(names) if not retrieval_stage(cfg, n).done()]
-    if missing:
-        raise RecrankerError(f"{cfg.run_dir}: the hint models {missing} have no finished retrieval stage")
-    return HintModels(*[load_backbone(cfg, name, split) for name in names])
+    hints = cfg.prompts.hints
+    expected = {"split": split_stage(cfg).inputs}
+    expected.update({f"retrieval/{name}": retrieval_stage(cfg, name).inputs
+                     for name in (hints.rating_model, hints.ranking_model)})
+    expected[f"tune/{cfg.tuning.variant}"] = tune_stage(cfg).inputs
+    return expected
 
 
-def read_only_ranker(cfg: StudyConfig, system: str, stage: str) -> LLMRanker:
-    """The `LLMRanker` of `system`'s pass over `stage`, from finished stages only (no lock taken)."""
-    from recranker.stages.prompts import prompt_renderer
-    from recranker.stages.models import ModelCache, pass_ranking
+def read_only_ranker(cfg: StudyConfig, arm: Arm, target: str, expected: dict[str, str]) -> LLMRanker:
+    """The `LLMRanker` of `arm`'s pass over `target`'s users, from finished stages with the
+    `expected` fingerprints only (`recranker.runs.FinishedRun`; no lock taken, nothing tuned)."""
+    from recranker.stages.models import ModelCache
 
-    split = finished_split(cfg)
-    hints = finished_hint_models(cfg, split) if system != "no_hints" and cfg.prompts.hints.enabled else None
-    backend = ModelCache(train=False).backend(cfg, system)
-    renderer = prompt_renderer(cfg, split, backend.tokenizer, cfg.ranked_tasks)
-    return LLMRanker(backend, renderer, split, hints, pass_ranking(cfg, system, stage))
+    run = FinishedRun(cfg, cfg.run_dir / "tune" / cfg.tuning.variant, expected)
+    if ARMS[Arm(arm)].tuned_model and cfg.ranking.model is None:
+        run.require(f"tune/{cfg.tuning.variant}")
+    split = run.split()
+    hints = run.hint_models(split) if ARMS[Arm(arm)].hints and cfg.prompts.hints.enabled else None
+    return cfg.llm_ranker(ModelCache(train=False).backend(cfg, arm), split, hints, arm, target)
 
 
 class RankWorker:
     """A Ray actor's state: one read-only ranker."""
 
-    def __init__(self, config: dict, system: str, stage: str, threads: int) -> None:
+    def __init__(self, config: dict, arm: Arm, target: str, expected: dict[str, str], threads: int) -> None:
         import torch
 
         torch.set_num_threads(threads)
-        self.stage = stage
-        self.ranker = read_only_ranker(parse_config(config, "<ray worker>"), system, stage)
+        self.target = target
+        self.ranker = read_only_ranker(parse_config(config, "<ray worker>"), arm, target, expected)
 
-    def rank(self, candidates: Rankings) -> tuple[RankerOutputs, dict]:
+    def rank(self, candidates: Rankings) -> tuple[RankerOutputs, Usage]:
         """One chunk's outputs and the backend usage it cost."""
-        before = self.ranker.backend.usage.as_dict()
-        outputs = self.ranker.rank_chunk(candidates, self.stage)
-        after = self.ranker.backend.usage.as_dict()
-        return outputs, {k: after[k] - before[k] for k in after}
+        before = self.ranker.backend.usage.snapshot()
+        outputs = self.ranker.rank_chunk(candidates, self.target)
+        return outputs, self.ranker.backend.usage.since(before)
 
 
-def rank_sharded(cfg: StudyConfig, system: str, stage: str, candidates: Rankings, *, on_chunk,
+def rank_sharded(cfg: StudyConfig, arm: Arm, target: str, candidates: Rankings, *, on_chunk,
                  progress: bool = True) -> tuple[RankerOutputs, dict]:
     """(`RankerOutputs` of every user of `candidates`, in order; summed usage) from
     `ranking.workers` Ray workers; `on_chunk` sees each chunk as it comes back."""
@@ -92,8 +86,9 @@ def rank_sharded(cfg: StudyConfig, system: str, stage: str, candidates: Rankings
         raise RecrankerError("ranking.workers > 1 needs Ray: pip install 'recranker[ray]'") from None
     workers, size = cfg.ranking.workers, cfg.ranking.chunk_users
     chunks = [np.arange(start, min(start + size, len(candidates))) for start in range(0, len(candidates), size)]
+    expected = expected_inputs(cfg)
     if not chunks:
-        return read_only_ranker(cfg, system, stage).rank_chunk(candidates, stage), {}
+        return read_only_ranker(cfg, arm, target, expected).rank_chunk(candidates, target), Usage().as_dict()
     started_here = not ray.is_initialized()
     if started_here:
         address = os.environ.get("RAY_ADDRESS")
@@ -102,11 +97,11 @@ def rank_sharded(cfg: StudyConfig, system: str, stage: str, candidates: Rankings
     try:
         actor = ray.remote(num_cpus=1)(RankWorker)
         config = cfg.model_dump(mode="json")
-        pool = [actor.remote(config, system, stage, 1) for _ in range(min(workers, len(chunks)))]
+        pool = [actor.remote(config, arm, target, expected, 1) for _ in range(min(workers, len(chunks)))]
         pending = {pool[k % len(pool)].rank.remote(candidates.select(rows)): k for k, rows in enumerate(chunks)}
         results: dict[int, RankerOutputs] = {}
-        usage: dict[str, float] = {}
-        bar = tqdm(total=len(candidates), desc=f"LLM ranking ({stage}, {len(pool)} Ray workers)", unit="user",
+        usage = Usage()
+        bar = tqdm(total=len(candidates), desc=f"LLM ranking ({target}, {len(pool)} Ray workers)", unit="user",
                    disable=not progress)
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
@@ -114,10 +109,10 @@ def rank_sharded(cfg: StudyConfig, system: str, stage: str, candidates: Rankings
             outputs, cost = ray.get(ready[0])
             on_chunk(outputs)
             results[k] = outputs
-            usage = {key: usage.get(key, 0) + value for key, value in cost.items()}
+            usage = usage + cost
             bar.update(len(chunks[k]))
         bar.close()
     finally:
         if started_here:
             ray.shutdown()
-    return RankerOutputs.concat([results[k] for k in sorted(results)]), usage
+    return RankerOutputs.concat([results[k] for k in sorted(results)]), usage.as_dict()

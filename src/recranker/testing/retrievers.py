@@ -112,5 +112,5 @@ class RetrieverContract:
         assert ours > base + 0.05, (ours, base)
 
     def test_unknown_stage_is_refused(self, fitted: Retriever) -> None:
-        with pytest.raises(ValueError, match="stage"):
+        with pytest.raises(ValueError, match="target"):
             fitted.top_m(synthetic_split().users[:2], 3, "train")  # type: ignore[arg-type]
