@@ -181,9 +181,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--section", default="serve-soak", help="the BENCHMARKS.md section --write replaces")
+    parser.add_argument("--pad-multiple", type=int, help="the server's --pad-multiple (default: its own)")
     args = parser.parse_args()
     good = bodies(args.run, 100, 30)
-    url, process = serve_on_free_port(args.run)
+    extra = () if args.pad_multiple is None else ("--pad-multiple", str(args.pad_multiple))
+    url, process = serve_on_free_port(args.run, extra)
     try:
         fuzzed = asyncio.run(fuzz(url, good, args.fuzz, args.seed))
         print(json.dumps({k: v for k, v in fuzzed.items() if k != "examples"}), flush=True)
@@ -206,7 +208,8 @@ def write_report(args, fuzzed: dict, soaked: dict, alive: int) -> None:
                    if client else "")
     body = (
         f"`recranker serve {args.run}` (transformers backend, float32, batching window 10 ms, at most 16 a batch, "
-        "queue 64) on loopback; the clients (async httpx) on the same 2 cores.\n\n"
+        f"queue 64, batch widths padded to a multiple of {args.pad_multiple or 'SERVE_PAD_MULTIPLE'}) on loopback; "
+        "the clients (async httpx) on the same 2 cores.\n\n"
         f"**Fuzz** (seed {args.seed}): {fuzzed['sent']} bodies, each a real request with one field made odd or hostile "
         "(invalid Unicode such as lone surrogates, wrong types, 1e309, 3,000-item lists, 5,000-character titles, "
         "unknown or repeated ids, bodies that are not JSON), sent 6 at a time with 2 good requests in the same "
@@ -226,8 +229,9 @@ def write_report(args, fuzzed: dict, soaked: dict, alive: int) -> None:
     )
     print(body)
     if args.write:
+        pad = "" if args.pad_multiple is None else f" --pad-multiple {args.pad_multiple}"
         write_section(args.section, body, f"python bench/serve_soak.py --run {args.run} --minutes {args.minutes:g} "
-                      f"--warmup {args.warmup:g} --fuzz {args.fuzz}")
+                      f"--warmup {args.warmup:g} --fuzz {args.fuzz}{pad} --section {args.section}")
 
 
 if __name__ == "__main__":
