@@ -106,3 +106,30 @@ def test_a_system_the_run_did_not_fit_is_refused(tiny_run) -> None:
 
     with pytest.raises(RecrankerError, match="system: 'best' was not fitted"):
         Reranker.load(tiny_run, system="best")
+
+
+def test_the_http_service_answers_a_validation_user_with_the_studys_order(tiny_run_generating) -> None:
+    """Over HTTP, with the requests in one batch as the study batched them (its validation users at
+    once, no padding): each answer names its system and is the study's stored order. (The tuned
+    hybrid: the learned fusion's rank feature flips on float noise between the tiny model's
+    near-equal logits, whatever order the batch's rows arrive in.)"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi.testclient import TestClient
+
+    from recranker.serve.app import ServeSettings, create_app
+
+    reranker = Reranker.load(tiny_run_generating, pad_multiple=1, system="tuned hybrid")
+    requests, rows = study_requests(tiny_run_generating)
+    split = Split.load(str(tiny_run_generating / "split"))
+    codes = {str(raw): code for code, raw in enumerate(split.dataset.user_ids.tolist())}
+    settings = ServeSettings(batch_window_ms=2000, max_batch=len(requests))
+    with TestClient(create_app(reranker, settings)) as client:
+        health = client.get("/healthz").json()
+        assert health["system"] == "tuned hybrid" and health["selected_on"]["validated"] == reranker.systems.selected
+        with ThreadPoolExecutor(len(requests)) as pool:  # in one batching window: one backend call
+            answers = list(pool.map(lambda body: client.post("/v1/rerank", json=body).json(), requests))
+    for body, answer in zip(requests, answers):
+        assert answer["system"] == "tuned hybrid"
+        expected = stored_order(tiny_run_generating, answer["system"], codes[body["user"]], rows, split.dataset.item_ids)
+        assert [i["item"] for i in answer["items"]] == expected, body["user"]
