@@ -106,6 +106,10 @@ class StudyConfig(Settings):
         (`PromptsConfig.renderer`; token counts by `tokenizer`, estimated when None)."""
         return self.prompts.renderer(dataset, tokenizer, tasks or self.ranked_tasks, self.data.format)
 
+    def shows_hints(self, arm: Arm) -> bool:
+        """Whether `arm`'s prompts show hints: the arm shows them and `prompts.hints.enabled`."""
+        return ARMS[Arm(arm)].hints and self.prompts.hints.enabled
+
     def llm_ranker(self, backend, split, hints, arm: Arm, target: str) -> "LLMRanker":
         """The `LLMRanker` of `arm`'s pass over `target`'s users ("valid" or "test"), answering with
         `backend`: the one path from config to ranker of the study, its Ray workers and the server.
@@ -113,7 +117,7 @@ class StudyConfig(Settings):
         hints and `prompts.hints.enabled`."""
         from recranker.ranking.llm import LLMRanker
 
-        shown = hints if ARMS[Arm(arm)].hints and self.prompts.hints.enabled else None
+        shown = hints if self.shows_hints(arm) else None
         return LLMRanker(backend, self.renderer(split.dataset, backend.tokenizer), split, shown,
                          self.ranking.for_pass(arm, target))
 

@@ -63,7 +63,8 @@ def test_the_generated_order_is_what_a_generating_run_serves(tiny_run_generating
     body = study_requests(tiny_run_generating)[0][0]
     result = reranker.rank(**body)
     parsed = reranker.parse(reranker_request(body))
-    out = reranker._ask([parsed], tuple(reranker.tasks))
+    items = parsed.candidates[None, :]
+    out = reranker._ask([parsed], tuple(reranker.tasks), items, *reranker._hints([parsed], items))
     generated = reranker.systems.hybrid.utilities(out)["listwise"][0]
     by_logits = reranker.systems.hybrid.utilities(out)["listwise_logits"][0]
     assert not np.allclose(generated, by_logits)  # the two orders differ here, so the test can tell them apart

@@ -66,7 +66,10 @@ def position_prior(out: RankerOutputs, *, balance_steps: int = 100, step: float 
 
 
 def calibrate(out: RankerOutputs, prior: np.ndarray) -> RankerOutputs:
-    """`out` with each listwise log-probability less the prior of the position it was shown at."""
+    """`out` with each listwise log-probability less the prior of the position it was shown at
+    (`out` itself when it has no listwise log-probabilities)."""
+    if not out.list_logprob.size or np.isnan(out.list_logprob).all():
+        return out
     position = np.argsort(out.list_shown, axis=-1)  # column -> shown position
     calibrated = _log_softmax(out.list_logprob) - prior[position]
     return RankerOutputs(**{**out.__dict__, "list_logprob": calibrated})

@@ -59,9 +59,7 @@ class Hybrid:
 
     def calibrated(self, out: RankerOutputs) -> RankerOutputs:
         """`out` with its listwise logits less the position prior (as it is without one)."""
-        if self.prior is None or not out.list_logprob.size or np.isnan(out.list_logprob).all():
-            return out
-        return calibrate(out, self.prior)
+        return out if self.prior is None else calibrate(out, self.prior)
 
     def utilities(self, out: RankerOutputs) -> dict[str, np.ndarray]:
         """(U, m) each task's utility of `out` (`recranker.ranking.hybrid.utilities`), calibrated."""

@@ -155,16 +155,18 @@ class Reranker:
 
     def _rank_group(self, parsed: list[Parsed], tasks: tuple[str, ...]) -> list[RankResult]:
         """One backend call for requests of the same tasks and list length."""
-        out = self._ask(parsed, tasks)
+        items = np.stack([p.candidates for p in parsed])  # (n, m)
+        ratings, scores = self._hints(parsed, items)
+        out = self._ask(parsed, tasks, items, ratings, scores)
         results = []
         for r, p in enumerate(parsed):
             system = self.system if p.scores is not None or self.system != "learned fusion" else "tuned hybrid"
-            hybrid = self._hybrid(system)
-            utils = hybrid.utilities(out.select(np.array([r])))
+            hybrid, one = self._hybrid(system), out.select(np.array([r]))
+            utils = hybrid.utilities(one)
             if system == "learned fusion":
-                total = self.systems.scores(system, out.select(np.array([r])), self._features(out, parsed, r))[0]
+                total = self.systems.scores(system, one, self._features(one, p, ratings, scores, r))[0]
             else:
-                total = hybrid.scores(out.select(np.array([r])))[0]
+                total = hybrid.scores(one)[0]
             listwise = "listwise" if hybrid.listwise == "generate" else "listwise_logits"
             names = {**TASK_UTILITIES, "listwise": listwise}
             order = np.argsort(-total, kind="stable")[: p.k]
@@ -181,8 +183,10 @@ class Reranker:
         """The hybrid whose task utilities a result reports (the tuned one for the learned fusion)."""
         return self.systems.hybrid if system == "hybrid" else self.systems.tuned  # type: ignore[return-value]
 
-    def _ask(self, parsed: list[Parsed], tasks: tuple[str, ...]) -> RankerOutputs:
-        """The LLM's answers for the requests' candidates (one backend call)."""
+    def _ask(self, parsed: list[Parsed], tasks: tuple[str, ...], items: np.ndarray, ratings: np.ndarray | None,
+             scores: np.ndarray | None) -> RankerOutputs:
+        """The LLM's answers about the requests' candidates `items` (n, m), with the hints
+        `ratings` and `scores` (one backend call)."""
         base = self.ranker
         offset, titles, histories, keys = base.split.dataset.n_items, [], [], []
         for p in parsed:  # free titles become the codes n_items, n_items + 1, ... of this call
@@ -196,22 +200,19 @@ class Reranker:
             titles += p.free_titles
         renderer = base.renderer.with_titles(titles) if titles else base.renderer
         ranker = LLMRanker(base.backend, renderer, base.split, base.hints, base.config.model_copy(update={"tasks": list(tasks)}))
-        items = np.stack([p.candidates for p in parsed])  # (n, m)
-        ratings, scores = self._hints(parsed, items, tasks)
         users = np.array([p.user if p.user is not None else 0 for p in parsed], dtype=np.int64)
         return ranker.ask(Rankings(users, items, np.zeros(items.shape)), histories, keys, ratings, scores)
 
-    def _hints(self, parsed: list[Parsed], items: np.ndarray, tasks) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def _hints(self, parsed: list[Parsed], items: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(n, m) the rating and ranking hints of the known users' candidates (NaN rows: none;
-        the ranking hint at the request's target, else at test)."""
+        the ranking hint at the request's target, else at test): what the prompts show, and the
+        learned fusion's hint features."""
         hints = self.ranker.hints
         known = np.array([p.user is not None for p in parsed])
         if hints is None or not known.any():
             return None, None
         users = np.array([p.user if p.user is not None else 0 for p in parsed], dtype=np.int64)
-        ratings = None
-        if "pointwise" in tasks:
-            ratings = np.where(known[:, None], hints.rating.predict_ratings(users, items), np.nan)
+        ratings = np.where(known[:, None], hints.rating.predict_ratings(users, items), np.nan)
         scores = np.full(items.shape, np.nan)
         for target in ("valid", "test"):
             rows = known & np.array([(p.target or "test") == target for p in parsed])
@@ -219,17 +220,15 @@ class Reranker:
                 scores[rows] = hints.ranking.score(users[rows], items[rows], target)
         return ratings, scores
 
-    def _features(self, out: RankerOutputs, parsed: list[Parsed], r: int) -> np.ndarray:
-        """(1, m, F) the learned fusion's features of request `r`'s candidates (its backbone scores,
-        the listwise logits calibrated by the tuned hybrid's prior, the hints of a known user)."""
-        p, hints = parsed[r], self.ranker.hints
-        one = self.systems.tuned.calibrated(out.select(np.array([r])))  # type: ignore[union-attr]
-        rating = ranking = None
-        if hints is not None and p.user is not None:
-            users, items = np.array([p.user]), p.candidates[None, :]
-            rating = hints.rating.predict_ratings(users, items)
-            ranking = hints.ranking.score(users, items, p.target or "test")
-        return candidate_features(one, p.scores[None, :], rating, ranking)  # type: ignore[index]
+    def _features(self, one: RankerOutputs, p: Parsed, ratings: np.ndarray | None, scores: np.ndarray | None,
+                  r: int) -> np.ndarray:
+        """(1, m, F) the learned fusion's features of request `r` (`p`, its answers `one`): its
+        backbone scores, the listwise logits calibrated by the tuned hybrid's prior, and a known
+        user's hints (row r of the group's `ratings` and `scores`)."""
+        calibrated = self.systems.tuned.calibrated(one)  # type: ignore[union-attr]
+        known = ratings is not None and p.user is not None
+        rating, ranking = (ratings[r:r + 1], scores[r:r + 1]) if known else (None, None)  # type: ignore[index]
+        return candidate_features(calibrated, p.scores[None, :], rating, ranking)  # type: ignore[index]
 
     # ----------------------------------------------------------------------------- input checks
     def parse(self, request: RankRequest) -> Parsed:

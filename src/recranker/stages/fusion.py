@@ -22,8 +22,8 @@ import numpy as np
 
 from recranker.config import StudyConfig
 from recranker.arms import ARMS, MAIN_ARM, Arm
-from recranker.ranking.fusion import (FEATURES, LearnedFusion, bootstrap_ci, candidate_features, first_pick_counts,
-                                      pairwise_wins, position_prior, position_test, relevance, target_auc, tune_fusion)
+from recranker.ranking.fusion import (FEATURES, LearnedFusion, bootstrap_ci, calibrate, candidate_features,
+                                      first_pick_counts, pairwise_wins, position_prior, position_test, relevance, target_auc, tune_fusion)
 from recranker.ranking.hybrid import mean_metric
 from recranker.ranking.llm import RankerOutputs
 from recranker.ranking.systems import Hybrid, Systems
@@ -40,6 +40,8 @@ class Fusions:
     systems: Systems
     priors: dict[Arm, np.ndarray] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    #: (U, m, F) the learned fusion's features of the validation pass (None when it was not fitted)
+    valid_features: np.ndarray | None = None
 
     def prior(self, cfg: StudyConfig, arm: Arm) -> np.ndarray | None:
         """`arm`'s position prior (None when `ranking.calibrate_positions` is off or it has none)."""
@@ -47,7 +49,8 @@ class Fusions:
 
     def calibrated(self, cfg: StudyConfig, arm: Arm, out: RankerOutputs) -> RankerOutputs:
         """`out` with its listwise logits calibrated by `arm`'s prior (as it is without one)."""
-        return replace(self.systems.hybrid, prior=self.prior(cfg, arm)).calibrated(out)
+        prior = self.prior(cfg, arm)
+        return out if prior is None else calibrate(out, prior)
 
     def tuned_hybrid(self, cfg: StudyConfig, arm: Arm) -> Hybrid | None:
         """The tuned hybrid calibrated by `arm`'s prior (None when it was not fitted)."""
@@ -114,6 +117,7 @@ def fit_fusions(cfg: StudyConfig, split: Split, backbone: str, outputs: dict, hi
                                     "valid_value": value, "valid_backbone": backbone_value, "valid_users": len(valid)}
     if rcfg.learned_fusion:
         x, grades = features(cfg, split, calibrated, population, "valid", hints), relevance(valid, gains)
+        fusions.valid_features = x
         systems.learned = LearnedFusion.fit(x, grades, c=rcfg.learned_c)
         systems.validation["learned fusion"] = mean_metric(valid, LearnedFusion.cross_fitted(x, grades, c=rcfg.learned_c, seed=rcfg.seed),
                                                            gains, rcfg.tune_metric)

@@ -61,7 +61,7 @@ def shown_settings(cfg: StudyConfig, arm: Arm) -> dict:
     off for an arm without hints."""
     p = cfg.prompts
     shown = p.model_dump(mode="json", exclude=p.TRAINING_ONLY)
-    shown["hints"]["enabled"] = ARMS[Arm(arm)].hints and p.hints.enabled
+    shown["hints"]["enabled"] = cfg.shows_hints(arm)
     return shown
 
 
@@ -112,8 +112,7 @@ def rank_users(cfg: StudyConfig, arm: Arm, target: str, split: Split, candidates
         from recranker.stages.shard import rank_sharded
 
         return rank_sharded(cfg, arm, target, candidates, on_chunk=on_chunk, progress=progress)
-    shows_hints = ARMS[Arm(arm)].hints and cfg.prompts.hints.enabled
-    hints = full_hint_models(cfg, split, progress=progress) if shows_hints else None
+    hints = full_hint_models(cfg, split, progress=progress) if cfg.shows_hints(arm) else None
     backend = models.backend(cfg, arm)
     ranker = cfg.llm_ranker(backend, split, hints, arm, target)
     before = backend.usage.snapshot()

@@ -109,7 +109,7 @@ def study_results(cfg: StudyConfig, split: Split, outputs: Outputs) -> StudyResu
         tables = {name: per_user(r, gains, measures) for name, r in systems.items()}
         covered = covered_users(population, gains)  # exactly the users the LLM was asked about
         _write_per_user(folder / backbone / "per_user.csv", tables, covered)
-        write_systems(cfg, split, folder / backbone, backbone, outputs, fusions, hints)
+        write_systems(folder / backbone, backbone, outputs, fusions)
         results.backbones[backbone] = BackboneResults(
             users=len(population), covered=int(covered.sum()), weights=tuple(weights), weight_tuning=weight_info,
             systems=system_results(tables, covered, measures),
@@ -123,8 +123,7 @@ def study_results(cfg: StudyConfig, split: Split, outputs: Outputs) -> StudyResu
     return results
 
 
-def write_systems(cfg: StudyConfig, split: Split, folder: Path, backbone: str, outputs: Outputs, fusions: Fusions,
-                  hints) -> None:
+def write_systems(folder: Path, backbone: str, outputs: Outputs, fusions: Fusions) -> None:
     """<backbone>/systems.json (the fitted systems and the selected one: what a service serves) and
     <backbone>/valid_lists/<system>.npz (each system's lists of the validation pass's users: what a
     service must reproduce for them)."""
@@ -132,9 +131,7 @@ def write_systems(cfg: StudyConfig, split: Split, folder: Path, backbone: str, o
     valid = outputs.get(Pass(backbone, MAIN_ARM, "valid"), (None,))[0]
     if valid is None or not len(valid):
         return
-    population, _ = evaluation_population(cfg, split, backbone, "valid")
-    x = features(cfg, split, fusions.calibrated(cfg, MAIN_ARM, valid), population, "valid", hints)
-    for name, scores in system_scores(fusions, valid, x).items():
+    for name, scores in system_scores(fusions, valid, fusions.valid_features).items():
         Rankings.from_scores(valid.users, valid.items, scores).save(folder / "valid_lists" / f"{name.replace(' ', '_')}.npz")
 
 

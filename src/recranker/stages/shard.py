@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from recranker.config import StudyConfig, parse_config
 from recranker.errors import RecrankerError
-from recranker.arms import ARMS, Arm
+from recranker.arms import Arm
 from recranker.ranking.backend import Usage
 from recranker.ranking.llm import LLMRanker, RankerOutputs
 from recranker.runs import FinishedRun
@@ -49,13 +49,13 @@ def expected_inputs(cfg: StudyConfig) -> dict[str, str]:
 def read_only_ranker(cfg: StudyConfig, arm: Arm, target: str, expected: dict[str, str]) -> LLMRanker:
     """The `LLMRanker` of `arm`'s pass over `target`'s users, from finished stages with the
     `expected` fingerprints only (`recranker.runs.FinishedRun`; no lock taken, nothing tuned)."""
-    from recranker.stages.models import ModelCache
+    from recranker.stages.models import ModelCache, untuned_model
 
     run = FinishedRun(cfg, cfg.run_dir / "tune" / cfg.tuning.variant, expected)
-    if ARMS[Arm(arm)].tuned_model and cfg.ranking.model is None:
+    if untuned_model(cfg, arm) is None:  # the run's tuned model
         run.require(f"tune/{cfg.tuning.variant}")
     split = run.split()
-    hints = run.hint_models(split) if ARMS[Arm(arm)].hints and cfg.prompts.hints.enabled else None
+    hints = run.hint_models(split) if cfg.shows_hints(arm) else None
     return cfg.llm_ranker(ModelCache(train=False).backend(cfg, arm), split, hints, arm, target)
 
 
