@@ -30,6 +30,17 @@ def test_only_answer_tokens_are_targets_and_rows_are_left_padded(records, tokeni
     assert batch["tokens"] == sum(len(e["input_ids"]) for e in examples)
 
 
+def test_first_points_at_each_answers_decision_token_and_task_names_its_task(records, tokenizer) -> None:
+    chosen = [records["pointwise"][0], records["pairwise"][1], records["listwise"][2]]
+    examples = [encode_record(r, tokenizer, ranking=False) for r in chosen]
+    batch = Collator(tokenizer.pad_token_id)(examples)
+    for b, record in enumerate(chosen):
+        decision = tokenizer.decode([int(batch["targets"][b, batch["first"][b]])])
+        assert record["messages"][-1]["content"].startswith(decision) and decision.strip()
+        assert (batch["targets"][b, : batch["first"][b]] == IGNORE).all()  # nothing of the answer before it
+    assert batch["task"].tolist() == [0, 1, 2]
+
+
 def test_kept_logits_give_the_same_loss_as_the_full_model_on_each_unpadded_row(records, tokenizer) -> None:
     model = tiny_causal_lm(tokenizer)
     chosen = [records["pointwise"][0], records["listwise"][0]]

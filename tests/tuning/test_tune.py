@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 from transformers import TrainerCallback
@@ -96,6 +97,26 @@ def test_the_losses_go_down_on_a_toy_task(tmp_path, tokenizer, examples) -> None
     first, last = log[0], log[-1]
     for term in ("loss", "sft", "rank", "perm"):
         assert last[term] < first[term], term
+
+
+def test_the_log_gives_each_tasks_first_answer_token_loss(tmp_path, tokenizer, examples) -> None:
+    chosen = [e for e in examples if e["task"] == "pointwise"][:3] + [e for e in examples if e["task"] == "pairwise"][:3]
+    assert {e["task"] for e in chosen} == {"pointwise", "pairwise"}
+    cfg = settings(max_steps=1, batch_size=len(chosen), logging_steps=1, learning_rate=1e-12, save_steps=1000,
+                   mixed_precision="no", alro=AlroConfig(soft_lambda=False, permutation=False))
+    model = tiny_causal_lm(tokenizer)  # seeded: the model `run` tunes
+    expected = {}
+    with torch.no_grad():  # the untrained model's loss of each answer's first token, by hand
+        for e in chosen:
+            ids = torch.tensor([e["input_ids"]])
+            logits = model(input_ids=ids).logits[0, e["answer_start"] - 1]
+            loss = torch.nn.functional.cross_entropy(logits[None], ids[0, e["answer_start"]][None]).item()
+            expected.setdefault(e["task"], []).append(loss)
+    run(tmp_path, tokenizer, chosen, cfg)
+    row = next(r for r in json.loads((tmp_path / "run" / "log.json").read_text()) if "loss" in r)
+    for task, losses in expected.items():
+        assert row[f"first_{task}"] == pytest.approx(np.mean(losses), rel=1e-3), task
+    assert "first_listwise" not in row
 
 
 def test_alro_switches_decide_which_terms_are_trained(tmp_path, tokenizer, examples) -> None:

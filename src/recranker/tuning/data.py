@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from recranker.errors import DataError
+from recranker.prompts.templates import TASKS
 from recranker.prompts.text import chat_text
 
 IGNORE = -100
@@ -134,7 +135,9 @@ class Collator:
 
     Keys: `input_ids`, `attention_mask`, `position_ids` (R, L) with R = B rows plus one per second
     view; `targets` (B, K): the answer token each kept logit must predict (IGNORE elsewhere);
-    `keep` K (`all_logits`: every position); `tokens` the number of real tokens. With `ranking`: `rank_slots` (B, T) kept-logit
+    `keep` K (`all_logits`: every position); `tokens` the number of real tokens; `first` (B,) the
+    kept-logit index that predicts each answer's first token (the rating, Yes/No or first
+    identifier: the decision) and `task` (B,) each example's index in `TASKS` (-1: none). With `ranking`: `rank_slots` (B, T) kept-logit
     index of each answer identifier, `rank_tokens`, `rank_grades`, `rank_mask` (B, M),
     `rank_position_mask` (B, T); with `views` also `view_rows` (B,) (-1: none), `view_slots` (B, T)
     and `view_tokens` (B, M).
@@ -169,9 +172,11 @@ class Collator:
         for b, (ids, start) in enumerate(rows[: len(examples)]):
             for x in range(start, len(ids)):
                 targets[b, keep - len(ids) + x - 1] = ids[x]
+        first = torch.tensor([keep - len(ids) + start - 1 for ids, start in rows[: len(examples)]])
+        task = torch.tensor([TASKS.index(e["task"]) if e.get("task") in TASKS else -1 for e in examples])
         batch = {"input_ids": input_ids, "attention_mask": mask,
                  "position_ids": (mask.cumsum(1) - 1).clamp_min(0), "targets": targets, "keep": keep,
-                 "tokens": int(mask.sum())}
+                 "tokens": int(mask.sum()), "first": first, "task": task}
         if self.ranking:
             batch.update(self._ranking(examples, keep, view_rows))
         return batch

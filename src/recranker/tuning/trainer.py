@@ -8,6 +8,12 @@ left-padded row only, where the answers are (`recranker.tuning.data.Collator`):
 
 with L_sft the mean cross-entropy of the answer tokens, and L_rank (`SoftLambdaLoss`) and L_perm
 (`PermutationSensitiveLoss`) averaged over the batch's listwise examples.
+
+L_sft averages over every answer token, and a pointwise or pairwise answer is three tokens of
+which two (the end-of-turn marker and the newline after it) are learnt at once: its value near
+ln(2)/3 = 0.23 is a pairwise model still guessing. So each log line also has `first_<task>`, the
+mean cross-entropy of each answer's first token (the rating, the Yes/No, the first identifier) by
+task: the decision the ranker reads.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from recranker.prompts.templates import TASKS
 from recranker.tuning.config import AlroConfig
 from recranker.tuning.data import IGNORE
 from recranker.tuning.losses import PermutationSensitiveLoss, SoftLambdaLoss
@@ -41,10 +48,10 @@ class Meter:
         self.tokens = 0
         self.started = time.perf_counter()
 
-    def add(self, name: str, value: torch.Tensor) -> None:
-        """Record one batch's value of term `name`."""
-        self.sums[name] = self.sums.get(name, 0.0) + float(value.detach())
-        self.counts[name] = self.counts.get(name, 0) + 1
+    def add(self, name: str, value: torch.Tensor, weight: int = 1) -> None:
+        """Record one batch's value of term `name` (a mean over `weight` items)."""
+        self.sums[name] = self.sums.get(name, 0.0) + float(value.detach()) * weight
+        self.counts[name] = self.counts.get(name, 0) + weight
 
     def window(self) -> dict[str, float]:
         """Mean of each term and tokens per second since the last reset."""
@@ -85,11 +92,24 @@ class RankerTrainer(Trainer):
         sft = F.cross_entropy(logits[:batch].flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
         loss = sft
         self.meter.add("sft", sft)
+        self._first_token_losses(logits[:batch], targets, inputs)
         if "rank_slots" in inputs and bool(inputs["rank_mask"].any()):
             loss = loss + self._ranking_terms(logits, inputs)
         self.meter.tokens += int(inputs["tokens"])
         self.total_tokens += int(inputs["tokens"])
         return (loss, outputs) if return_outputs else loss
+
+    def _first_token_losses(self, logits: torch.Tensor, targets: torch.Tensor, inputs: dict[str, Any]) -> None:
+        """Meter each task's mean cross-entropy of the answers' first tokens (no gradient)."""
+        if "first" not in inputs:
+            return
+        with torch.no_grad():
+            rows, first = torch.arange(len(targets)), inputs["first"]
+            losses = F.cross_entropy(logits[rows, first], targets[rows, first], reduction="none")  # (B,)
+            for k, task in enumerate(TASKS):
+                on = inputs["task"] == k
+                if bool(on.any()):
+                    self.meter.add(f"first_{task}", losses[on].mean(), weight=int(on.sum()))
 
     def _ranking_terms(self, logits: torch.Tensor, inputs: dict[str, Any]) -> torch.Tensor:
         ranked = inputs["rank_mask"].any(1)  # (B,) listwise examples with ranking data
