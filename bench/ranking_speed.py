@@ -102,15 +102,50 @@ def rank(backend: Backend, cfg, split, hints, candidates, *, generate: bool = Fa
     return out, time.perf_counter() - started
 
 
-def bench_model(spec: str, dtype: torch.dtype, onednn: bool) -> tuple:
-    """(tokenizer, model) of `spec` in `dtype`, in eval mode, its linear layers on oneDNN when asked."""
+def bench_model(spec: str, dtype: torch.dtype | str, onednn: bool) -> tuple:
+    """(tokenizer, model) of `spec` in `dtype` (or a `ranking.dtype` name), in eval mode, its linear
+    layers on oneDNN when asked."""
+    from recranker.ranking.engine import ready_for_ranking
     from recranker.tuning.model import load_causal_lm
 
     tokenizer, model = load_causal_lm(spec)
+    if isinstance(dtype, str):
+        return tokenizer, ready_for_ranking(model, dtype)
     model = model.to(dtype).eval()
     if onednn:
         use_onednn_linears(model)
     return tokenizer, model
+
+
+def linear_flops_per_token(model) -> float:
+    """2 x the weights of the linear layers but the output head: the matrix-product FLOPs of one
+    token through the model (attention's own products, ~10% more at these lengths, left out)."""
+    return 2.0 * sum(m.weight.numel() for name, m in model.named_modules()
+                     if hasattr(m, "weight") and m.weight is not None and m.weight.dim() == 2
+                     and name.split(".")[-1] not in ("lm_head", "embed_tokens"))
+
+
+_PEAKS: dict = {}
+
+
+@torch.inference_mode()
+def peak_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+    """This machine's matrix-product GFLOP/s in `dtype` (n x n times n x n; oneDNN's kernel for
+    float32, the one the default ranking uses), best of `repeats`."""
+    if dtype not in _PEAKS:
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        if dtype == torch.float32 and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+            product = lambda: torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")  # noqa: E731
+        else:
+            product = lambda: a @ b  # noqa: E731
+        product()
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            product()
+            best = min(best, time.perf_counter() - started)
+        _PEAKS[dtype] = 2 * n ** 3 / best / 1e9
+    return _PEAKS[dtype]
 
 
 @torch.inference_mode()
@@ -165,8 +200,10 @@ def gates(reference: RankerOutputs, out: RankerOutputs, cfg, split) -> dict:
     targets = dict(zip(split.users.tolist(), split.target_items("test").tolist()))
     metrics = summarize(per_user(ranked, single_target_gains(out.users, [targets[int(u)] for u in out.users]),
                                  ["HR@3", "NDCG@3"]))
+    first = out.list_logprob[:, 0].argmax(-1) == ref.list_logprob[:, 0].argmax(-1)
     return {"mean |d E[rating]|": float(np.nanmean(np.abs(out.point - ref.point))),
             "mean |d P(Yes)|": float(np.nanmean(np.abs(out.pair_yes - ref.pair_yes))),
+            "same first listwise pick": float(first.mean()),
             "hybrid HR@3": metrics["HR@3"], "hybrid NDCG@3": metrics["NDCG@3"]}
 
 
@@ -179,7 +216,8 @@ def main() -> None:
     parser.add_argument("--naive-users", type=int, default=6, help="users for the naive loop (the first of the others)")
     parser.add_argument("--vllm-python", help="python of an environment with vLLM and recranker (vLLM rows)")
     parser.add_argument("--rows", default="naive,today,fp32,bf16",
-                        help="transformers rows, in order (naive, today, fp32, bf16); the first two are the references")
+                        help="transformers rows, in order (naive, today, fp32, bf16, bf16l: bfloat16 linear layers, "
+                        "the rest float32); the first two are the references")
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--section", default="ranking-speed", help="the section of BENCHMARKS.md to write")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -203,13 +241,16 @@ def main() -> None:
             rank(recorder, cfg, split, hints, candidates.select(slice(None, 2)))
             texts.extend(r.text for r in recorder.requests[:48])
         limit = None if naive else forward_limit(model, tokenizer, texts)
-        runs[name] = {"out": out, "seconds": seconds, "usage": backend.usage.as_dict(), "limit": limit}
+        runs[name] = {"out": out, "seconds": seconds, "usage": backend.usage.as_dict(), "limit": limit,
+                      "flops_per_token": linear_flops_per_token(model),
+                      "peak": peak_gflops(torch.float32 if dtype == torch.float32 else torch.bfloat16)}
         print(name, f"{seconds / len(out):.2f} s/user", flush=True)
 
     rows = {"naive": ("naive: generate per prompt, fp32", torch.float32, False, True),
             "today": ("today's: transformers, fp32 (MKL matmuls)", torch.float32, False, False),
             "fp32": ("improved transformers, fp32 (oneDNN linears)", torch.float32, True, False),
-            "bf16": ("improved transformers, bf16", torch.bfloat16, False, False)}
+            "bf16": ("improved transformers, bf16", torch.bfloat16, False, False),
+            "bf16l": ("improved transformers, bf16 linear layers, the rest fp32", "bfloat16-linears", False, False)}
     for key in args.rows.split(","):
         transformers_row(*rows[key])
     for dtype in ("float32", "bfloat16") if args.vllm_python else ():
@@ -254,6 +295,10 @@ def report(runs: dict, cfg, split) -> str:
                "computed tokens/s": f"{computed:.0f}",
                "forward limit tokens/s": "-" if run["limit"] is None else f"{run['limit']:.0f}",
                "of limit": "-" if run["limit"] is None else f"{computed / run['limit']:.0%}"}
+        if run.get("peak"):
+            achieved = computed * run["flops_per_token"] / 1e9
+            row.update({"linear GFLOP/s": f"{achieved:.0f}", "machine peak GFLOP/s": f"{run['peak']:.0f}",
+                        "of peak": f"{achieved / run['peak']:.0%}"})
         row.update({k: f"{v:.2g}" if k.startswith("mean") else f"{v:.4f}"
                     for k, v in gates(reference, run["out"], cfg, split).items()})
         rows.append(row)
@@ -261,8 +306,10 @@ def report(runs: dict, cfg, split) -> str:
             f"candidate; all three tasks with hints, 10 pointwise + 18 pairwise (9 adjacent pairs, both orders) + 1 "
             f"listwise prompt per user, listwise order from one pass's identifier logits (the naive loop generates "
             f"every answer); torch threads {threads}; machine otherwise idle. Gates: against the first backend row's outputs (fp32) on "
-            f"the same users (targets: mean |d E[rating]| < 0.02, mean |d P(Yes)| < 0.01); hybrid with the default "
-            f"weights.\n\n{markdown_table(rows)}\n")
+            f"the same users (targets: mean |d E[rating]| < 0.02, mean |d P(Yes)| < 0.01, the first listwise pick the "
+            f"same for >= 95% of users); hybrid with the default weights. `linear GFLOP/s`: computed tokens/s x 2 x the "
+            f"linear layers' weights (the output head and attention's own products left out); `machine peak GFLOP/s`: "
+            f"a 2048^3 matrix product in the row's precision on this machine (oneDNN for float32), best of 10.\n\n{markdown_table(rows)}\n")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from recranker.errors import RecrankerError
-from recranker.ranking.backend import OneDNNLinear, TransformersBackend, use_onednn_linears
+from recranker.ranking.backend import BF16Linear, OneDNNLinear, TransformersBackend, use_onednn_linears
 from recranker.ranking.config import RankingConfig
 from recranker.ranking.engine import make_backend, ready_for_ranking, write_model_folder
 from recranker.testing import tiny_causal_lm
@@ -26,6 +26,31 @@ def test_ready_for_ranking_casts_and_swaps_the_float32_linears(tokenizer) -> Non
     fp32 = ready_for_ranking(tiny_causal_lm(tokenizer), "float32")
     swapped = any(isinstance(m, OneDNNLinear) for m in fp32.modules())
     assert swapped == (use_onednn_linears(tiny_causal_lm(tokenizer)) > 0)  # where this torch has the kernel
+
+
+def test_the_mixed_precision_rounds_only_the_linear_layers_products(tokenizer) -> None:
+    mixed = ready_for_ranking(tiny_causal_lm(tokenizer), "bfloat16-linears")
+    linears = [m for m in mixed.modules() if isinstance(m, BF16Linear)]
+    assert linears and all(m.weight.dtype == torch.bfloat16 for m in linears)
+    assert not isinstance(mixed.get_output_embeddings(), BF16Linear)  # the head: one position, float32
+    rounded_weights = {id(p) for m in linears for p in m.parameters()}
+    for name, p in mixed.named_parameters():  # all else (embeddings, norms, head) float32
+        assert (p.dtype == torch.bfloat16) == (id(p) in rounded_weights), name
+    reference, half = tiny_causal_lm(tokenizer), ready_for_ranking(tiny_causal_lm(tokenizer), "bfloat16")
+    ids = torch.tensor([tokenizer("A 1 B 5 Yes", add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        exact = reference(input_ids=ids).logits[0, -1]
+        got = mixed(input_ids=ids).logits[0, -1]
+        rounded = half(input_ids=ids).logits[0, -1].float()
+    assert got.dtype == torch.float32
+    assert 0 < (got - exact).abs().max() < 0.05  # rounded, not broken
+    assert not torch.equal(got, rounded)
+
+
+def test_the_mixed_precision_is_refused_by_the_engines_that_cannot_compute_it() -> None:
+    with pytest.raises(ValueError, match="bfloat16-linears is computed by the transformers backend only"):
+        RankingConfig(backend="vllm", dtype="bfloat16-linears")
+    assert RankingConfig(dtype="bfloat16-linears").dtype == "bfloat16-linears"
 
 
 def test_the_openai_backend_needs_a_url_and_an_unknown_backend_is_named() -> None:

@@ -142,7 +142,10 @@ def test_the_ranking_model_comes_in_the_configured_dtype_and_backend(cfg, tmp_pa
     assert isinstance(backend, TransformersBackend)
     assert {p.dtype for p in backend.model.parameters()} == {torch.float32}
     assert models.backend(cfg, "tuned") is backend  # kept, its usage reset
+    mixed = override(cfg, {"ranking.dtype": "bfloat16-linears"})
+    _, model = models.get(mixed, "tuned")
+    assert {p.dtype for p in model.parameters()} == {torch.float32, torch.bfloat16}
     inputs = {stages.rank_stage(c, "pop", "tuned", "test").inputs
-              for c in (cfg, half, override(cfg, {"ranking.backend": "vllm"}))}
-    assert len(inputs) == 3  # precision and engine change the answers: inputs of the stage
+              for c in (cfg, half, mixed, override(cfg, {"ranking.backend": "vllm"}))}
+    assert len(inputs) == 4  # precision and engine change the answers: inputs of the stage
     assert stages.model_folder(cfg, "tuned") == tmp_path / "lm"

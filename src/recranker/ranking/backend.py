@@ -156,6 +156,34 @@ def use_onednn_linears(model: Any) -> int:
     return replaced
 
 
+class BF16Linear(torch.nn.Module):
+    """A linear layer whose matrix product runs in bfloat16 (weights stored in bfloat16, the input
+    rounded to it) and whose output is float32 again, so the residual stream, the norms and the
+    attention's own products stay float32 (BENCHMARKS "precision-layers": rounding those, or the
+    whole model, moves the answers about twice as much)."""
+
+    def __init__(self, linear: torch.nn.Module) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(linear.weight.detach().to(torch.bfloat16), requires_grad=False)
+        bias = linear.bias
+        self.bias = None if bias is None else torch.nn.Parameter(bias.detach().to(torch.bfloat16), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(x.to(torch.bfloat16), self.weight, self.bias).to(x.dtype)
+
+
+def use_bf16_linears(model: Any, *, skip: tuple[str, ...] = ("lm_head",)) -> int:
+    """Replace every float32 linear layer of `model` (plain or `OneDNNLinear`) but those named in
+    `skip` (the output head: it runs on one position per prompt) by `BF16Linear`; returns how many."""
+    replaced = 0
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if name not in skip and type(child) in (torch.nn.Linear, OneDNNLinear) and child.weight.dtype == torch.float32:
+                setattr(module, name, BF16Linear(child))
+                replaced += 1
+    return replaced
+
+
 class TransformersBackend(Backend):
     """A transformers causal LM (a peft model works too) on its device.
 

@@ -13,6 +13,7 @@ from recranker.settings import Settings
 
 #: the systems a study fits on validation and a service can serve (`recranker.ranking.systems`)
 SERVABLE = ("hybrid", "tuned hybrid", "learned fusion")
+MIXED_DTYPE = "bfloat16-linears"  # linear layers in bfloat16, the rest float32 (`recranker.ranking.backend.use_bf16_linears`)
 
 
 class UtilityConstants(Settings):
@@ -58,9 +59,10 @@ class RankingConfig(Settings):
                                      "folder's path, as `vllm serve FOLDER` names it")
     top_logprobs: int = Field(20, ge=1, description="openai backend: log-probabilities the server returns per "
                               "position (vLLM's --max-logprobs bounds it); a wanted token outside them gets an upper bound")
-    dtype: Literal["float32", "bfloat16"] = Field(
-        "float32", description="precision of the ranking model. bfloat16 is about 1.8x faster on CPUs with AVX512-BF16 "
-        "but moves expected ratings by ~0.02-0.03 (BENCHMARKS.md, ranking-speed: its accuracy gates)")
+    dtype: Literal["float32", "bfloat16", "bfloat16-linears"] = Field(
+        "float32", description="precision of the ranking model. bfloat16 is about 1.4x faster on CPUs with AVX512-BF16 "
+        "but moves expected ratings by ~0.03 (BENCHMARKS.md, ranking-gates-tuned); bfloat16-linears computes only the "
+        "linear layers' products in bfloat16 (the transformers backend only; BENCHMARKS.md, ranking-precision)")
     tasks: list[Task] | None = Field(None, description="tasks to rank with; null: those the model was tuned on")
     listwise: Literal["generate", "logits"] = Field(
         "logits", description="listwise order the hybrid uses: one pass's identifier logits, or the parsed generation")
@@ -130,6 +132,9 @@ class RankingConfig(Settings):
     def _generated_when_used(self) -> "RankingConfig":
         if self.listwise == "generate" and not self.generate:
             raise ValueError("listwise: generate needs generate: true")
+        if self.dtype == MIXED_DTYPE and self.backend != "transformers":
+            raise ValueError(f"dtype: {MIXED_DTYPE} is computed by the transformers backend only "
+                             f"(backend {self.backend}: float32 or bfloat16)")
         if self.backend == "openai" and not self.server_url:
             raise ValueError("backend: openai needs server_url (the completions server's base URL)")
         return self

@@ -14,17 +14,24 @@ from pathlib import Path
 from typing import Any
 
 from recranker.errors import RecrankerError
-from recranker.ranking.backend import Backend, TransformersBackend, use_onednn_linears
-from recranker.ranking.config import RankingConfig
+import torch
+
+from recranker.ranking.backend import Backend, TransformersBackend, use_bf16_linears, use_onednn_linears
+from recranker.ranking.config import MIXED_DTYPE, RankingConfig
 
 BACKENDS = ("transformers", "vllm", "openai")
 
 
 def ready_for_ranking(model: Any, dtype: str, device: str = "cpu") -> Any:
-    """`model` in eval mode on `device` in `dtype` ("float32" or "bfloat16"), with oneDNN linears
-    where that is the fast float32 path (the CPU)."""
+    """`model` in eval mode on `device` in `dtype` ("float32", "bfloat16", or "bfloat16-linears":
+    float32 but for the linear layers' products, `use_bf16_linears`), with oneDNN linears where
+    that is the fast float32 path (the CPU)."""
     from recranker.tuning.model import DTYPES
 
+    if dtype == MIXED_DTYPE:
+        model = model.to(device=device, dtype=torch.float32)
+        use_bf16_linears(model)
+        return model.eval()
     model = model.to(device=device, dtype=DTYPES[dtype])
     if device == "cpu" and dtype == "float32":
         use_onednn_linears(model)
