@@ -17,7 +17,7 @@ float32 weights, oneDNN linears):
 Modes: `bf16` (weights and activations bfloat16: today's opt-in), `bf16-head32` (bfloat16 but for the output
 head, float32 from the final norm's bfloat16 output), `bf16-linears` (the linear
 layers' weights and products in bfloat16, everything else float32: `BF16Linear`; the output
-head float32; `ranking.dtype: bfloat16-linears`), `bf16-linears-head` (the same, the head in bfloat16 too), `autocast` (float32 weights and
+head float32), `bf16-linears-head` (the same, the head in bfloat16 too), `autocast` (float32 weights and
 residual stream, matrix products in bfloat16 under `torch.autocast`), `autocast-head32` (the same
 with the output head in float32), `onednn-bf16` (float32, oneDNN allowed to compute float32
 matrix products in bfloat16: `torch.backends.mkldnn.matmul.fp32_precision`), `int8` (dynamic int8
@@ -80,7 +80,7 @@ def prepared(base, mode: str):
         model.lm_head = head
         return model, plain
     if mode in ("bf16-linears", "bf16-linears-head"):
-        use_bf16_linears(model, skip=() if mode == "bf16-linears-head" else ("lm_head",))
+        use_bf16_linears(model, within=None, skip=() if mode == "bf16-linears-head" else ("lm_head",))
         return model, plain
     if mode in ("autocast", "autocast-head32"):
         if mode == "autocast-head32":

@@ -105,10 +105,14 @@ def rank(backend: Backend, cfg, split, hints, candidates, *, generate: bool = Fa
 def bench_model(spec: str, dtype: torch.dtype | str, onednn: bool) -> tuple:
     """(tokenizer, model) of `spec` in `dtype` (or a `ranking.dtype` name), in eval mode, its linear
     layers on oneDNN when asked."""
+    from recranker.ranking.backend import use_bf16_linears
     from recranker.ranking.engine import ready_for_ranking
     from recranker.tuning.model import load_causal_lm
 
     tokenizer, model = load_causal_lm(spec)
+    if dtype == "bfloat16-linears":  # bench only: every linear layer's product in bfloat16 but the head's
+        use_bf16_linears(model, within=None)
+        return tokenizer, model.eval()
     if isinstance(dtype, str):
         return tokenizer, ready_for_ranking(model, dtype)
     model = model.to(dtype).eval()
@@ -217,7 +221,7 @@ def main() -> None:
     parser.add_argument("--vllm-python", help="python of an environment with vLLM and recranker (vLLM rows)")
     parser.add_argument("--rows", default="naive,today,fp32,bf16",
                         help="transformers rows, in order (naive, today, fp32, bf16, bf16l: bfloat16 linear layers, "
-                        "the rest float32); the first two are the references")
+                        "the rest float32; bf16mlp: only the MLP's); the first two are the references")
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--section", default="ranking-speed", help="the section of BENCHMARKS.md to write")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -250,7 +254,9 @@ def main() -> None:
             "today": ("today's: transformers, fp32 (MKL matmuls)", torch.float32, False, False),
             "fp32": ("improved transformers, fp32 (oneDNN linears)", torch.float32, True, False),
             "bf16": ("improved transformers, bf16", torch.bfloat16, False, False),
-            "bf16l": ("improved transformers, bf16 linear layers, the rest fp32", "bfloat16-linears", False, False)}
+            "bf16l": ("improved transformers, bf16 linear layers, the rest fp32", "bfloat16-linears", False, False),
+            "bf16mlp": ("improved transformers, bf16 MLP layers, the rest fp32 (ranking.dtype: bfloat16-mlp)", "bfloat16-mlp", False,
+                        False)}
     for key in args.rows.split(","):
         transformers_row(*rows[key])
     for dtype in ("float32", "bfloat16") if args.vllm_python else ():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from recranker.errors import RecrankerError
-from recranker.ranking.backend import BF16Linear, OneDNNLinear, TransformersBackend, use_onednn_linears
+from recranker.ranking.backend import BF16Linear, OneDNNLinear, TransformersBackend, use_bf16_linears, use_onednn_linears
 from recranker.ranking.config import RankingConfig
 from recranker.ranking.engine import make_backend, ready_for_ranking, write_model_folder
 from recranker.testing import tiny_causal_lm
@@ -28,29 +28,36 @@ def test_ready_for_ranking_casts_and_swaps_the_float32_linears(tokenizer) -> Non
     assert swapped == (use_onednn_linears(tiny_causal_lm(tokenizer)) > 0)  # where this torch has the kernel
 
 
-def test_the_mixed_precision_rounds_only_the_linear_layers_products(tokenizer) -> None:
-    mixed = ready_for_ranking(tiny_causal_lm(tokenizer), "bfloat16-linears")
-    linears = [m for m in mixed.modules() if isinstance(m, BF16Linear)]
-    assert linears and all(m.weight.dtype == torch.bfloat16 for m in linears)
-    assert not isinstance(mixed.get_output_embeddings(), BF16Linear)  # the head: one position, float32
-    rounded_weights = {id(p) for m in linears for p in m.parameters()}
-    for name, p in mixed.named_parameters():  # all else (embeddings, norms, head) float32
-        assert (p.dtype == torch.bfloat16) == (id(p) in rounded_weights), name
+def test_the_mixed_precision_rounds_only_the_mlp_blocks_products(tokenizer) -> None:
+    mixed = ready_for_ranking(tiny_causal_lm(tokenizer), "bfloat16-mlp")
+    rounded = {name for name, m in mixed.named_modules() if isinstance(m, BF16Linear)}
+    assert rounded and all(".mlp." in name for name in rounded)
+    assert {name.rsplit(".", 1)[1] for name in rounded} == {"gate_proj", "up_proj", "down_proj"}
+    weights = {id(p) for name, m in mixed.named_modules() if name in rounded for p in m.parameters()}
+    for name, p in mixed.named_parameters():  # all else (attention, embeddings, norms, head) float32
+        assert (p.dtype == torch.bfloat16) == (id(p) in weights), name
     reference, half = tiny_causal_lm(tokenizer), ready_for_ranking(tiny_causal_lm(tokenizer), "bfloat16")
     ids = torch.tensor([tokenizer("A 1 B 5 Yes", add_special_tokens=False)["input_ids"]])
     with torch.no_grad():
         exact = reference(input_ids=ids).logits[0, -1]
         got = mixed(input_ids=ids).logits[0, -1]
-        rounded = half(input_ids=ids).logits[0, -1].float()
+        whole = half(input_ids=ids).logits[0, -1].float()
     assert got.dtype == torch.float32
     assert 0 < (got - exact).abs().max() < 0.05  # rounded, not broken
-    assert not torch.equal(got, rounded)
+    assert not torch.equal(got, whole)
+
+
+def test_every_linear_but_the_head_can_be_rounded(tokenizer) -> None:
+    model = tiny_causal_lm(tokenizer)
+    assert use_bf16_linears(model, within=None) == sum(1 for n, m in tiny_causal_lm(tokenizer).named_modules()
+                                                        if isinstance(m, torch.nn.Linear) and n != "lm_head")
+    assert not isinstance(model.lm_head, BF16Linear)
 
 
 def test_the_mixed_precision_is_refused_by_the_engines_that_cannot_compute_it() -> None:
-    with pytest.raises(ValueError, match="bfloat16-linears is computed by the transformers backend only"):
-        RankingConfig(backend="vllm", dtype="bfloat16-linears")
-    assert RankingConfig(dtype="bfloat16-linears").dtype == "bfloat16-linears"
+    with pytest.raises(ValueError, match="bfloat16-mlp is computed by the transformers backend only"):
+        RankingConfig(backend="vllm", dtype="bfloat16-mlp")
+    assert RankingConfig(dtype="bfloat16-mlp").dtype == "bfloat16-mlp"
 
 
 def test_the_openai_backend_needs_a_url_and_an_unknown_backend_is_named() -> None:

@@ -142,7 +142,7 @@ def test_the_ranking_model_comes_in_the_configured_dtype_and_backend(cfg, tmp_pa
     assert isinstance(backend, TransformersBackend)
     assert {p.dtype for p in backend.model.parameters()} == {torch.float32}
     assert models.backend(cfg, "tuned") is backend  # kept, its usage reset
-    mixed = override(cfg, {"ranking.dtype": "bfloat16-linears"})
+    mixed = override(cfg, {"ranking.dtype": "bfloat16-mlp"})
     _, model = models.get(mixed, "tuned")
     assert {p.dtype for p in model.parameters()} == {torch.float32, torch.bfloat16}
     inputs = {stages.rank_stage(c, "pop", "tuned", "test").inputs

@@ -172,13 +172,17 @@ class BF16Linear(torch.nn.Module):
         return torch.nn.functional.linear(x.to(torch.bfloat16), self.weight, self.bias).to(x.dtype)
 
 
-def use_bf16_linears(model: Any, *, skip: tuple[str, ...] = ("lm_head",)) -> int:
-    """Replace every float32 linear layer of `model` (plain or `OneDNNLinear`) but those named in
-    `skip` (the output head: it runs on one position per prompt) by `BF16Linear`; returns how many."""
+def use_bf16_linears(model: Any, *, within: str | None = "mlp", skip: tuple[str, ...] = ("lm_head",)) -> int:
+    """Replace float32 linear layers of `model` (plain or `OneDNNLinear`) by `BF16Linear`: those
+    inside a module named `within` (by default the MLP blocks: rounding the attention's
+    projections too moves the answers about twice as much, BENCHMARKS "ranking-precision"), or
+    with `within=None` all but those named in `skip`; returns how many were replaced."""
     replaced = 0
-    for module in list(model.modules()):
+    for path, module in list(model.named_modules()):
+        inside = within is None or within in path.split(".")
         for name, child in list(module.named_children()):
-            if name not in skip and type(child) in (torch.nn.Linear, OneDNNLinear) and child.weight.dtype == torch.float32:
+            if inside and name not in skip and type(child) in (torch.nn.Linear, OneDNNLinear) \
+                    and child.weight.dtype == torch.float32:
                 setattr(module, name, BF16Linear(child))
                 replaced += 1
     return replaced

@@ -13,7 +13,7 @@ from recranker.settings import Settings
 
 #: the systems a study fits on validation and a service can serve (`recranker.ranking.systems`)
 SERVABLE = ("hybrid", "tuned hybrid", "learned fusion")
-MIXED_DTYPE = "bfloat16-linears"  # linear layers in bfloat16, the rest float32 (`recranker.ranking.backend.use_bf16_linears`)
+MIXED_DTYPE = "bfloat16-mlp"  # the MLP blocks' products in bfloat16, the rest float32 (`recranker.ranking.backend.use_bf16_linears`)
 
 
 class UtilityConstants(Settings):
@@ -59,10 +59,11 @@ class RankingConfig(Settings):
                                      "folder's path, as `vllm serve FOLDER` names it")
     top_logprobs: int = Field(20, ge=1, description="openai backend: log-probabilities the server returns per "
                               "position (vLLM's --max-logprobs bounds it); a wanted token outside them gets an upper bound")
-    dtype: Literal["float32", "bfloat16", "bfloat16-linears"] = Field(
+    dtype: Literal["float32", "bfloat16", "bfloat16-mlp"] = Field(
         "float32", description="precision of the ranking model. bfloat16 is about 1.4x faster on CPUs with AVX512-BF16 "
-        "but moves expected ratings by ~0.03 (BENCHMARKS.md, ranking-gates-tuned); bfloat16-linears computes only the "
-        "linear layers' products in bfloat16 (the transformers backend only; BENCHMARKS.md, ranking-precision)")
+        "but moves expected ratings by ~0.03 (BENCHMARKS.md, ranking-gates-tuned); bfloat16-mlp computes only the MLP "
+        "blocks' products in bfloat16 (transformers backend only): 1.28x float32 within the answer gates on 100 users "
+        "(BENCHMARKS.md, ranking-precision-mlp); opt-in until the planted-control gate is measured")
     tasks: list[Task] | None = Field(None, description="tasks to rank with; null: those the model was tuned on")
     listwise: Literal["generate", "logits"] = Field(
         "logits", description="listwise order the hybrid uses: one pass's identifier logits, or the parsed generation")

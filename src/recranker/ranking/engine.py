@@ -23,14 +23,16 @@ BACKENDS = ("transformers", "vllm", "openai")
 
 
 def ready_for_ranking(model: Any, dtype: str, device: str = "cpu") -> Any:
-    """`model` in eval mode on `device` in `dtype` ("float32", "bfloat16", or "bfloat16-linears":
-    float32 but for the linear layers' products, `use_bf16_linears`), with oneDNN linears where
-    that is the fast float32 path (the CPU)."""
+    """`model` in eval mode on `device` in `dtype` ("float32", "bfloat16", or "bfloat16-mlp": float32
+    but for the MLP blocks' products, `use_bf16_linears`), with oneDNN linears where that is the
+    fast float32 path (the CPU)."""
     from recranker.tuning.model import DTYPES
 
     if dtype == MIXED_DTYPE:
         model = model.to(device=device, dtype=torch.float32)
         use_bf16_linears(model)
+        if device == "cpu":
+            use_onednn_linears(model)
         return model.eval()
     model = model.to(device=device, dtype=DTYPES[dtype])
     if device == "cpu" and dtype == "float32":
