@@ -34,6 +34,8 @@ from recranker.prompts.export import read_jsonl  # noqa: E402
 from recranker.prompts.instructions import InstructionBuilder  # noqa: E402
 from recranker.prompts.text import chat_text  # noqa: E402
 from recranker.ranking.backend import Request  # noqa: E402
+from recranker.ranking.fusion import target_auc  # noqa: E402
+from recranker.ranking.llm import _softmax  # noqa: E402
 from recranker.report import markdown_table  # noqa: E402
 from recranker.stages import ModelCache, prepare_split  # noqa: E402
 from recranker.stages.prompts import prepare_hints  # noqa: E402
@@ -64,13 +66,6 @@ def gold(record: dict, task: str, liked_min: float) -> int:
     return int(answer == "Yes") if task == "pairwise" else int(float(answer) >= liked_min)
 
 
-def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    if not len(pos) or not len(neg):
-        return float("nan")
-    return float(((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean())
-
-
 def ask(backend, records: list[dict], task: str, liked_min: float) -> dict:
     """The tuned model's answers to `records` (prompts without their answers)."""
     answers = ["Yes", "No"] if task == "pairwise" else RATINGS
@@ -78,8 +73,7 @@ def ask(backend, records: list[dict], task: str, liked_min: float) -> dict:
     requests = [Request(chat_text(r["messages"][:-1], backend.tokenizer, generation_prompt=True), i)
                 for i, r in enumerate(records)]
     outputs = backend.run(requests, token_ids)
-    probs = np.array([np.exp(o.logprobs - o.logprobs.max()) for o in outputs])
-    probs /= probs.sum(axis=1, keepdims=True)
+    probs = np.array([_softmax(o.logprobs) for o in outputs])
     labels = np.array([gold(r, task, liked_min) for r in records])
     if task == "pairwise":
         score = probs[:, 0]
@@ -90,7 +84,8 @@ def ask(backend, records: list[dict], task: str, liked_min: float) -> dict:
         right = (score >= liked_min - 0.5) == (labels == 1)
         truth = np.array([RATINGS.index(r["messages"][-1]["content"].strip()) for r in records])
         loss = -np.log(probs[np.arange(len(records)), truth])
-    return {"questions": len(records), "accuracy": float(right.mean()), "auc": auc(score, labels),
+    auc = target_auc(score[None, :], labels[None, :])  # one "user": every (Yes, No) or (liked, not) pair
+    return {"questions": len(records), "accuracy": float(right.mean()), "auc": float(auc[0]) if len(auc) else float("nan"),
             "loss": float(loss.mean()), "share yes/liked": float(labels.mean())}
 
 

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from recranker.errors import RecrankerError
 import torch
 
+from recranker.errors import RecrankerError
 from recranker.ranking.backend import Backend, TransformersBackend, use_bf16_linears, use_onednn_linears
 from recranker.ranking.config import MIXED_DTYPE, RankingConfig
 
@@ -28,14 +28,10 @@ def ready_for_ranking(model: Any, dtype: str, device: str = "cpu") -> Any:
     fast float32 path (the CPU)."""
     from recranker.tuning.model import DTYPES
 
+    model = model.to(device=device, dtype=torch.float32 if dtype == MIXED_DTYPE else DTYPES[dtype])
     if dtype == MIXED_DTYPE:
-        model = model.to(device=device, dtype=torch.float32)
         use_bf16_linears(model)
-        if device == "cpu":
-            use_onednn_linears(model)
-        return model.eval()
-    model = model.to(device=device, dtype=DTYPES[dtype])
-    if device == "cpu" and dtype == "float32":
+    if device == "cpu" and dtype != "bfloat16":  # the float32 linears left
         use_onednn_linears(model)
     return model.eval()
 

@@ -101,8 +101,6 @@ class RankerTrainer(Trainer):
 
     def _first_token_losses(self, logits: torch.Tensor, targets: torch.Tensor, inputs: dict[str, Any]) -> None:
         """Meter each task's mean cross-entropy of the answers' first tokens (no gradient)."""
-        if "first" not in inputs:
-            return
         with torch.no_grad():
             rows, first = torch.arange(len(targets)), inputs["first"]
             losses = F.cross_entropy(logits[rows, first], targets[rows, first], reduction="none")  # (B,)
