@@ -1,4 +1,4 @@
-"""Reference: RecBole 1.2.1's LightGCN and SGL on exactly our split, beside our backbones.
+"""Reference: RecBole 1.2.1's LightGCN, SGL, SASRec and BERT4Rec on exactly our split, beside our backbones.
 
 Runs in a virtualenv of its own (no CUDA torch; pandas < 3, which RecBole 1.2.1 predates):
 
@@ -7,6 +7,25 @@ Runs in a virtualenv of its own (no CUDA torch; pandas < 3, which RecBole 1.2.1 
     $E/pip install numpy scipy "pandas<3" tqdm colorlog colorama pyyaml scikit-learn tabulate texttable psutil pydantic
     python bench/backbones.py --models lightgcn sgl      # ours, in the project's venv: runs/bench-backbones
     $E/python bench/recbole_reference.py --run runs/bench-backbones [--models LightGCN SGL] [--epochs 400] [--write]
+
+On ML-1M: `python bench/backbones.py --data ml-1m` first (runs/bench-backbones-ml-1m), then
+`--run runs/bench-backbones-ml-1m --section backbones-recbole-ml-1m`; RecBole's epochs are long on
+2 cores, so `--max-minutes` stops a model at the end of the epoch that passes the budget (its best
+validation checkpoint is then tested, and the row says so).
+
+Sequential models (SASRec, BERT4Rec): RecBole's benchmark files would need its item-list columns
+prebuilt, so they read one `.inter` file instead: each split user's liked training items in our
+order, then the validation target, then the test target, the timestamp being the position in that
+order, split by RecBole's own leave-one-out by time ({"LS": "valid_and_test"}, order "TO"): the same
+targets and the same training sequences. RecBole trains them on every prefix of each sequence
+(its data augmentation; ours on windows of 50 with a target at every position: the same targets),
+with its default 2,048 prefixes per batch. RecBole's full ranking for sequential models excludes
+nothing, so the `ours` columns of those rows rank with nothing excluded too (`exclude="none"`).
+Settings as ours: hidden 64, 2 blocks, 2 heads, MLP 256, GELU, dropout 0.2, 50 positions, full
+softmax (CE), Adam(W) lr 1e-3 (BERT4Rec 2e-3, mask ratio 0.4), validation every epoch, stop after 10
+evaluations without improvement (RecBole's stopping_step 9). Not settable, so different: RecBole's
+blocks are post-norm with LayerNorm eps 1e-12 (ours pre-norm, 1e-5), its BERT4Rec adds a trailing
+[MASK] to the training prefixes.
 
 Each model runs in a process of its own (its own peak RSS, as in bench/backbones.py). The run's
 split becomes RecBole "benchmark" atomic files: train = our liked training interactions (what our
@@ -54,7 +73,14 @@ import tempfile
 import time
 from pathlib import Path
 
-MODELS = {"LightGCN": "lightgcn", "SGL": "sgl"}  # RecBole name -> ours
+MODELS = {"LightGCN": "lightgcn", "SGL": "sgl", "SASRec": "sasrec", "BERT4Rec": "bert4rec"}  # RecBole name -> ours
+SEQUENTIAL = {  # ours: SequenceConfig's, SASRecConfig's and BERT4RecConfig's defaults
+    "SASRec": dict(n_layers=2, n_heads=2, hidden_size=64, inner_size=256, hidden_dropout_prob=0.2,
+                   attn_dropout_prob=0.2, hidden_act="gelu", loss_type="CE", learning_rate=1e-3,
+                   MAX_ITEM_LIST_LENGTH=50, train_batch_size=2048, train_neg_sample_args=None),
+}
+SEQUENTIAL["BERT4Rec"] = {**SEQUENTIAL["SASRec"], "learning_rate": 2e-3, "mask_ratio": 0.4}
+SEQ_PATIENCE = 10  # ours: SASRecConfig.patience, BERT4RecConfig.patience (validation every epoch)
 OURS = dict(embedding_size=64, n_layers=3, learning_rate=1e-2, reg_weight=1e-4, require_pow=True, train_batch_size=4096)
 SGL = dict(type="ED", drop_ratio=0.1, ssl_weight=0.02, ssl_tau=0.2, reg_weight=1e-3)  # ours: SGLConfig's defaults
 EVAL_EVERY, PATIENCE = 5, 5  # ours: LightGCNConfig.eval_every, RetrieverConfig.patience
@@ -112,6 +138,31 @@ def write_atomic_files(run: Path, folder: Path, name: str, exclude_tied: bool) -
     return len(tied), split.n_items
 
 
+def write_sequence_file(run: Path, folder: Path, name: str) -> tuple[int, int]:
+    """Write <name>.inter for RecBole's sequential models: per split user, the liked training items
+    in our order, then the validation and the test target, timestamped by position; return the
+    numbers of interactions and of items."""
+    from recranker.split import Split
+
+    split = Split.load(str(run / "split"))
+    train = split.liked_train()  # ordered by user, time, tie key (the split's order)
+    rows = {int(u): [] for u in split.users}
+    for u, i in zip(train["user"].tolist(), train["item"].tolist()):
+        rows[u].append(i)
+    for u, v, t in zip(split.users.tolist(), split.target_items("valid").tolist(), split.target_items("test").tolist()):
+        rows[u] += [v, t]
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    lines += [f"{u}\t{i}\t{pos}" for u, items in rows.items() for pos, i in enumerate(items)]
+    folder.mkdir(parents=True)
+    (folder / f"{name}.inter").write_text("\n".join(lines) + "\n")
+    (folder / f"{name}.item").write_text("item_id:token\n" + "".join(f"{i}\n" for i in range(split.n_items)))
+    return len(lines) - 1, split.n_items
+
+
+class OverBudget(Exception):
+    """Raised at the start of an epoch once the training budget is spent."""
+
+
 def run_one(model: str, args: argparse.Namespace) -> dict:
     """Train and test one RecBole model on the run's split; a dict of results."""
     patch_for_new_numpy_and_torch()
@@ -121,20 +172,30 @@ def run_one(model: str, args: argparse.Namespace) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="recbole-ref-") as tmp:
         name = "recranker"  # not "ml-100k": RecBole would load its own settings for that name
-        n_tied, n_items = write_atomic_files(Path(args.run), Path(tmp) / name, name, args.exclude_tied)
-        settings = {
-            **OURS, **(SGL if model == "SGL" else {}),
-            "data_path": tmp, "checkpoint_dir": str(Path(tmp) / "saved"),
-            "benchmark_filename": ["train", "valid", "test"],
-            "load_col": {"inter": ["user_id", "item_id"], "item": ["item_id"]},
-            "eval_args": {"mode": "full", "order": "RO", "group_by": "user"},
-            "metrics": ["NDCG", "Hit"], "topk": [10], "valid_metric": "NDCG@10",
-            "eval_batch_size": 1024 * (n_items + 1),  # scores per batch: 1024 users, as our top_m
-            "epochs": args.epochs, "eval_step": min(EVAL_EVERY, args.epochs), "stopping_step": PATIENCE - 1,
-            "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1},
-            "seed": 0, "reproducibility": True, "use_gpu": False, "gpu_id": "",
-            "show_progress": False, "state": "WARNING",
-        }
+        common = {"data_path": tmp, "checkpoint_dir": str(Path(tmp) / "saved"),
+                  "metrics": ["NDCG", "Hit"], "topk": [10], "valid_metric": "NDCG@10", "epochs": args.epochs,
+                  "seed": 0, "reproducibility": True, "use_gpu": False, "gpu_id": "",
+                  "show_progress": False, "state": "WARNING"}
+        if model in SEQUENTIAL:
+            n_tied = 0
+            _, n_items = write_sequence_file(Path(args.run), Path(tmp) / name, name)
+            settings = {
+                **common, **SEQUENTIAL[model],
+                "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id"]},
+                "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"},
+                "eval_batch_size": 1024, "eval_step": 1, "stopping_step": SEQ_PATIENCE - 1,
+            }
+        else:
+            n_tied, n_items = write_atomic_files(Path(args.run), Path(tmp) / name, name, args.exclude_tied)
+            settings = {
+                **common, **OURS, **(SGL if model == "SGL" else {}),
+                "benchmark_filename": ["train", "valid", "test"],
+                "load_col": {"inter": ["user_id", "item_id"], "item": ["item_id"]},
+                "eval_args": {"mode": "full", "order": "RO", "group_by": "user"},
+                "eval_batch_size": 1024 * (n_items + 1),  # scores per batch: 1024 users, as our top_m
+                "eval_step": min(EVAL_EVERY, args.epochs), "stopping_step": PATIENCE - 1,
+                "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1},
+            }
         argv, sys.argv = sys.argv, sys.argv[:1]  # RecBole's Config would also parse our command line
         config = Config(model=model, dataset=name, config_dict=settings)
         sys.argv = argv
@@ -144,25 +205,50 @@ def run_one(model: str, args: argparse.Namespace) -> dict:
         init_seed(config["seed"] + config["local_rank"], config["reproducibility"])  # as run_recbole does
         net = get_model(model)(config, train_data.dataset).to(config["device"])
         trainer = get_trainer(config["MODEL_TYPE"], model)(config, net)
-        started = time.perf_counter()
-        best_valid, _ = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+        started, over = time.perf_counter(), False
+        if args.max_minutes:  # stop at the start of the first epoch after the budget
+            train_epoch = trainer._train_epoch
+
+            def budgeted(*a, **k):
+                if time.perf_counter() - started >= 60 * args.max_minutes:
+                    raise OverBudget
+                return train_epoch(*a, **k)
+
+            trainer._train_epoch = budgeted
+        try:
+            trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+        except OverBudget:
+            over = True
+        best_valid = trainer.best_valid_score
         seconds = time.perf_counter() - started
         test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
     return {"model": model, "NDCG@10": float(test["ndcg@10"]), "HR@10": float(test["hit@10"]),
-            "valid NDCG@10": float(best_valid), "epochs": len(trainer.train_loss_dict), "train s": seconds,
+            "valid NDCG@10": float(best_valid), "epochs": len(trainer.train_loss_dict), "budget": over, "train s": seconds,
             "peak RSS MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "users": int(dataset.user_num - 1), "items": int(dataset.item_num - 1), "tied": n_tied}
 
 
 def ours(run: Path, model: str) -> dict:
-    """Our backbone's figures from the run, when it has them (bench/backbones.py's run)."""
+    """Our backbone's figures from the run, when it has them (bench/backbones.py's run): under
+    RecBole's exclusion, which for its sequential models is none (then our saved model is ranked
+    again with nothing excluded)."""
     folder = run / "retrieval" / MODELS[model]
     if not (folder / "metrics.json").exists():
         return {}
     summary = json.loads((folder / "metrics.json").read_text())
     log = json.loads((folder / "log.json").read_text())
-    return {"NDCG@10": summary["test_exclude_liked_only"]["NDCG@10"], "HR@10": summary["test_exclude_liked_only"]["HR@10"],
-            "epochs": len(log), "train s": summary["train_seconds"], "peak RSS MiB": summary["peak_rss_mib"]}
+    if model in SEQUENTIAL:
+        from recranker.retrieval import load_retriever
+        from recranker.split import Split
+
+        split = Split.load(str(run / "split"))
+        scores = load_retriever(folder / "model.pt", split).evaluate(split, "test", ["NDCG@10", "HR@10"], exclude="none")
+        test = {k: float(scores[k].mean()) for k in ("NDCG@10", "HR@10")}
+    else:
+        test = summary["test_exclude_liked_only"]
+    return {"NDCG@10": test["NDCG@10"], "HR@10": test["HR@10"], "epochs": len(log),
+            "budget": bool(summary.get("stopped_by_budget")), "train s": summary["train_seconds"],
+            "peak RSS MiB": summary["peak_rss_mib"]}
 
 
 def main() -> None:
@@ -172,6 +258,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=400, help="most epochs (ours: 400)")
     parser.add_argument("--exclude-tied", action="store_true", help="put the liked items tied with the "
                         "validation target into the valid file, so the test exclusion is exactly ours")
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop a model at the start of the "
+                        "first epoch after this many minutes of training (its best checkpoint is tested)")
+    parser.add_argument("--section", default="backbones-recbole", help="BENCHMARKS.md section")
     parser.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one model, print JSON
     args = parser.parse_args()
@@ -181,6 +270,7 @@ def main() -> None:
     rows = []
     for model in args.models:  # each in a fresh process, so its peak RSS is its own
         child = [sys.executable, __file__, "--one", model, "--run", args.run, "--epochs", str(args.epochs)]
+        child += ["--max-minutes", str(args.max_minutes)] if args.max_minutes else []
         out = subprocess.run(child + ["--exclude-tied"] * args.exclude_tied, check=True, stdout=subprocess.PIPE, text=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(rows[-1], flush=True)
@@ -189,10 +279,10 @@ def main() -> None:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         o = ours(Path(args.run), r["model"])
-        cells = [f"RecBole {r['model']}", f"{r['NDCG@10']:.4f}", f"{r['HR@10']:.4f}", str(r["epochs"]),
-                 f"{r['train s']:.1f}", f"{r['peak RSS MiB']:.0f}"]
-        cells += [f"{o['NDCG@10']:.4f}", f"{o['HR@10']:.4f}", str(o["epochs"]), f"{o['train s']:.1f}",
-                  f"{o['peak RSS MiB']:.0f}"] if o else ["-"] * 5
+        cells = [f"RecBole {r['model']}", f"{r['NDCG@10']:.4f}", f"{r['HR@10']:.4f}",
+                 str(r["epochs"]) + (" (budget)" if r.get("budget") else ""), f"{r['train s']:.1f}", f"{r['peak RSS MiB']:.0f}"]
+        cells += [f"{o['NDCG@10']:.4f}", f"{o['HR@10']:.4f}", str(o["epochs"]) + (" (budget)" if o["budget"] else ""),
+                  f"{o['train s']:.1f}", f"{o['peak RSS MiB']:.0f}"] if o else ["-"] * 5
         lines.append("| " + " | ".join(cells) + " |")
     r = rows[0]
     body = (
@@ -201,9 +291,15 @@ def main() -> None:
         f"evaluated every {min(EVAL_EVERY, args.epochs)}, stopping after {PATIENCE} evaluations without "
         "improvement), full ranking of the test target with the user's train and "
         "validation items excluded; `ours` = the same run's backbone under our \"NDCG@10 (RecBole excl.)\" "
-        f"protocol, which also excludes {r['tied']} liked items tied in time with a validation target"
+        f"protocol, which also excludes {max(x['tied'] for x in rows)} liked items tied in time with a validation target"
         + (" (put into RecBole's valid file here, so the exclusions are equal)" if args.exclude_tied else "")
-        + ". Settings as ours where RecBole has them; see the docstring of bench/recbole_reference.py "
+        + ". Sequential models (SASRec, BERT4Rec): one time-ordered file split by RecBole's leave-one-out "
+        "(the same targets), validated every epoch, stopping after "
+        f"{SEQ_PATIENCE} evaluations without improvement, and nothing excluded when ranking, for RecBole and "
+        "for `ours` alike. "
+        + (f"`(budget)`: stopped by the {args.max_minutes:g}-minute budget at the start of an epoch, best "
+           "validation checkpoint tested. " if args.max_minutes else "")
+        + "Settings as ours where RecBole has them; see the docstring of bench/recbole_reference.py "
         "for what differs. `train s` includes the validation passes.\n\n" + "\n".join(lines)
     )
     print(body)
@@ -212,7 +308,9 @@ def main() -> None:
         from _common import write_section
 
         flags = f" --models {' '.join(args.models)} --epochs {args.epochs}" + " --exclude-tied" * args.exclude_tied
-        write_section("backbones-recbole", body, f"python bench/recbole_reference.py --run {args.run}{flags}")
+        flags += f" --max-minutes {args.max_minutes:g}" * bool(args.max_minutes)
+        flags += f" --section {args.section}" * (args.section != "backbones-recbole")
+        write_section(args.section, body, f"python bench/recbole_reference.py --run {args.run}{flags}")
 
 
 if __name__ == "__main__":
