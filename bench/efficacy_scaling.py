@@ -66,6 +66,17 @@ def auc(scores: np.ndarray, grades: np.ndarray) -> dict | None:
     return {"auc": float(values.mean()), "ci": bootstrap_ci(values), "users": len(values)}
 
 
+def task_scores(out) -> dict[str, np.ndarray]:
+    """The LLM's score of each candidate under each task the ranking asked (a task not asked is left
+    out): pointwise expected rating, pairwise wins, listwise log-probability."""
+    scores = {"expected rating": out.point}
+    if not np.isnan(out.pair_yes).all():
+        scores["pairwise wins"] = pairwise_wins(out)
+    if out.list_logprob.size:
+        scores["listwise log-prob"] = out.list_logprob[:, 0]
+    return {task: s for task, s in scores.items() if not np.isnan(s).all()}
+
+
 def measure(cfg: StudyConfig) -> dict:
     """Tune (or read) and rank the covered validation users; the AUCs of each task and hint."""
     split = prepare_split(cfg)
@@ -76,11 +87,11 @@ def measure(cfg: StudyConfig) -> dict:
     grades = relevance(out, gains)
     hints = full_hint_models(cfg, split)
     summary = read_json(cfg.run_dir / "tune" / "main" / "summary.json")
+    tasks = task_scores(out)
     return {
         "run": cfg.name, "instructions": summary["examples"], "epochs": cfg.tuning.epochs, "tokens": summary["tokens"],
         "tune_seconds": summary["seconds"], "rank_seconds": cost["seconds"], "users": len(out),
-        "expected rating": auc(out.point, grades), "pairwise wins": None if np.isnan(out.pair_yes).all() else auc(pairwise_wins(out), grades),
-        "listwise log-prob": auc(out.list_logprob[:, 0], grades) if out.list_logprob.size else None,
+        **{task: auc(tasks[task], grades) if task in tasks else None for task in SCORES[:3]},
         "rating hint": auc(hints.rating.predict_ratings(out.users, out.items), grades),
         "ranking hint": auc(hints.ranking.score(out.users, out.items, "valid"), grades),
         "backbone": auc(-np.tile(np.arange(out.items.shape[1], dtype=float), (len(out), 1)), grades),

@@ -11,6 +11,11 @@ difference from float32 with its CI, and the gate (|difference| < 0.01), plus th
     python bench/precision_control.py --config configs/control-positive.yaml \
         --tag point-pair-rated-lr1e-3 --setting 512x4 --set tuning.learning_rate=0.001 ... \
         --dtypes float32 bfloat16-mlp [--write]
+
+or, for a run `recranker run` tuned (its config and the same `--set` changes):
+
+    python bench/precision_control.py --config configs/control-positive.yaml --run control-positive-512x4 \
+        --set sampling.instructions=512 ... --dtypes float32 bfloat16-mlp [--write]
 """
 
 from __future__ import annotations
@@ -25,11 +30,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_section  # noqa: E402
-from efficacy_scaling import BACKBONE, setting_config  # noqa: E402
+from efficacy_scaling import BACKBONE, setting_config, task_scores  # noqa: E402
 
 from recranker.cli.options import set_changes  # noqa: E402
 from recranker.config import StudyConfig, load_config, override  # noqa: E402
-from recranker.ranking.fusion import bootstrap_ci, pairwise_wins, relevance, target_auc  # noqa: E402
+from recranker.ranking.fusion import bootstrap_ci, relevance, target_auc  # noqa: E402
 from recranker.report import markdown_table  # noqa: E402
 from recranker.stages import ModelCache, prepare_split, run_tune  # noqa: E402
 from recranker.stages.population import evaluation_population  # noqa: E402
@@ -45,24 +50,19 @@ def per_user_aucs(cfg: StudyConfig) -> tuple[dict[str, np.ndarray], float]:
     out, cost = run_rank(cfg, BACKBONE, "tuned", "valid", split=split, models=ModelCache())
     _, gains = evaluation_population(cfg, split, BACKBONE, "valid")
     grades = relevance(out, gains)
-    scores = {"pointwise (expected rating)": out.point}
-    if not np.isnan(out.pair_yes).all():
-        scores["pairwise (wins)"] = pairwise_wins(out)
-    if out.list_logprob.size:
-        scores["listwise (log-prob)"] = out.list_logprob[:, 0]
-    return ({task: target_auc(s, grades) for task, s in scores.items() if not np.isnan(s).all()},
-            float(cost["seconds"]))
+    return {task: target_auc(s, grades) for task, s in task_scores(out).items()}, float(cost["seconds"])
 
 
-def dtype_run(cfg: StudyConfig, dtype: str, reference: str) -> StudyConfig:
-    """`cfg` ranking in `dtype`; any dtype but `reference` in a copy of the run (made once, its
-    rankings dropped), so each dtype keeps its own."""
+def dtype_run(cfg: StudyConfig, dtype: str, reference: str | None) -> StudyConfig:
+    """`cfg` ranking in `dtype`; any dtype but `reference` (every dtype when it is None) in a copy of
+    the run (made once, its rankings dropped), so each dtype keeps its own."""
     if dtype == reference:
         return override(cfg, {"ranking.dtype": dtype})
     copy = override(cfg, {"ranking.dtype": dtype, "name": f"{cfg.name}-{dtype}"})
     if not copy.run_dir.exists():
         if not (cfg.run_dir / "tune").exists():
-            raise SystemExit(f"{cfg.run_dir}: no tuned model; run bench/efficacy_scaling.py with the same settings first")
+            raise SystemExit(f"{cfg.run_dir}: no tuned model; run bench/efficacy_scaling.py with the same settings "
+                             "(or `recranker run`, for --run) first")
         shutil.copytree(cfg.run_dir, copy.run_dir, ignore=shutil.ignore_patterns("rank"))
     return copy
 
@@ -72,15 +72,21 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=Path("configs/control-positive.yaml"))
     parser.add_argument("--tag", default="")
     parser.add_argument("--setting", default="512x4", help="instructions per task x epochs of the tuned run")
+    parser.add_argument("--run", help="instead of a setting: a run `recranker run --config ... --set ...` tuned, by its "
+                        "name (every dtype then ranks in a copy, so the run's own rankings stay as they are)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16-mlp"], help="the first is the reference")
     parser.add_argument("--section", default="precision-control")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     per_task, epochs = (int(x) for x in args.setting.split("x"))
-    cfg = setting_config(load_config(args.config), per_task, epochs, args.tag, set_changes(args.set))
+    if args.run:
+        cfg = override(load_config(args.config), {"name": args.run, "ranking.arms": [], "ranking.bootstrap": 1,
+                                                    "ranking.generate": False, **set_changes(args.set)})
+    else:
+        cfg = setting_config(load_config(args.config), per_task, epochs, args.tag, set_changes(args.set))
     reference = args.dtypes[0]
-    results = {d: per_user_aucs(dtype_run(cfg, d, reference)) for d in args.dtypes}
+    results = {d: per_user_aucs(dtype_run(cfg, d, None if args.run else reference)) for d in args.dtypes}
     base, _ = results[reference]
     rows, passed = [], True
     for dtype, (aucs, seconds) in results.items():
