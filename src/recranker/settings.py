@@ -9,13 +9,17 @@ it): a config that still uses one is an error naming the new key. Renaming is no
 inputs: `fingerprint_data` (what `recranker.artifacts.fingerprint` hashes) writes a renamed field
 under its old name (`FINGERPRINT_NAMES`), so a stage finished before the rename is still reused.
 `migrate` rewrites a config mapping written by an earlier version (a run folder's config.yaml).
+
+Added keys. A field added after runs were written is listed in `ADDED`: dumps leave it out while it
+is at its default, so the stages those runs finished (whose fingerprints hash the dumped settings)
+are still reused, and a config that sets it is a new input.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, SerializationInfo, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 
 class Settings(BaseModel):
@@ -27,6 +31,16 @@ class Settings(BaseModel):
     RENAMED: ClassVar[dict[str, str]] = {}
     #: fields renamed since runs were written: new name -> the old name fingerprints keep
     FINGERPRINT_NAMES: ClassVar[dict[str, str]] = {}
+    #: fields added since runs were written: left out of dumps while at their default
+    ADDED: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _without_added_defaults(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
+        data = handler(self)
+        for name in self.ADDED:
+            if name in data and getattr(self, name) == type(self).model_fields[name].default:
+                del data[name]
+        return data
 
     @model_validator(mode="before")
     @classmethod

@@ -39,6 +39,8 @@ def instruction_flags(parser: argparse.ArgumentParser) -> None:
 def ranking_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rank-model", help="rank with this LLM (untuned) instead of the run's tuned model")
     parser.add_argument("--test-users", type=int, help="evaluate a seeded sample of N test users")
+    parser.add_argument("--test-covered", type=int, metavar="N", help="per backbone, evaluate the smallest seeded "
+                        "sample of test users with N covered ones (replaces the config's test_users)")
     parser.add_argument("--listwise", choices=["logits", "generate"], help="listwise order the hybrid uses")
     parser.add_argument("--weights", help="hybrid weights a1,a2,a3 (sum 1); they are then not tuned")
     parser.add_argument("--workers", type=int, help="rank over N Ray workers (the same outputs as one process)")
@@ -80,6 +82,8 @@ def _configured(args: argparse.Namespace):
     for flag, settings in SWITCHES.items():
         if getattr(args, flag, False):
             changes.update(settings)
+    if getattr(args, "test_covered", None) is not None:
+        changes.update({"ranking.test_covered": args.test_covered, "ranking.test_users": args.test_users})
     weights = getattr(args, "weights", None)
     if weights is not None:
         try:

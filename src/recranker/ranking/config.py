@@ -47,6 +47,7 @@ class RankingConfig(Settings):
         "listwise", "weights", "tune_weights", "weight_step", "tune_metric", "constants", "arms", "bootstrap",
         "tasks", "batch_tokens", "prefix_tokens", "chunk_users", "workers", "calibrate_positions", "backbone_weights",
         "learned_fusion", "learned_c"})
+    ADDED: ClassVar[frozenset[str]] = frozenset({"test_covered"})
 
     model: str | None = Field(None, description="LLM to rank with; null: the run's tuned model (tune/<variant>)")
     backend: Literal["transformers", "vllm", "openai"] = Field(
@@ -82,6 +83,10 @@ class RankingConfig(Settings):
     tune_metric: Measure = Field(Measure("NDCG", 3), description="what the weight grid maximises on validation "
                                  "users (HR@k or NDCG@k; a value, written as text)")
     test_users: int | None = Field(None, ge=1, description="evaluate a seeded sample of test users; null: all")
+    test_covered: int | None = Field(
+        None, ge=1, description="instead of test_users: per backbone, evaluate the shortest seeded sample of test users "
+        "that holds this many covered users (the target among the candidates), so every backbone's conditional "
+        "metrics rest on as many users whatever its coverage; null: test_users decides")
     valid_users: int | None = Field(None, ge=1, description="validation users the weights are tuned on; null: all")
     constants: UtilityConstants = Field(default_factory=UtilityConstants)
     calibrate_positions: bool = Field(True, description="the tuned hybrid's and learned fusion's listwise term: "
@@ -136,6 +141,8 @@ class RankingConfig(Settings):
         if self.dtype == MIXED_DTYPE and self.backend != "transformers":
             raise ValueError(f"dtype: {MIXED_DTYPE} is computed by the transformers backend only "
                              f"(backend {self.backend}: float32 or bfloat16)")
+        if self.test_users is not None and self.test_covered is not None:
+            raise ValueError("test_users and test_covered both choose the test users: set one")
         if self.backend == "openai" and not self.server_url:
             raise ValueError("backend: openai needs server_url (the completions server's base URL)")
         return self

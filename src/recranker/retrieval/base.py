@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import ConfigDict, Field, SerializationInfo, SerializerFunctionWrapHandler, model_serializer
+from pydantic import ConfigDict, Field
 from tqdm.auto import tqdm
 
 from recranker.artifacts import atomic_write
@@ -37,6 +37,9 @@ class RetrieverConfig(Settings):
     """Settings every retriever shares; each model extends it with its own."""
 
     model_config = ConfigDict(frozen=True)
+    # `positives` came after runs were made: left out at its default, so the fingerprints of
+    # those runs' backbones (which hash the dumped settings) stay what they were
+    ADDED: ClassVar[frozenset[str]] = frozenset({"positives"})
 
     seed: int = 0
     epochs: int = Field(200, ge=0, description="most epochs to train")
@@ -50,15 +53,6 @@ class RetrieverConfig(Settings):
         "whatever its rating ('interacted': an exposure model, blind to what the user thought of an item; "
         "biased_mf fits every rating either way)")
 
-    @model_serializer(mode="wrap")
-    def _without_default_positives(self, handler: SerializerFunctionWrapHandler,
-                                   info: SerializationInfo) -> dict[str, Any]:
-        # `positives` came after runs were made: left out at its default, so the fingerprints of
-        # those runs' backbones (which hash the dumped settings) stay what they were
-        data = handler(self)
-        if data.get("positives") == "liked":
-            del data["positives"]
-        return data
 
 
 class Retriever(ABC):
