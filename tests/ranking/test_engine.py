@@ -47,6 +47,17 @@ def test_the_mixed_precision_rounds_only_the_mlp_blocks_products(tokenizer) -> N
     assert not torch.equal(got, whole)
 
 
+def test_auto_precision_readies_the_model_as_the_machine_resolves_it(tokenizer, monkeypatch) -> None:
+    import recranker.tuning.model as tuning_model
+
+    monkeypatch.setattr(tuning_model, "native_bf16", lambda device="cpu": True)
+    assert any(isinstance(m, BF16Linear) for m in ready_for_ranking(tiny_causal_lm(tokenizer), "auto").modules())
+    monkeypatch.setattr(tuning_model, "native_bf16", lambda device="cpu": False)
+    plain = ready_for_ranking(tiny_causal_lm(tokenizer), "auto")
+    assert {p.dtype for p in plain.parameters()} == {torch.float32}
+    assert not any(isinstance(m, BF16Linear) for m in plain.modules())
+
+
 def test_every_linear_but_the_head_can_be_rounded(tokenizer) -> None:
     model = tiny_causal_lm(tokenizer)
     assert use_bf16_linears(model, within=None) == sum(1 for n, m in tiny_causal_lm(tokenizer).named_modules()

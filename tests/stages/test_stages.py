@@ -148,4 +148,25 @@ def test_the_ranking_model_comes_in_the_configured_dtype_and_backend(cfg, tmp_pa
     inputs = {stages.rank_stage(c, "pop", "tuned", "test").inputs
               for c in (cfg, half, mixed, override(cfg, {"ranking.backend": "vllm"}))}
     assert len(inputs) == 4  # precision and engine change the answers: inputs of the stage
+
+
+def test_auto_precision_is_resolved_for_the_machine_and_its_resolution_is_the_input(cfg, tmp_path, monkeypatch) -> None:
+    import recranker.tuning.model as tuning_model
+    from recranker.testing import tiny_causal_lm, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    tiny_causal_lm(tokenizer).save_pretrained(tmp_path / "lm")
+    tokenizer.save_pretrained(tmp_path / "lm")
+    cfg = override(cfg, {"ranking.model": str(tmp_path / "lm")})
+    auto = override(cfg, {"ranking.dtype": "auto"})
+    for native, resolved in ((True, "bfloat16-mlp"), (False, "float32")):
+        monkeypatch.setattr(tuning_model, "native_bf16", lambda device="cpu", native=native: native)
+        assert auto.ranking.resolved_dtype("cpu") == resolved
+        explicit = override(cfg, {"ranking.dtype": resolved})
+        # the same answers as the explicit dtype it resolves to: the same stage inputs
+        assert stages.rank_stage(auto, "pop", "tuned", "test").inputs == \
+            stages.rank_stage(explicit, "pop", "tuned", "test").inputs
+    monkeypatch.setattr(tuning_model, "native_bf16", lambda device="cpu": True)
+    assert override(auto, {"ranking.backend": "vllm"}).ranking.resolved_dtype("cpu") == "float32"  # no MLP-only mode there
+    assert override(cfg, {"ranking.dtype": "bfloat16"}).ranking.resolved_dtype("cpu") == "bfloat16"  # explicit: kept
     assert stages.model_folder(cfg, "tuned") == tmp_path / "lm"

@@ -21,7 +21,7 @@ def serve_command(sub) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--backend", default="transformers", choices=["transformers", "vllm", "openai"])
     serve.add_argument("--server-url", help="--backend openai: the completions server serving RUN_DIR/tune/<variant>/merged")
-    serve.add_argument("--dtype", choices=["float32", "bfloat16", "bfloat16-mlp"], help="override ranking.dtype")
+    serve.add_argument("--dtype", choices=["float32", "bfloat16", "bfloat16-mlp", "auto"], help="override ranking.dtype")
     serve.add_argument("--no-hints", action="store_true", help="never show hints, even to users the run knows")
     serve.add_argument("--system", default="validated", choices=["validated", *SERVABLE],
                        help="the system that scores: validated (default: the one the study selected on its validation "

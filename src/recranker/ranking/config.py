@@ -60,11 +60,13 @@ class RankingConfig(Settings):
                                      "folder's path, as `vllm serve FOLDER` names it")
     top_logprobs: int = Field(20, ge=1, description="openai backend: log-probabilities the server returns per "
                               "position (vLLM's --max-logprobs bounds it); a wanted token outside them gets an upper bound")
-    dtype: Literal["float32", "bfloat16", "bfloat16-mlp"] = Field(
+    dtype: Literal["float32", "bfloat16", "bfloat16-mlp", "auto"] = Field(
         "float32", description="precision of the ranking model. bfloat16 is about 1.4x faster on CPUs with AVX512-BF16 "
         "but moves expected ratings by ~0.03 (BENCHMARKS.md, ranking-gates-tuned); bfloat16-mlp computes only the MLP "
         "blocks' products in bfloat16 (transformers backend only): 1.28x float32 within the answer gates on 100 users "
-        "(BENCHMARKS.md, ranking-precision-mlp); opt-in until the planted-control gate is measured")
+        "(BENCHMARKS.md, ranking-precision-mlp) and the planted-control gate (precision-control); auto: bfloat16-mlp "
+        "where the device computes bfloat16 natively and the backend is transformers, else float32 (`resolved_dtype`; "
+        "the resolved one is the rank stages' input and their summaries' record)")
     tasks: list[Task] | None = Field(None, description="tasks to rank with; null: those the model was tuned on")
     listwise: Literal["generate", "logits"] = Field(
         "logits", description="listwise order the hybrid uses: one pass's identifier logits, or the parsed generation")
@@ -111,6 +113,16 @@ class RankingConfig(Settings):
         if Arm.TUNED in value:
             raise ValueError("the tuned arm always runs; list only the baseline arms " + ", ".join(BASELINE_ARMS))
         return [arm for arm in BASELINE_ARMS if arm in value]
+
+    def resolved_dtype(self, device: str = "cpu") -> str:
+        """`dtype`, with "auto" resolved for `device` ("cpu" or "cuda"): bfloat16-mlp where it computes
+        bfloat16 natively (`recranker.tuning.model.native_bf16`) and the backend is transformers,
+        else float32."""
+        if self.dtype != "auto":
+            return self.dtype
+        from recranker.tuning.model import native_bf16
+
+        return MIXED_DTYPE if self.backend == "transformers" and native_bf16(device) else "float32"
 
     def for_pass(self, arm: Arm, target: str) -> "RankingConfig":
         """The settings of `arm`'s pass over `target`'s users ("valid" or "test"). Only the tuned

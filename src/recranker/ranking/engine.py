@@ -24,10 +24,12 @@ BACKENDS = ("transformers", "vllm", "openai")
 
 def ready_for_ranking(model: Any, dtype: str, device: str = "cpu") -> Any:
     """`model` in eval mode on `device` in `dtype` ("float32", "bfloat16", or "bfloat16-mlp": float32
-    but for the MLP blocks' products, `use_bf16_linears`), with oneDNN linears where that is the
-    fast float32 path (the CPU)."""
+    but for the MLP blocks' products, `use_bf16_linears`; "auto": `RankingConfig.resolved_dtype`),
+    with oneDNN linears where that is the fast float32 path (the CPU)."""
     from recranker.tuning.model import DTYPES
 
+    if dtype == "auto":
+        dtype = RankingConfig(dtype="auto").resolved_dtype(device)
     model = model.to(device=device, dtype=torch.float32 if dtype == MIXED_DTYPE else DTYPES[dtype])
     if dtype == MIXED_DTYPE:
         use_bf16_linears(model)
@@ -59,7 +61,7 @@ def make_backend(r: RankingConfig, *, model: Callable[[], tuple], folder: Callab
     if r.backend == "vllm":
         from recranker.ranking.vllm_backend import VLLMBackend
 
-        return VLLMBackend(folder(), dtype=r.dtype)
+        return VLLMBackend(folder(), dtype=r.resolved_dtype("cuda" if torch.cuda.is_available() else "cpu"))
     if r.backend == "openai":
         from recranker import assets
         from recranker.ranking.openai_backend import OpenAIBackend

@@ -72,17 +72,18 @@ class ModelCache:
 
     def get(self, cfg: StudyConfig, arm: Arm) -> tuple:
         """(tokenizer, model) of `arm`, in eval mode on the device, in `ranking.dtype`."""
-        key = fingerprint(ranking_model_inputs(cfg, arm), cfg.ranking.dtype)
+        dtype = cfg.ranking.resolved_dtype(torch_device())
+        key = fingerprint(ranking_model_inputs(cfg, arm), dtype)
         if key not in self._models:
             self._models.clear()  # one model in memory at a time
             tokenizer, model = load_ranking_model(cfg, arm, train=self.train)
-            self._models[key] = (tokenizer, ready_for_ranking(model, cfg.ranking.dtype, torch_device()))
+            self._models[key] = (tokenizer, ready_for_ranking(model, dtype, torch_device()))
         return self._models[key]
 
     def backend(self, cfg: StudyConfig, arm: Arm) -> Backend:
         """The `ranking.backend` that answers with `arm`'s model (an engine that loads the model
         from a folder gets `model_folder`'s; the OpenAI backend asks for that folder's path)."""
-        key = fingerprint(ranking_model_inputs(cfg, arm), cfg.ranking.backend, cfg.ranking.dtype)
+        key = fingerprint(ranking_model_inputs(cfg, arm), cfg.ranking.backend, cfg.ranking.resolved_dtype(torch_device()))
         if key not in self._backends:
             self._backends.clear()
             if cfg.ranking.backend != "transformers":

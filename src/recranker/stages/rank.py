@@ -52,7 +52,7 @@ def asked_settings(cfg: StudyConfig, arm: Arm, target: str) -> dict:
     `NOT_ASKED`, with the tasks ranked and the listwise passes made."""
     r = cfg.ranking.for_pass(arm, target)
     asked = r.model_dump(mode="json", exclude=set(r.NOT_ASKED))
-    asked.update(tasks=cfg.ranked_tasks, passes=r.bootstrap)
+    asked.update(tasks=cfg.ranked_tasks, passes=r.bootstrap, dtype=r.resolved_dtype(torch_device()))
     return asked
 
 
@@ -96,7 +96,7 @@ def run_rank(cfg: StudyConfig, backbone: str, arm: Arm, target: str, *, split: S
     for part in folder.glob("part-*.npz"):
         part.unlink()
     summary = {"backbone": backbone, "arm": str(arm), "target": target, "users": len(outputs), "resumed": resumed,
-               "device": torch_device(), "backend": cfg.ranking.backend, "dtype": cfg.ranking.dtype, "workers": cfg.ranking.workers,
+               "device": torch_device(), "backend": cfg.ranking.backend, "dtype": cfg.ranking.resolved_dtype(torch_device()), "workers": cfg.ranking.workers,
                **pass_cost(usage, int(todo.sum()), seconds)}
     write_json(folder / "summary.json", summary)
     stage_obj.finish({"seconds": seconds})
