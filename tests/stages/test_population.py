@@ -19,7 +19,7 @@ def test_covered_sample_is_the_shortest_seeded_prefix_holding_the_wanted_covered
     rows = covered_sample(is_covered, 5, seed=3)
     assert (np.diff(rows) > 0).all()
     assert is_covered[rows].sum() == 5
-    order = np.random.default_rng([3, 7, 2]).permutation(200)
+    order = np.random.default_rng([7, 2, 3]).permutation(200)
     # a prefix of the seeded order, ending at its fifth covered user
     assert set(rows) == set(order[:len(rows)]) and is_covered[order[len(rows) - 1]]
     assert covered_sample(is_covered, 5, seed=3).tolist() == rows.tolist()  # seeded
@@ -39,9 +39,12 @@ def test_test_covered_gives_each_backbone_that_many_covered_test_users(tiny_run)
     assert covered(population, gains).sum() == wanted
     assert len(population) < len(everyone) and set(gains) == set(population.users.tolist())
     assert all(gains[int(u)] == all_gains[int(u)] for u in population.users)
-    # the validation users are not affected
+    # the validation users are not affected; valid_covered samples them alike, in a sample of their own
     assert len(evaluation_population(override(cfg, {"ranking.test_covered": wanted}), split, "bpr", "valid")[0]) == \
         len(evaluation_population(cfg, split, "bpr", "valid")[0])
+    cfg = override(cfg, {"ranking.valid_users": None})
+    valid, valid_gains = evaluation_population(override(cfg, {"ranking.valid_covered": 2}), split, "bpr", "valid")
+    assert covered(valid, valid_gains).sum() == 2 and len(valid) < len(split.users)
 
 
 def test_test_covered_is_a_new_input_only_when_set_and_excludes_test_users() -> None:
@@ -49,3 +52,5 @@ def test_test_covered_is_a_new_input_only_when_set_and_excludes_test_users() -> 
     assert fingerprint(RankingConfig()) != fingerprint(RankingConfig(test_covered=150))
     with pytest.raises(ValueError, match="test_users and test_covered both choose the test users"):
         RankingConfig(test_users=300, test_covered=150)
+    with pytest.raises(ValueError, match="valid_users and valid_covered both choose the validation users"):
+        RankingConfig(valid_users=300, valid_covered=150)

@@ -47,7 +47,7 @@ class RankingConfig(Settings):
         "listwise", "weights", "tune_weights", "weight_step", "tune_metric", "constants", "arms", "bootstrap",
         "tasks", "batch_tokens", "prefix_tokens", "chunk_users", "workers", "calibrate_positions", "backbone_weights",
         "learned_fusion", "learned_c"})
-    ADDED: ClassVar[frozenset[str]] = frozenset({"test_covered"})
+    ADDED: ClassVar[frozenset[str]] = frozenset({"test_covered", "valid_covered"})
 
     model: str | None = Field(None, description="LLM to rank with; null: the run's tuned model (tune/<variant>)")
     backend: Literal["transformers", "vllm", "openai"] = Field(
@@ -89,6 +89,9 @@ class RankingConfig(Settings):
         None, ge=1, description="instead of test_users: per backbone, evaluate the shortest seeded sample of test users "
         "that holds this many covered users (the target among the candidates), so every backbone's conditional "
         "metrics rest on as many users whatever its coverage; null: test_users decides")
+    valid_covered: int | None = Field(
+        None, ge=1, description="instead of valid_users: the same for the validation users the hybrid weights and the "
+        "learned fusion are fitted on (only covered users inform them); null: valid_users decides")
     valid_users: int | None = Field(None, ge=1, description="validation users the weights are tuned on; null: all")
     constants: UtilityConstants = Field(default_factory=UtilityConstants)
     calibrate_positions: bool = Field(True, description="the tuned hybrid's and learned fusion's listwise term: "
@@ -155,6 +158,8 @@ class RankingConfig(Settings):
                              f"(backend {self.backend}: float32 or bfloat16)")
         if self.test_users is not None and self.test_covered is not None:
             raise ValueError("test_users and test_covered both choose the test users: set one")
+        if self.valid_users is not None and self.valid_covered is not None:
+            raise ValueError("valid_users and valid_covered both choose the validation users: set one")
         if self.backend == "openai" and not self.server_url:
             raise ValueError("backend: openai needs server_url (the completions server's base URL)")
         return self

@@ -26,12 +26,13 @@ def evaluated_users(cfg: StudyConfig, split: Split, target: str) -> np.ndarray:
 def evaluation_population(cfg: StudyConfig, split: Split, backbone: str, target: str) -> tuple[Rankings, dict]:
     """The evaluated users' candidates from `backbone` at `target` and their relevance: the
     target item or, at test with `evaluation.graded`, the future liked items (a user without any gets a
-    placeholder item no list holds, so it scores 0). At test with `ranking.test_covered`, the users
-    are `covered_sample`'s (one sample per backbone)."""
+    placeholder item no list holds, so it scores 0). With `ranking.test_covered` (`valid_covered`),
+    the users are `covered_sample`'s (one sample per backbone)."""
     candidates = load_candidates(cfg, backbone, target)
-    if target == "test" and cfg.ranking.test_covered is not None:
+    wanted = cfg.ranking.test_covered if target == "test" else cfg.ranking.valid_covered
+    if wanted is not None:
         gains = relevance(cfg, split, candidates, np.arange(len(split.users)), target)
-        rows = covered_sample(covered(candidates, gains), cfg.ranking.test_covered, cfg.ranking.seed)
+        rows = covered_sample(covered(candidates, gains), wanted, [cfg.ranking.seed, 0 if target == "valid" else 1])
         population = candidates.select(rows)
         return population, {int(u): gains[int(u)] for u in population.users}
     rows = evaluated_users(cfg, split, target)
@@ -48,12 +49,12 @@ def relevance(cfg: StudyConfig, split: Split, population: Rankings, rows: np.nda
     return single_target_gains(population.users, split.target_items(target)[rows])
 
 
-def covered_sample(is_covered: np.ndarray, wanted: int, seed: int) -> np.ndarray:
+def covered_sample(is_covered: np.ndarray, wanted: int, seed: int | list[int]) -> np.ndarray:
     """Positions of a seeded sample of users holding `wanted` covered ones, ascending: the shortest
     prefix of a seeded random order of all users that reaches `wanted` covered users (all users when
     fewer are covered). A uniform sample whose size the coverage decides: a backbone that covers
     fewer targets is evaluated on more users, so each one's conditional metrics rest on `wanted`."""
-    order = np.random.default_rng([seed, 7, 2]).permutation(len(is_covered))
+    order = np.random.default_rng([7, 2, *np.atleast_1d(seed).tolist()]).permutation(len(is_covered))
     reached = np.flatnonzero(np.cumsum(is_covered[order]) >= wanted)
     return np.sort(order if reached.size == 0 else order[:reached[0] + 1])
 
