@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -172,7 +173,7 @@ def main() -> None:
     body = "\n".join(parts)
     print(body)
     if args.write:
-        write_section(args.section, body, "python bench/controls.py " + " ".join(sys.argv[1:]))
+        write_section(args.section, body, shlex.join(["python", "bench/controls.py", *sys.argv[1:]]))
 
 
 if __name__ == "__main__":
