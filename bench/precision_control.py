@@ -53,9 +53,9 @@ def per_user_aucs(cfg: StudyConfig) -> tuple[dict[str, np.ndarray], float]:
     return {task: target_auc(s, grades) for task, s in task_scores(out).items()}, float(cost["seconds"])
 
 
-def dtype_run(cfg: StudyConfig, dtype: str, reference: str | None) -> StudyConfig:
-    """`cfg` ranking in `dtype`; any dtype but `reference` (every dtype when it is None) in a copy of
-    the run (made once, its rankings dropped), so each dtype keeps its own."""
+def dtype_run(cfg: StudyConfig, dtype: str, reference: str) -> StudyConfig:
+    """`cfg` ranking in `dtype`; any dtype but `reference` in a copy of the run (made once, its
+    rankings dropped), so each dtype keeps its own."""
     if dtype == reference:
         return override(cfg, {"ranking.dtype": dtype})
     copy = override(cfg, {"ranking.dtype": dtype, "name": f"{cfg.name}-{dtype}"})
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--tag", default="")
     parser.add_argument("--setting", default="512x4", help="instructions per task x epochs of the tuned run")
     parser.add_argument("--run", help="instead of a setting: a run `recranker run --config ... --set ...` tuned, by its "
-                        "name (every dtype then ranks in a copy, so the run's own rankings stay as they are)")
+                        "name (the reference dtype reads the run's own validation pass; the others rank in copies)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16-mlp"], help="the first is the reference")
     parser.add_argument("--section", default="precision-control")
@@ -86,7 +86,7 @@ def main() -> None:
     else:
         cfg = setting_config(load_config(args.config), per_task, epochs, args.tag, set_changes(args.set))
     reference = args.dtypes[0]
-    results = {d: per_user_aucs(dtype_run(cfg, d, None if args.run else reference)) for d in args.dtypes}
+    results = {d: per_user_aucs(dtype_run(cfg, d, reference)) for d in args.dtypes}
     base, _ = results[reference]
     rows, passed = [], True
     for dtype, (aucs, seconds) in results.items():
