@@ -61,12 +61,12 @@ class RankingConfig(Settings):
     top_logprobs: int = Field(20, ge=1, description="openai backend: log-probabilities the server returns per "
                               "position (vLLM's --max-logprobs bounds it); a wanted token outside them gets an upper bound")
     dtype: Literal["float32", "bfloat16", "bfloat16-mlp", "auto"] = Field(
-        "float32", description="precision of the ranking model. bfloat16 is about 1.4x faster on CPUs with AVX512-BF16 "
-        "but moves expected ratings by ~0.03 (BENCHMARKS.md, ranking-gates-tuned); bfloat16-mlp computes only the MLP "
-        "blocks' products in bfloat16 (transformers backend only): 1.28x float32 within the answer gates on 100 users "
-        "(BENCHMARKS.md, ranking-precision-mlp) and the planted-control gate (precision-control); auto: bfloat16-mlp "
-        "where the device computes bfloat16 natively and the backend is transformers, else float32 (`resolved_dtype`; "
-        "the resolved one is the rank stages' input and their summaries' record)")
+        "auto", description="precision of the ranking model. auto (the default): bfloat16-mlp where the device computes "
+        "bfloat16 natively and the backend is transformers, else float32 (`resolved_dtype`; the resolved one is the "
+        "rank stages' input and their summaries' record). bfloat16-mlp computes only the MLP blocks' products in "
+        "bfloat16 (transformers backend only) and passes every accuracy gate against float32 (BENCHMARKS.md, "
+        "ranking-precision-mlp, precision-control); bfloat16 is about 1.4x faster on CPUs with AVX512-BF16 but moves "
+        "expected ratings by ~0.03 (ranking-gates-tuned)")
     tasks: list[Task] | None = Field(None, description="tasks to rank with; null: those the model was tuned on")
     listwise: Literal["generate", "logits"] = Field(
         "logits", description="listwise order the hybrid uses: one pass's identifier logits, or the parsed generation")
