@@ -123,9 +123,9 @@ def test_the_tuned_model_is_merged_once_into_a_plain_model_folder(study) -> None
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from recranker import stages
-    from recranker.config import load_config
+    from recranker.config import load_config, override
 
-    cfg = load_config(study / "study.yaml")
+    cfg = override(load_config(study / "study.yaml"), {"ranking.dtype": "float32"})  # compared exactly below
     folder = stages.model_folder(cfg, "tuned")  # tunes first when the stage is not done
     assert folder == stages.tune_stage(cfg).path / "merged"
     assert stages.model_folder(cfg, "zero_shot") == study / "tiny-lm"  # an untuned folder serves as it is

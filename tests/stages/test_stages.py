@@ -133,7 +133,7 @@ def test_the_ranking_model_comes_in_the_configured_dtype_and_backend(cfg, tmp_pa
     tokenizer = tiny_tokenizer()
     tiny_causal_lm(tokenizer).save_pretrained(tmp_path / "lm")
     tokenizer.save_pretrained(tmp_path / "lm")
-    cfg = override(cfg, {"ranking.model": str(tmp_path / "lm")})
+    cfg = override(cfg, {"ranking.model": str(tmp_path / "lm"), "ranking.dtype": "float32"})
     half = override(cfg, {"ranking.dtype": "bfloat16"})
     models = stages.ModelCache()
     _, model = models.get(half, "tuned")
