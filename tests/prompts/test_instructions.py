@@ -72,6 +72,27 @@ def test_hints_switch_off(pools, renderer, hint_models, users) -> None:
         assert all(r["hint"] is None and "collaborative-filtering" not in r["messages"][1]["content"] for r in records)
 
 
+def test_a_train_share_of_hints_shows_them_on_a_seeded_share_of_instances_the_rest_unchanged(
+        pools, renderer, hint_models, users) -> None:
+    from recranker.artifacts import fingerprint
+
+    for task in ("pointwise", "pairwise", "listwise"):
+        every = build(pools, renderer, hint_models, task, users)
+        none = build(pools, renderer, hint_models, task, users, hints={"enabled": False})
+        half = build(pools, renderer, hint_models, task, users, hints={"train_share": 0.5})
+        assert build(pools, renderer, hint_models, task, users, hints={"train_share": 0.5}) == half  # seeded
+        shown = np.array([r["hint"] is not None for r in half])
+        assert 0.3 < shown.mean() < 0.7
+        for r, with_hint, without in zip(half, every, none):
+            # each instance is exactly the one with hints or the one without: the other draws untouched
+            assert r == (with_hint if r["hint"] is not None else without)
+    assert build(pools, renderer, hint_models, "pointwise", users, hints={"train_share": 1.0}) == \
+        build(pools, renderer, hint_models, "pointwise", users)
+    # added after runs were made: at its default it leaves the prompts' fingerprint as it was
+    assert "train_share" not in PromptsConfig().model_dump()["hints"]
+    assert fingerprint(PromptsConfig()) != fingerprint(PromptsConfig(hints={"train_share": 0.5}))
+
+
 def test_cross_fitting_uses_fold_models_and_its_switch_the_full_ones(pools, renderer, hint_models, users) -> None:
     crossed = build(pools, renderer, hint_models, "pointwise", users)
     assert all(r["hint"]["fold_model"] == r["fold"] for r in crossed)

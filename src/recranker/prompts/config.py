@@ -25,8 +25,13 @@ class HintConfig(Settings):
     """Which models give hints, and whether training hints are cross-fitted (both switchable for
     ablations)."""
 
+    ADDED: ClassVar[frozenset[str]] = frozenset({"train_share"})
+
     enabled: bool = Field(True, description="show hints in the prompts")
     cross_fit: bool = Field(True, description="training hints from models that never saw the fold")
+    train_share: float = Field(1.0, ge=0.0, le=1.0, description="share of the training instances shown their hint "
+                               "(a seeded draw per instance; the rest are rendered as without hints): below 1, the "
+                               "model cannot answer every training instance by copying the hint")
     rating_model: str = Field("biased_mf", description="backbone predicting ratings (pointwise hints)")
     ranking_model: str = Field("lightgcn", description="backbone ordering items (pairwise and listwise hints)")
 
@@ -43,7 +48,7 @@ class PromptsConfig(Settings):
     TRAINING_ONLY: ClassVar[dict] = {"tasks": True, "tokenizer": True, "folds": True, "seed": True,
                                      "shift_positions": True, "pointwise": True, "pairwise": True, "listwise": True,
                                      "candidate_source": True, "retrieved_share": True, "retrieved_depth": True,
-                                     "hints": {"cross_fit": True}}
+                                     "hints": {"cross_fit": True, "train_share": True}}
 
     tasks: list[Task] = Field(default_factory=lambda: list(TASKS))
     domain: Literal["auto", "movies", "books", "products"] = Field(

@@ -38,6 +38,7 @@ class Draft:
     asked: np.ndarray  # positions into candidates, in the order the prompt shows them
     answer: np.ndarray  # pointwise/pairwise: unused; listwise: positions into `asked`, best first
     source: str = "sampled"  # where the candidates come from: sampled or retrieved
+    task: str = "pointwise"
 
 
 TASK_INDEX = {task: k for k, task in enumerate(TASKS)}
@@ -92,7 +93,7 @@ class InstructionBuilder:
         else:
             asked = rng.permutation(len(grades))
         order = np.lexsort((rng.random(len(asked)), -grades[asked]))  # best first, ties at random
-        return Draft(index, user, fold, rng, cands, asked, order, source)
+        return Draft(index, user, fold, rng, cands, asked, order, source, task)
 
     def _retrieved(self, task: str, user: int, fold: int,
                    rng: np.random.Generator) -> tuple[int, Candidates | None]:
@@ -136,11 +137,19 @@ class InstructionBuilder:
         rng = draft.rng if self.config.shift_positions else None
         return self.pools.history(draft.user, draft.fold), rng
 
+    def _shows_hint(self, d: Draft, hint: np.ndarray | None) -> bool:
+        """Whether `d`'s prompt shows its hint: hints enabled and, below `hints.train_share`, a seeded
+        draw of its own (not from the draft's generator, so the rest of the prompt is the same)."""
+        share = self.config.hints.train_share
+        if hint is None or not self.config.hints.enabled:
+            return False
+        return share >= 1 or bool(np.random.default_rng([self.config.seed, 13, TASK_INDEX[d.task], d.index]).random() < share)
+
     def _pointwise(self, d: Draft, hint: np.ndarray | None) -> dict[str, Any]:
         history, rng = self._history(d)
         target = int(d.candidates.items[d.asked[0]])
         rating = float(d.candidates.grades[d.asked[0]])
-        shown = None if hint is None or not self.config.hints.enabled else float(hint[0])
+        shown = float(hint[0]) if self._shows_hint(d, hint) else None
         prompt = self.renderer.pointwise(history, target, rating=rating, hint=shown, rng=rng)
         return self._record("pointwise", d, prompt, [0], shown)
 
@@ -148,7 +157,7 @@ class InstructionBuilder:
         history, rng = self._history(d)
         first, second = (int(x) for x in d.candidates.items[d.asked])
         first_preferred = bool(d.answer[0] == 0)
-        hint_first = None if hint is None or not self.config.hints.enabled else bool(hint[0] >= hint[1])
+        hint_first = bool(hint[0] >= hint[1]) if self._shows_hint(d, hint) else None
         prompt = self.renderer.pairwise(history, first, second, first_preferred=first_preferred,
                                         hint_first=hint_first, rng=rng)
         return self._record("pairwise", d, prompt, [0, 1] if first_preferred else [1, 0],
@@ -161,7 +170,7 @@ class InstructionBuilder:
             by_score = np.argsort(-hint, kind="stable")
             asked, hint = asked[by_score], hint[by_score]
             answer = np.argsort(by_score)[answer]
-        hint_order = None if hint is None or not self.config.hints.enabled else np.argsort(-hint, kind="stable")
+        hint_order = np.argsort(-hint, kind="stable") if self._shows_hint(d, hint) else None
         top = self.renderer.listwise_top
         history_rng = copy.deepcopy(rng)  # the second view shows the same history in the same order
         prompt = self.renderer.listwise(history, d.candidates.items[asked], answer_order=answer,
