@@ -10,7 +10,9 @@ differs:
 - today's: `TransformersBackend` (each user's prefix computed once, suffixes batched across users,
   last-position logits only) in float32 with PyTorch's default matrix products (MKL);
 - improved transformers: the same backend, float32 with the linear layers on oneDNN
-  (`use_onednn_linears`, what `recranker rank` uses on a CPU), and in bfloat16;
+  (`use_onednn_linears`, what float32 ranking uses on a CPU), in bfloat16, and in bfloat16-mlp
+  (only the MLP blocks' products in bfloat16); the row of the dtype `ranking.dtype: auto` resolves
+  to on this machine is marked `(default)`;
 - vLLM (fp32, bf16): `VLLMBackend`, automatic prefix caching, run by the interpreter of an
   environment that has vLLM (`--vllm-python`, e.g. .venv-vllm/bin/python from `.ci/vllm`).
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -44,6 +47,7 @@ from _common import write_section  # noqa: E402
 from recranker.config import StudyConfig, load_config  # noqa: E402
 from recranker.ranking.backend import (Backend, Output, TransformersBackend, Usage, stop_token_ids,  # noqa: E402
                                       use_onednn_linears)
+from recranker.ranking.config import MIXED_DTYPE, RankingConfig  # noqa: E402
 from recranker.ranking.llm import LLMRanker, RankerOutputs  # noqa: E402
 from recranker.report import markdown_table  # noqa: E402
 
@@ -219,7 +223,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--naive-users", type=int, default=6, help="users for the naive loop (the first of the others)")
     parser.add_argument("--vllm-python", help="python of an environment with vLLM and recranker (vLLM rows)")
-    parser.add_argument("--rows", default="naive,today,fp32,bf16",
+    parser.add_argument("--rows", default="naive,today,fp32,bf16,bf16mlp",
                         help="transformers rows, in order (naive, today, fp32, bf16, bf16l: bfloat16 linear layers, "
                         "the rest float32; bf16mlp: only the MLP's); the first two are the references")
     parser.add_argument("--write", action="store_true")
@@ -257,8 +261,10 @@ def main() -> None:
             "bf16l": ("improved transformers, bf16 linear layers, the rest fp32", "bfloat16-linears", False, False),
             "bf16mlp": ("improved transformers, bf16 MLP layers, the rest fp32 (ranking.dtype: bfloat16-mlp)", "bfloat16-mlp", False,
                         False)}
+    default = {"float32": "fp32", MIXED_DTYPE: "bf16mlp", "bfloat16": "bf16"}[RankingConfig().resolved_dtype("cpu")]
     for key in args.rows.split(","):
-        transformers_row(*rows[key])
+        name, *rest = rows[key]
+        transformers_row(name + (" (default)" if key == default else ""), *rest)
     for dtype in ("float32", "bfloat16") if args.vllm_python else ():
         with tempfile.TemporaryDirectory() as tmp:
             command = [args.vllm_python, __file__, "--worker", "vllm", "--dtype", dtype, "--out", tmp, "--name", args.name,
@@ -270,7 +276,7 @@ def main() -> None:
                 "limit": None}
     print(report(runs, cfg, split))
     if args.write:
-        write_section(args.section, report(runs, cfg, split), "python bench/ranking_speed.py " + " ".join(sys.argv[1:]))
+        write_section(args.section, report(runs, cfg, split), shlex.join(["python", "bench/ranking_speed.py", *sys.argv[1:]]))
 
 
 class Recorder(Backend):
