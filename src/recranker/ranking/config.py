@@ -16,6 +16,17 @@ SERVABLE = ("hybrid", "tuned hybrid", "learned fusion")
 MIXED_DTYPE = "bfloat16-mlp"  # the MLP blocks' products in bfloat16, the rest float32 (`recranker.ranking.backend.use_bf16_linears`)
 
 
+def resolve_dtype(dtype: str, backend: str = "transformers", device: str = "cpu") -> str:
+    """`dtype`, with "auto" resolved for `device` ("cpu" or "cuda"): bfloat16-mlp where it computes
+    bfloat16 natively (`recranker.tuning.model.native_bf16`) and the backend is transformers, else
+    float32."""
+    if dtype != "auto":
+        return dtype
+    from recranker.tuning.model import native_bf16
+
+    return MIXED_DTYPE if backend == "transformers" and native_bf16(device) else "float32"
+
+
 class UtilityConstants(Settings):
     """The utility constants of RecRanker's hybrid ranking, as its official code sets them.
 
@@ -118,14 +129,8 @@ class RankingConfig(Settings):
         return [arm for arm in BASELINE_ARMS if arm in value]
 
     def resolved_dtype(self, device: str = "cpu") -> str:
-        """`dtype`, with "auto" resolved for `device` ("cpu" or "cuda"): bfloat16-mlp where it computes
-        bfloat16 natively (`recranker.tuning.model.native_bf16`) and the backend is transformers,
-        else float32."""
-        if self.dtype != "auto":
-            return self.dtype
-        from recranker.tuning.model import native_bf16
-
-        return MIXED_DTYPE if self.backend == "transformers" and native_bf16(device) else "float32"
+        """`dtype`, with "auto" resolved for `device` and `backend` (`resolve_dtype`)."""
+        return resolve_dtype(self.dtype, self.backend, device)
 
     def for_pass(self, arm: Arm, target: str) -> "RankingConfig":
         """The settings of `arm`'s pass over `target`'s users ("valid" or "test"). Only the tuned

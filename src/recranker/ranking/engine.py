@@ -17,19 +17,18 @@ import torch
 
 from recranker.errors import RecrankerError
 from recranker.ranking.backend import Backend, TransformersBackend, use_bf16_linears, use_onednn_linears
-from recranker.ranking.config import MIXED_DTYPE, RankingConfig
+from recranker.ranking.config import MIXED_DTYPE, RankingConfig, resolve_dtype
 
 BACKENDS = ("transformers", "vllm", "openai")
 
 
 def ready_for_ranking(model: Any, dtype: str, device: str = "cpu") -> Any:
     """`model` in eval mode on `device` in `dtype` ("float32", "bfloat16", or "bfloat16-mlp": float32
-    but for the MLP blocks' products, `use_bf16_linears`; "auto": `RankingConfig.resolved_dtype`),
+    but for the MLP blocks' products, `use_bf16_linears`; "auto": `resolve_dtype`'s for `device`),
     with oneDNN linears where that is the fast float32 path (the CPU)."""
     from recranker.tuning.model import DTYPES
 
-    if dtype == "auto":
-        dtype = RankingConfig(dtype="auto").resolved_dtype(device)
+    dtype = resolve_dtype(dtype, "transformers", device)
     model = model.to(device=device, dtype=torch.float32 if dtype == MIXED_DTYPE else DTYPES[dtype])
     if dtype == MIXED_DTYPE:
         use_bf16_linears(model)

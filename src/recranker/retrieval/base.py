@@ -54,7 +54,6 @@ class RetrieverConfig(Settings):
         "biased_mf fits every rating either way)")
 
 
-
 class Retriever(ABC):
     """Base class of the conventional models: popularity, MF, LightGCN, SASRec, BERT4Rec."""
 
