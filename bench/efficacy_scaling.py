@@ -48,6 +48,10 @@ HERE = Path(__file__).resolve().parent
 BACKBONE = "lightgcn"
 
 
+#: the ranking of the tuned arm's validation pass only: no baseline arms, one listwise pass, no generation
+VALID_PASS_ONLY = {"ranking.arms": [], "ranking.bootstrap": 1, "ranking.generate": False}
+
+
 def setting_config(base: StudyConfig, per_task: int, epochs: int, tag: str = "",
                    changes: dict | None = None) -> StudyConfig:
     """`base` with its LightGCN only (its own settings kept), `per_task` instructions per task,
@@ -55,7 +59,7 @@ def setting_config(base: StudyConfig, per_task: int, epochs: int, tag: str = "",
     name = f"{base.name}-scaling{'-' + tag if tag else ''}-n{per_task}-e{epochs}"
     return override(base, {"name": name, "sampling.instructions": per_task, "tuning.epochs": epochs,
                            "retrieval.models": {BACKBONE: base.retrieval.model(BACKBONE).model_dump(mode="json")},
-                           "ranking.arms": [], "ranking.bootstrap": 1, "ranking.generate": False, **(changes or {})})
+                           **VALID_PASS_ONLY, **(changes or {})})
 
 
 def auc(scores: np.ndarray, grades: np.ndarray) -> dict | None:

@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_section  # noqa: E402
-from efficacy_scaling import BACKBONE, setting_config, task_scores  # noqa: E402
+from efficacy_scaling import BACKBONE, VALID_PASS_ONLY, setting_config, task_scores  # noqa: E402
 
 from recranker.cli.options import set_changes  # noqa: E402
 from recranker.config import StudyConfig, load_config, override  # noqa: E402
@@ -81,8 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     per_task, epochs = (int(x) for x in args.setting.split("x"))
     if args.run:
-        cfg = override(load_config(args.config), {"name": args.run, "ranking.arms": [], "ranking.bootstrap": 1,
-                                                    "ranking.generate": False, **set_changes(args.set)})
+        cfg = override(load_config(args.config), {"name": args.run, **VALID_PASS_ONLY, **set_changes(args.set)})
     else:
         cfg = setting_config(load_config(args.config), per_task, epochs, args.tag, set_changes(args.set))
     reference = args.dtypes[0]
