@@ -305,3 +305,21 @@ def test_set_of_a_backbone_the_config_does_not_list_configures_it(csv_data, caps
     assert not (csv_data / "runs" / "t" / "retrieval" / "lightgcn").exists()  # --model bpr: bpr alone
     assert main(["retrieve", "--set", "retrieval.models.nope.epochs=2", *flags(csv_data)]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
+
+
+def test_test_covered_flag_replaces_the_configs_test_users_and_with_test_users_is_one_error(tmp_path) -> None:
+    import argparse
+
+    from recranker.cli.options import _configured, ranking_flags
+
+    path = tmp_path / "study.yaml"
+    path.write_text("name: x\nranking: {test_users: 300}\n")
+    parser = argparse.ArgumentParser()
+    ranking_flags(parser)
+    parser.add_argument("--config")
+    parser.add_argument("--set", action="append", default=[])
+    cfg = _configured(parser.parse_args(["--config", str(path), "--test-covered", "150"]))
+    assert cfg.ranking.test_covered == 150 and cfg.ranking.test_users is None
+    assert _configured(parser.parse_args(["--config", str(path)])).ranking.test_users == 300
+    with pytest.raises(Exception, match="test_users and test_covered both choose the test users"):
+        _configured(parser.parse_args(["--config", str(path), "--test-users", "10", "--test-covered", "5"]))
