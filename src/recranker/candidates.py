@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -39,14 +39,19 @@ NEGATIVE_GRADE = 0.0
 
 class CandidateCounts(Settings):
     """How many candidates of each kind one training instance draws (fewer when the fold lacks
-    them; the shortfall is filled with negatives so every instance has the same size)."""
+    them; the shortfall is filled with negatives so every instance has the same size), and, when
+    `source` is set, where this task's candidates come from instead of `prompts.candidate_source`."""
 
     model_config = ConfigDict(frozen=True)
+    ADDED: ClassVar[frozenset[str]] = frozenset({"source"})
 
     liked: int = Field(1, ge=0, description="liked interactions of the held-out fold")
     neutral: int = Field(0, ge=0, description="neutral interactions of the held-out fold")
     disliked: int = Field(1, ge=0, description="disliked interactions of the held-out fold")
     negatives: int = Field(0, ge=0, description="non-interacted items, drawn uniformly")
+    source: Literal["sampled", "retrieved", "mixed"] | None = Field(
+        None, description="this task's training candidates: sampled, retrieved or mixed (see "
+        "prompts.candidate_source, which applies when null); retrieved lists ignore the counts above")
 
     @property
     def total(self) -> int:

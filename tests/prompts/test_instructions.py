@@ -154,6 +154,27 @@ def test_mixed_candidates_of_another_listwise_size_show_as_many_of_either_kind(p
     assert all(len(r["item_codes"]) == 15 for r in records)
 
 
+def test_a_tasks_own_source_overrides_the_common_one_and_leaves_the_other_tasks_as_they_were(
+        pools, renderer, hint_models, users) -> None:
+    own = CandidateCounts(liked=3, disliked=2, negatives=5, source="retrieved")
+    config = PromptsConfig(folds=pools.k, tokenizer=None, candidate_source="sampled", listwise=own)
+    assert [config.source(t) for t in ("pointwise", "pairwise", "listwise")] == ["sampled", "sampled", "retrieved"]
+    assert config.retrieved_fraction == 1.0
+    listwise = build(pools, renderer, hint_models, "listwise", users, listwise=own)
+    assert listwise == build(pools, renderer, hint_models, "listwise", users, candidate_source="retrieved")
+    for task in ("pointwise", "pairwise"):  # same records, as if no task drew retrieved candidates
+        assert build(pools, renderer, hint_models, task, users, listwise=own) == build(pools, renderer, hint_models,
+                                                                                       task, users)
+    back = build(pools, renderer, hint_models, "listwise", users, candidate_source="retrieved",
+                 listwise=CandidateCounts(liked=3, disliked=2, negatives=5, source="sampled"))
+    assert back == build(pools, renderer, hint_models, "listwise", users)
+
+
+def test_a_source_left_at_its_default_keeps_the_dumped_settings() -> None:
+    assert "source" not in CandidateCounts(liked=3).model_dump()  # fingerprints of earlier runs hold
+    assert CandidateCounts(liked=3, source="mixed").model_dump()["source"] == "mixed"
+
+
 def test_retrieved_candidates_keep_the_leakage_guarantees(pools, renderer, hint_models, split, users) -> None:
     from recranker.prompts.leakage import check_instruction_leakage
 
@@ -173,6 +194,9 @@ def test_retrieved_candidates_keep_the_leakage_guarantees(pools, renderer, hint_
         ({"candidate_source": "fresh"}, "'sampled', 'retrieved' or 'mixed'"),
         ({"candidates": "retrieved"}, "candidates: renamed candidate_source"),
         ({"retrieved_depth": 12}, r"retrieved_depth \(12\) must equal the listwise candidates \(10\)"),
+        ({"candidate_source": "sampled", "retrieved_depth": 12, "listwise": {"liked": 3, "negatives": 7,
+          "source": "retrieved"}}, r"retrieved_depth \(12\) must equal"),
+        ({"listwise": {"liked": 3, "source": "fresh"}}, "'sampled', 'retrieved' or 'mixed'"),
     ],
 )
 def test_bad_settings_are_refused(settings, message) -> None:

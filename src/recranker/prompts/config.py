@@ -70,7 +70,8 @@ class PromptsConfig(Settings):
 
     candidate_source: Literal["sampled", "retrieved", "mixed"] = Field(
         "retrieved", description="training candidates: a held-out fold's ratings plus uniform negatives (sampled), "
-        "the top of the ranking hint model fitted without the fold (retrieved, as at inference), or a share of each")
+        "the top of the ranking hint model fitted without the fold (retrieved, as at inference), or a share of each; "
+        "a task's own `source` (e.g. listwise: {source: retrieved}) overrides it for that task")
     retrieved_share: float = Field(0.5, ge=0, le=1, description="mixed: share of instances with retrieved candidates")
     retrieved_depth: int | None = Field(None, ge=2, le=len(IDENTIFIERS),
                                         description="retrieved: items of the fold model's top list an instance "
@@ -88,7 +89,7 @@ class PromptsConfig(Settings):
             raise ValueError("pairwise: needs liked >= 1 and at least one other candidate")
         if not 2 <= r.total <= len(IDENTIFIERS):
             raise ValueError(f"listwise: needs 2 to {len(IDENTIFIERS)} candidates, got {r.total}")
-        if self.retrieved_fraction > 0 and "listwise" in self.tasks and self.depth != r.total:
+        if "listwise" in self.tasks and self.task_retrieved_fraction("listwise") > 0 and self.depth != r.total:
             raise ValueError(f"retrieved_depth ({self.depth}) must equal the listwise candidates ({r.total}): a "
                              "listwise instance shows the whole retrieved list, and one of either kind the same number")
         return self
@@ -98,10 +99,18 @@ class PromptsConfig(Settings):
         """The retrieved candidates' list length: `retrieved_depth`, or listwise's total."""
         return self.retrieved_depth if self.retrieved_depth is not None else self.listwise.total
 
+    def source(self, task: str) -> str:
+        """Where `task`'s training candidates come from: its own `source`, else `candidate_source`."""
+        return getattr(self, task).source or self.candidate_source
+
+    def task_retrieved_fraction(self, task: str) -> float:
+        """Share of `task`'s training instances that draw retrieved candidates."""
+        return {"sampled": 0.0, "retrieved": 1.0}.get(self.source(task), self.retrieved_share)
+
     @property
     def retrieved_fraction(self) -> float:
-        """Share of training instances that draw retrieved candidates."""
-        return {"sampled": 0.0, "retrieved": 1.0}.get(self.candidate_source, self.retrieved_share)
+        """The largest share of training instances that draw retrieved candidates, over the tasks."""
+        return max((self.task_retrieved_fraction(task) for task in self.tasks), default=0.0)
 
     def renderer(self, dataset, tokenizer, tasks, data_format: str) -> PromptRenderer:
         """The renderer of `tasks`' prompts over `dataset`'s items with these templates (for data

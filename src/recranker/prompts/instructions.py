@@ -57,7 +57,9 @@ class InstructionBuilder:
         self.retrieved = None
         if config.retrieved_fraction > 0:
             if hints is None or hints.ranking_folds is None:
-                raise ValueError(f"candidate_source: {config.candidate_source} needs the cross-fitted ranking hint models")
+                retrieved = [t for t in config.tasks if config.task_retrieved_fraction(t) > 0]
+                raise ValueError(f"retrieved training candidates ({', '.join(f'{t}: {config.source(t)}' for t in retrieved)}) "
+                                 "need the cross-fitted ranking hint models")
             self.retrieved = RetrievedCandidates(pools, hints.ranking_folds, config.depth)
 
     def build(self, task: str, users: np.ndarray, *, progress: bool = True) -> list[dict[str, Any]]:
@@ -74,7 +76,8 @@ class InstructionBuilder:
         rng = np.random.default_rng([self.config.seed, TASK_INDEX[task], index])
         fold = int(rng.choice(self.pools.usable_folds(user)))
         source, cands = "sampled", None
-        if self.retrieved is not None and rng.random() < self.config.retrieved_fraction:
+        share = self.config.task_retrieved_fraction(task)
+        if self.retrieved is not None and share > 0 and rng.random() < share:
             fold, cands = self._retrieved(task, user, fold, rng)
             source = "sampled" if cands is None else "retrieved"
         if cands is None:
