@@ -5,38 +5,41 @@ rating must rank each covered validation user's target far above the other candi
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from recranker import assets
-from recranker.config import parse_config
+from recranker.config import load_config, override
 from recranker.ranking.fusion import relevance, target_auc
 from recranker.stages import ModelCache, prepare_split, run_retrieval, run_tune
 from recranker.stages.population import evaluation_population
 from recranker.stages.rank import run_rank
 
-#: The control fails at this size. The 135M model learns the planted rule with more training: 512
-#: pointwise instructions x 4 epochs reach a validation AUC of 0.93, and pointwise + pairwise 0.94 each
-#: (BENCHMARKS.md "efficacy-control"). That takes 45-90 minutes of tuning on a 2-core CPU, too long
-#: for a test. At 256 x 1, this test's size, it does not learn: the CPU study's budget and 512 x 1
-#: did not either. Strict: the day a faster recipe makes this size pass, this test fails until the
-#: mark is removed.
-#: pointwise only, sized to take a few minutes on a 2-core CPU
+pytestmark = pytest.mark.slow
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "control-positive.yaml"
+
+#: The smallest recipe measured to teach the 135M model the planted rule in its pointwise answers:
+#: 512 pointwise instructions x 4 epochs at lr 1e-3, retrieved training candidates, the positive
+#: control's data and 200 seeded validation users (BENCHMARKS.md "efficacy-control", run
+#: control-positive-scaling-point-lr1e-3-n512-e4: validation AUC 0.926 [0.898, 0.951] on 77 covered
+#: users). About 30 minutes on a 2-core CPU, 27 of them tuning. Smaller budgets do not learn the rule
+#: (256 x 1, the CPU study's 128 x 1 and 512 x 1: AUCs 0.53-0.58; 512 x 2: 0.66).
 CONTROL = {
-    "name": "planted-pointwise",
-    "data": {"format": "planted", "planted": {"users": 240, "shelves": 12, "items_per_shelf": 48, "per_user": 30}},
-    "retrieval": {"candidates": 10, "models": {"lightgcn": {"positives": "interacted"}}},
-    "evaluation": {"ks": [3]},
-    "sampling": {"strategy": "uniform", "instructions": 256},
-    "prompts": {"tasks": ["pointwise"], "folds": 3, "candidate_source": "retrieved"},
-    "tuning": {"epochs": 1, "learning_rate": 1e-3},
-    "ranking": {"arms": [], "bootstrap": 1, "generate": False, "valid_users": 120},
+    "tuning": {"epochs": 4, "learning_rate": 1e-3},
+    "sampling": {"instructions": 512},
+    "prompts": {"tasks": ["pointwise"], "candidate_source": "retrieved"},
+    "ranking": {"valid_users": 200, "arms": [], "bootstrap": 1},
 }
 
 
 def test_tuned_pointwise_reads_the_planted_titles(tmp_path) -> None:
     if not assets.is_fetched("smollm2-135m"):
         pytest.skip("SmolLM2-135M not fetched (recranker fetch smollm2-135m)")
-    cfg = parse_config({**CONTROL, "runs_dir": str(tmp_path)})
+    cfg = override(load_config(CONFIG), {f"{section}.{key}": value for section, values in CONTROL.items()
+                                          for key, value in values.items()})
+    cfg = override(cfg, {"runs_dir": str(tmp_path), "name": "planted-pointwise"})
     split = prepare_split(cfg)
     run_retrieval(cfg, "lightgcn", split=split, progress=False)
     run_tune(cfg, progress=False)
@@ -44,4 +47,4 @@ def test_tuned_pointwise_reads_the_planted_titles(tmp_path) -> None:
     _, gains = evaluation_population(cfg, split, "lightgcn", "valid")
     auc = target_auc(out.point, relevance(out, gains))
     assert len(auc) >= 30
-    assert auc.mean() > 0.7, f"tuned pointwise AUC {auc.mean():.3f} on {len(auc)} covered validation users"
+    assert auc.mean() > 0.75, f"tuned pointwise AUC {auc.mean():.3f} on {len(auc)} covered validation users"
