@@ -47,8 +47,8 @@ def reader_scores(record: dict, title: dict[str, str], word: str, rng: np.random
 
 def shortcut_rows(run: Path) -> dict:
     """The readers' NDCG and first-slot accuracy on `run`'s hinted listwise records."""
-    cfg = load_config(run / "tune" / "main" / "config.yaml", migrate=True) if (run / "tune" / "main" / "config.yaml").exists() \
-        else load_config(run / "config.yaml", migrate=True)
+    tuned = run / "tune" / "main" / "config.yaml"
+    cfg = load_config(tuned if tuned.exists() else run / "config.yaml", migrate=True)
     if cfg.data.format != "planted":
         raise SystemExit(f"{run}: not a planted run (data.format is {cfg.data.format})")
     _, items, truth = planted_frames(PlantedConfig(**cfg.data.planted.model_dump()))

@@ -37,9 +37,8 @@ CONTROL = {
 def test_tuned_pointwise_reads_the_planted_titles(tmp_path) -> None:
     if not assets.is_fetched("smollm2-135m"):
         pytest.skip("SmolLM2-135M not fetched (recranker fetch smollm2-135m)")
-    cfg = override(load_config(CONFIG), {f"{section}.{key}": value for section, values in CONTROL.items()
-                                          for key, value in values.items()})
-    cfg = override(cfg, {"runs_dir": str(tmp_path), "name": "planted-pointwise"})
+    changes = {f"{section}.{key}": value for section, values in CONTROL.items() for key, value in values.items()}
+    cfg = override(load_config(CONFIG), {**changes, "runs_dir": str(tmp_path), "name": "planted-pointwise"})
     split = prepare_split(cfg)
     run_retrieval(cfg, "lightgcn", split=split, progress=False)
     run_tune(cfg, progress=False)
