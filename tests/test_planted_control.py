@@ -24,7 +24,8 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "control-positive.yam
 #: 512 pointwise instructions x 4 epochs at lr 1e-3, retrieved training candidates, the positive
 #: control's data and 200 seeded validation users (BENCHMARKS.md "efficacy-control", run
 #: control-positive-scaling-point-lr1e-3-n512-e4: validation AUC 0.926 [0.898, 0.951] on 77 covered
-#: users). About 30 minutes on a 2-core CPU, 27 of them tuning. Smaller budgets do not learn the rule
+#: users). About 52 minutes on a 2-core CPU, 50 of them tuning (the same recipe on the negative
+#: control's data: 2,992 s of tuning, alone on the machine). Smaller budgets do not learn the rule
 #: (256 x 1, the CPU study's 128 x 1 and 512 x 1: AUCs 0.53-0.58; 512 x 2: 0.66).
 CONTROL = {
     "tuning": {"epochs": 4, "learning_rate": 1e-3},
