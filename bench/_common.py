@@ -15,16 +15,29 @@ def machine() -> str:
     """One line about this machine."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
+    cpu, flags = platform.processor() or platform.machine(), set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+            if cpu and flags:
                 break
     except OSError:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, Python {platform.python_version()}, torch {torch.__version__}"
+    isa = vector_isa(flags)
+    return (f"{os.cpu_count()} cores ({cpu}{', ' + isa if isa else ''}), {mem:.0f} GiB RAM, "
+            f"Python {platform.python_version()}, torch {torch.__version__}")
+
+
+def vector_isa(flags: set[str]) -> str:
+    """The widest vector instructions among the CPU's `flags` (machines of one name differ: the
+    same "AMD EPYC" has come both with AVX-512 and bfloat16 and with AVX2 only)."""
+    if "avx512f" in flags:
+        return "AVX-512" + (" with BF16" if flags & {"avx512_bf16", "amx_bf16"} else "")
+    return "AVX2" if "avx2" in flags else ("" if not flags else "no AVX2")
 
 
 def write_section(name: str, body: str, command: str) -> None:
