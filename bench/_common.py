@@ -15,28 +15,29 @@ def machine() -> str:
     """One line about this machine."""
     import torch
 
-    cpu, flags = platform.processor() or platform.machine(), set()
+    from recranker.tuning.model import cpu_flags
+
+    cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-            if cpu and flags:
                 break
     except OSError:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    isa = vector_isa(flags)
+    isa = vector_isa(cpu_flags())
     return (f"{os.cpu_count()} cores ({cpu}{', ' + isa if isa else ''}), {mem:.0f} GiB RAM, "
             f"Python {platform.python_version()}, torch {torch.__version__}")
 
 
-def vector_isa(flags: set[str]) -> str:
+def vector_isa(flags: frozenset[str] | set[str]) -> str:
     """The widest vector instructions among the CPU's `flags` (machines of one name differ: the
     same "AMD EPYC" has come both with AVX-512 and bfloat16 and with AVX2 only)."""
+    from recranker.tuning.model import BF16_FLAGS
+
     if "avx512f" in flags:
-        return "AVX-512" + (" with BF16" if flags & {"avx512_bf16", "amx_bf16"} else "")
+        return "AVX-512" + (" with BF16" if flags & BF16_FLAGS else "")
     return "AVX2" if "avx2" in flags else ("" if not flags else "no AVX2")
 
 

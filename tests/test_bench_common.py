@@ -4,6 +4,7 @@ here differed in them (AVX-512 with bfloat16 vs AVX2 only), which changes every 
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -22,5 +23,5 @@ def test_vector_isa_names_the_widest_instructions() -> None:
 
 def test_the_machine_line_carries_the_cores_and_memory() -> None:
     line = machine()
-    assert line.startswith(f"{__import__('os').cpu_count()} cores (")
+    assert line.startswith(f"{os.cpu_count()} cores (")
     assert "GiB RAM" in line and "torch " in line

@@ -174,3 +174,12 @@ def test_native_bf16_reads_the_cpu_flags(tmp_path) -> None:
     info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n")  # bf16 only emulated
     assert not native_bf16("cpu", str(info))
     assert not native_bf16("cpu", str(tmp_path / "missing"))
+
+
+def test_cpu_flags_reads_the_first_flags_line(tmp_path) -> None:
+    from recranker.tuning.model import cpu_flags
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2\n\nprocessor\t: 1\nflags\t\t: fpu\n")
+    assert cpu_flags(str(info)) == {"fpu", "avx2"}
+    assert cpu_flags(str(tmp_path / "missing")) == frozenset()

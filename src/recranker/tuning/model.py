@@ -14,21 +14,30 @@ from recranker.tuning.config import LoraConfig, TuningConfig
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+#: CPU flags of native bfloat16 matrix products
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU's feature flags (Linux: the first `flags` line of /proc/cpuinfo); empty where they
+    cannot be read."""
+    try:
+        with open(cpuinfo, encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
 def native_bf16(device: str = "cpu", cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether `device` computes bfloat16 matrix products natively: a GPU with bf16 support, or a
     CPU with AVX512-BF16 or AMX-BF16 instructions (Linux: read from /proc/cpuinfo). Elsewhere
     bf16 is emulated and slower than float32."""
     if device.startswith("cuda"):
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    try:
-        with open(cpuinfo, encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return False
+    return bool(cpu_flags(cpuinfo) & BF16_FLAGS)
 
 
 def mixed_precision(cfg: TuningConfig) -> str:
