@@ -11,7 +11,10 @@ Runs in a virtualenv of its own (no CUDA torch; pandas < 3, which RecBole 1.2.1 
 On ML-1M: `python bench/backbones.py --data ml-1m` first (runs/bench-backbones-ml-1m), then
 `--run runs/bench-backbones-ml-1m --section backbones-recbole-ml-1m`; RecBole's epochs are long on
 2 cores, so `--max-minutes` stops a model at the end of the epoch that passes the budget (its best
-validation checkpoint is then tested, and the row says so).
+validation checkpoint is then tested, and the row says so). The learning rate, most epochs,
+evaluation interval, patience and (graph models) batch size follow our model's config saved in
+the run (`matched_settings`), so RecBole gets the ML-1M settings of bench/backbones.py SETTINGS
+too, and the section lists what each RecBole model was given.
 
 Sequential models (SASRec, BERT4Rec): RecBole's benchmark files would need its item-list columns
 prebuilt, so they read one `.inter` file instead: each split user's liked training items in our
@@ -159,6 +162,35 @@ def write_sequence_file(run: Path, folder: Path, name: str) -> tuple[int, int]:
     return len(lines) - 1, split.n_items
 
 
+def matched_settings(run: Path, model: str) -> dict:
+    """RecBole settings that follow our backbone's own config in the run (its model.pt), so a run
+    with non-default settings (ML-1M: bench/backbones.py SETTINGS) is met with the same ones: the
+    learning rate, the evaluation interval and patience, the most epochs, and for the graph models
+    the batch size. The sequential models keep RecBole's 2,048 prefixes a batch (one target each;
+    ours are windows of 50 positions with a target at each, so batch sizes do not correspond).
+    Without our model in the run: our defaults (the constants above)."""
+    path = run / "retrieval" / MODELS[model] / "model.pt"
+    if model in SEQUENTIAL:
+        base = {"learning_rate": SEQUENTIAL[model]["learning_rate"], "eval_step": 1, "stopping_step": SEQ_PATIENCE - 1}
+    else:
+        base = {"learning_rate": OURS["learning_rate"], "train_batch_size": OURS["train_batch_size"],
+                "eval_step": EVAL_EVERY, "stopping_step": PATIENCE - 1}
+    if not path.exists():
+        return base
+    import torch
+
+    cfg = torch.load(path, map_location="cpu", weights_only=False)["config"]
+    base.update(learning_rate=cfg["lr"], eval_step=cfg["eval_every"], stopping_step=cfg["patience"] - 1, epochs=cfg["epochs"])
+    if model not in SEQUENTIAL:
+        base["train_batch_size"] = cfg["batch_size"]
+    return base
+
+
+def describe(settings: dict) -> str:
+    """One line of the settings `matched_settings` chose."""
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in settings.items())
+
+
 class OverBudget(Exception):
     """Raised at the start of an epoch once the training budget is spent."""
 
@@ -183,7 +215,7 @@ def run_one(model: str, args: argparse.Namespace) -> dict:
                 **common, **SEQUENTIAL[model],
                 "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id"]},
                 "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"},
-                "eval_batch_size": 1024, "eval_step": 1, "stopping_step": SEQ_PATIENCE - 1,
+                "eval_batch_size": 1024, **matched_settings(Path(args.run), model),
             }
         else:
             n_tied, n_items = write_atomic_files(Path(args.run), Path(tmp) / name, name, args.exclude_tied)
@@ -193,9 +225,11 @@ def run_one(model: str, args: argparse.Namespace) -> dict:
                 "load_col": {"inter": ["user_id", "item_id"], "item": ["item_id"]},
                 "eval_args": {"mode": "full", "order": "RO", "group_by": "user"},
                 "eval_batch_size": 1024 * (n_items + 1),  # scores per batch: 1024 users, as our top_m
-                "eval_step": min(EVAL_EVERY, args.epochs), "stopping_step": PATIENCE - 1,
                 "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1},
+                **matched_settings(Path(args.run), model),
             }
+        settings["epochs"] = min(settings["epochs"], args.epochs)
+        settings["eval_step"] = min(settings["eval_step"], settings["epochs"])
         argv, sys.argv = sys.argv, sys.argv[:1]  # RecBole's Config would also parse our command line
         config = Config(model=model, dataset=name, config_dict=settings)
         sys.argv = argv
@@ -225,7 +259,9 @@ def run_one(model: str, args: argparse.Namespace) -> dict:
     return {"model": model, "NDCG@10": float(test["ndcg@10"]), "HR@10": float(test["hit@10"]),
             "valid NDCG@10": float(best_valid), "epochs": len(trainer.train_loss_dict), "budget": over, "train s": seconds,
             "peak RSS MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "users": int(dataset.user_num - 1), "items": int(dataset.item_num - 1), "tied": n_tied}
+            "users": int(dataset.user_num - 1), "items": int(dataset.item_num - 1), "tied": n_tied,
+            "settings": describe({k: settings[k] for k in ("learning_rate", "train_batch_size", "epochs",
+                                                            "eval_step", "stopping_step")})}
 
 
 def ours(run: Path, model: str) -> dict:
@@ -287,20 +323,21 @@ def main() -> None:
     r = rows[0]
     body = (
         f"RecBole 1.2.1 on the split of `{args.run}` ({r['users']} users, {r['items']} items): trained on "
-        f"our liked training interactions, early-stopped on validation NDCG@10 (at most {args.epochs} epochs, "
-        f"evaluated every {min(EVAL_EVERY, args.epochs)}, stopping after {PATIENCE} evaluations without "
-        "improvement), full ranking of the test target with the user's train and "
+        "our liked training interactions, early-stopped on validation NDCG@10 (the learning rate, most epochs, "
+        "evaluation interval and patience of our model in the run, and for the graph models its batch size; "
+        "RecBole stops once `stopping_step` evaluations pass without improvement, so it is our patience - 1), "
+        "full ranking of the test target with the user's train and "
         "validation items excluded; `ours` = the same run's backbone under our \"NDCG@10 (RecBole excl.)\" "
         f"protocol, which also excludes {max(x['tied'] for x in rows)} liked items tied in time with a validation target"
         + (" (put into RecBole's valid file here, so the exclusions are equal)" if args.exclude_tied else "")
         + ". Sequential models (SASRec, BERT4Rec): one time-ordered file split by RecBole's leave-one-out "
-        "(the same targets), validated every epoch, stopping after "
-        f"{SEQ_PATIENCE} evaluations without improvement, and nothing excluded when ranking, for RecBole and "
-        "for `ours` alike. "
+        "(the same targets), RecBole's 2,048 prefixes a batch, and nothing excluded when ranking, for RecBole "
+        "and for `ours` alike. "
         + (f"`(budget)`: stopped by the {args.max_minutes:g}-minute budget at the start of an epoch, best "
            "validation checkpoint tested. " if args.max_minutes else "")
         + "Settings as ours where RecBole has them; see the docstring of bench/recbole_reference.py "
-        "for what differs. `train s` includes the validation passes.\n\n" + "\n".join(lines)
+        "for what differs. `train s` includes the validation passes. RecBole's settings: "
+        + "; ".join(f"{r['model']}: {r['settings']}" for r in rows) + ".\n\n" + "\n".join(lines)
     )
     print(body)
     if args.write:
