@@ -291,7 +291,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="a finished run folder with split/ (e.g. runs/bench-backbones)")
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
-    parser.add_argument("--epochs", type=int, default=400, help="most epochs (ours: 400)")
+    parser.add_argument("--epochs", type=int, default=400, help="a cap on epochs: RecBole gets the smaller "
+                        "of this and our model's `epochs` in the run")
     parser.add_argument("--exclude-tied", action="store_true", help="put the liked items tied with the "
                         "validation target into the valid file, so the test exclusion is exactly ours")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop a model at the start of the "
