@@ -29,7 +29,8 @@ KS = [3, 5, 10, 20]
 # every 2 (15 s each), patience 3; SASRec and CL4SRec learn at 3e-3 (at 1e-3 SASRec was still
 # climbing after 19 epochs, 10 minutes: BENCHMARKS "backbone-profile-ml-1m") with patience 3;
 # SASRec in batches of 64 (27-30 s an epoch against 33-37 at 128, and more learnt per epoch: it
-# stops by early stopping in about 9 minutes; at 512 the logits leave the cache, 53 s an epoch);
+# stops by early stopping in 547-608 s, one epoch inside the budget; at 512 the logits leave the
+# cache, 53 s an epoch);
 # BERT4Rec waits 5 evaluations instead of 10.
 GRAPH = {"batch_size": 16384}
 SETTINGS = {"ml-1m": {m: {"max_minutes": 10, **extra} for m, extra in {
