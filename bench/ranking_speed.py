@@ -10,9 +10,10 @@ differs:
 - today's: `TransformersBackend` (each user's prefix computed once, suffixes batched across users,
   last-position logits only) in float32 with PyTorch's default matrix products (MKL);
 - improved transformers: the same backend, float32 with the linear layers on oneDNN
-  (`use_onednn_linears`, what float32 ranking uses on a CPU), in bfloat16, and in bfloat16-mlp
-  (only the MLP blocks' products in bfloat16); the row of the dtype `ranking.dtype: auto` resolves
-  to on this machine is marked `(default)`;
+  (`use_onednn_linears`), then also with grouped-head attention (`use_grouped_attention`: what
+  float32 ranking uses on a CPU, `ready_for_ranking`), in bfloat16, and in bfloat16-mlp (only the
+  MLP blocks' products in bfloat16, grouped-head attention); the row of the dtype
+  `ranking.dtype: auto` resolves to on this machine is marked `(default)`;
 - vLLM (fp32, bf16): `VLLMBackend`, automatic prefix caching, run by the interpreter of an
   environment that has vLLM (`--vllm-python`, e.g. .venv-vllm/bin/python from `.ci/vllm`).
 
@@ -223,7 +224,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--naive-users", type=int, default=6, help="users for the naive loop (the first of the others)")
     parser.add_argument("--vllm-python", help="python of an environment with vLLM and recranker (vLLM rows)")
-    parser.add_argument("--rows", default="naive,today,fp32,bf16,bf16mlp",
+    parser.add_argument("--rows", default="naive,today,fp32,fp32g,bf16,bf16mlp",
                         help="transformers rows, in order (naive, today, fp32, bf16, bf16l: bfloat16 linear layers, "
                         "the rest float32; bf16mlp: only the MLP's); the first two are the references")
     parser.add_argument("--write", action="store_true")
@@ -251,17 +252,19 @@ def main() -> None:
         limit = None if naive else forward_limit(model, tokenizer, texts)
         runs[name] = {"out": out, "seconds": seconds, "usage": backend.usage.as_dict(), "limit": limit,
                       "flops_per_token": linear_flops_per_token(model),
-                      "peak": peak_gflops(torch.float32 if dtype == torch.float32 else torch.bfloat16)}
+                      "peak": peak_gflops(torch.float32 if dtype in (torch.float32, "float32") else torch.bfloat16)}
         print(name, f"{seconds / len(out):.2f} s/user", flush=True)
 
     rows = {"naive": ("naive: generate per prompt, fp32", torch.float32, False, True),
             "today": ("today's: transformers, fp32 (MKL matmuls)", torch.float32, False, False),
             "fp32": ("improved transformers, fp32 (oneDNN linears)", torch.float32, True, False),
+            "fp32g": ("improved transformers, fp32 (oneDNN linears, grouped-head attention; ranking.dtype: float32)",
+                      "float32", False, False),
             "bf16": ("improved transformers, bf16", torch.bfloat16, False, False),
             "bf16l": ("improved transformers, bf16 linear layers, the rest fp32", "bfloat16-linears", False, False),
             "bf16mlp": ("improved transformers, bf16 MLP layers, the rest fp32 (ranking.dtype: bfloat16-mlp)", "bfloat16-mlp", False,
                         False)}
-    default = {"float32": "fp32", MIXED_DTYPE: "bf16mlp", "bfloat16": "bf16"}[RankingConfig().resolved_dtype("cpu")]
+    default = {"float32": "fp32g", MIXED_DTYPE: "bf16mlp", "bfloat16": "bf16"}[RankingConfig().resolved_dtype("cpu")]
     for key in args.rows.split(","):
         name, *rest = rows[key]
         transformers_row(name + (" (default)" if key == default else ""), *rest)
@@ -314,7 +317,7 @@ def report(runs: dict, cfg, split) -> str:
         row.update({k: f"{v:.2g}" if k.startswith("mean") else f"{v:.4f}"
                     for k, v in gates(reference, run["out"], cfg, split).items()})
         rows.append(row)
-    return (f"Model: {cfg.ranking.model}; ML-100K, LightGCN's top 10, test users whose target is a "
+    return (f"Model: {cfg.ranking.model}; {cfg.data.format}, LightGCN's top 10, test users whose target is a "
             f"candidate; all three tasks with hints, 10 pointwise + 18 pairwise (9 adjacent pairs, both orders) + 1 "
             f"listwise prompt per user, listwise order from one pass's identifier logits (the naive loop generates "
             f"every answer); torch threads {threads}; machine otherwise idle. Gates: against the first backend row's outputs (fp32) on "
