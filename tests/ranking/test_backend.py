@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from recranker.ranking.backend import (GROUPED_SDPA, OneDNNLinear, TransformersBackend, _Group, shared_prefix,
-                                      use_grouped_attention, use_onednn_linears)
+from recranker.ranking.backend import OneDNNLinear, TransformersBackend, _Group, shared_prefix, use_onednn_linears
 from recranker.testing import tiny_causal_lm
 from recranker.testing.backends import BackendContract, contract_requests
 
@@ -104,34 +103,6 @@ def test_onednn_linears_answer_as_the_plain_model(tokenizer) -> None:
         np.testing.assert_allclose(b.logprobs, a.logprobs, atol=1e-4)
         assert b.text == a.text
     assert isinstance(fast.lm_head, OneDNNLinear)
-
-
-def test_grouped_attention_answers_bitwise_as_sdpa_without_copying_the_heads(tokenizer, monkeypatch) -> None:
-    plain, grouped = tiny_causal_lm(tokenizer), tiny_causal_lm(tokenizer)
-    assert plain.config.num_attention_heads > plain.config.num_key_value_heads  # grouped heads to share
-    assert use_grouped_attention(grouped) and grouped.config._attn_implementation == GROUPED_SDPA
-    calls = []
-    sdpa = torch.nn.functional.scaled_dot_product_attention
-
-    def recording(query, key, value, **kwargs):  # (key heads, query length, masked, enable_gqa)
-        calls.append((key.shape[1], query.shape[2], kwargs.get("attn_mask") is not None, kwargs.get("enable_gqa", False)))
-        return sdpa(query, key, value, **kwargs)
-
-    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording)
-    ids = [tokenizer.convert_tokens_to_ids(t) for t in ("A", "B", "1", "5")]
-    reqs = requests()  # several groups and lengths: masked prefix and suffix passes, generation
-    expected = TransformersBackend(plain, tokenizer, batch_tokens=48, prefix_tokens=80).run(reqs, ids)
-    plain_calls = list(calls)
-    calls.clear()
-    got = TransformersBackend(grouped, tokenizer, batch_tokens=48, prefix_tokens=80).run(reqs, ids)
-    for a, b in zip(expected, got):
-        np.testing.assert_array_equal(b.logprobs, a.logprobs)
-        assert b.text == a.text
-    heads, kv_heads = plain.config.num_attention_heads, plain.config.num_key_value_heads
-    masked = lambda made: [c for c in made if c[2] and c[1] > 1]  # noqa: E731  multi-token passes under a mask
-    assert masked(plain_calls) and all(c[0] == heads for c in masked(plain_calls))  # transformers copies the heads
-    assert masked(calls) and all(c[0] == kv_heads and c[3] for c in masked(calls))  # the grouped kernel reads them
-    assert not use_grouped_attention(torch.nn.Linear(2, 2))  # no transformers model: left alone
 
 
 def test_a_bfloat16_model_answers_close_to_float32(tokenizer) -> None:

@@ -188,46 +188,6 @@ def use_bf16_linears(model: Any, *, within: str | None = "mlp", skip: tuple[str,
     return replaced
 
 
-#: the attention implementation `use_grouped_attention` registers with transformers
-GROUPED_SDPA = "recranker_grouped_sdpa"
-
-
-def grouped_sdpa_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                           attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
-                           is_causal: bool | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
-    """transformers' SDPA attention, but with a mask and grouped key/value heads it lets the kernel
-    read each key/value head for its group of query heads (`enable_gqa`) instead of first copying
-    the keys and values once per query head (`repeat_kv`), which transformers does on a CPU whenever
-    there is a mask: every suffix batch of the ranker has one (left padding behind a cached
-    prefix). The same products in the same order: bitwise the same outputs
-    (tests/test_backend.py), ~40% less time in attention (BENCHMARKS "grouped-attention")."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    groups = getattr(module, "num_key_value_groups", 1)
-    if attention_mask is None or groups == 1 or query.shape[2] == 1 or dropout or kwargs.get("position_bias") is not None:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs)
-    out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, scale=scaling,
-                                                           enable_gqa=True)  # (B, H, S, D)
-    return out.transpose(1, 2).contiguous(), None
-
-
-def use_grouped_attention(model: Any) -> bool:
-    """Switch a transformers model that attends by SDPA to `grouped_sdpa_attention` (registered once
-    under `GROUPED_SDPA`, with SDPA's masks); False, unchanged, for any other attention."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
-
-    config = getattr(model, "config", None)
-    if config is None or getattr(config, "_attn_implementation", None) not in ("sdpa", GROUPED_SDPA):
-        return False
-    if GROUPED_SDPA not in ALL_MASK_ATTENTION_FUNCTIONS:
-        AttentionInterface.register(GROUPED_SDPA, grouped_sdpa_attention)
-        AttentionMaskInterface.register(GROUPED_SDPA, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper
-    base.set_attn_implementation(GROUPED_SDPA)
-    return True
-
-
 class TransformersBackend(Backend):
     """A transformers causal LM (a peft model works too) on its device.
 

@@ -16,8 +16,7 @@ from typing import Any
 import torch
 
 from recranker.errors import RecrankerError
-from recranker.ranking.backend import (Backend, TransformersBackend, use_bf16_linears, use_grouped_attention,
-                                      use_onednn_linears)
+from recranker.ranking.backend import Backend, TransformersBackend, use_bf16_linears, use_onednn_linears
 from recranker.ranking.config import MIXED_DTYPE, RankingConfig, resolve_dtype
 
 BACKENDS = ("transformers", "vllm", "openai")
@@ -26,8 +25,7 @@ BACKENDS = ("transformers", "vllm", "openai")
 def ready_for_ranking(model: Any, dtype: str, device: str = "cpu") -> Any:
     """`model` in eval mode on `device` in `dtype` ("float32", "bfloat16", or "bfloat16-mlp": float32
     but for the MLP blocks' products, `use_bf16_linears`; "auto": `resolve_dtype`'s for `device`),
-    with oneDNN linears where that is the fast float32 path (the CPU) and grouped-head attention
-    (`use_grouped_attention`: the same answers, less copying)."""
+    with oneDNN linears where that is the fast float32 path (the CPU)."""
     from recranker.tuning.model import DTYPES
 
     dtype = resolve_dtype(dtype, "transformers", device)
@@ -36,7 +34,6 @@ def ready_for_ranking(model: Any, dtype: str, device: str = "cpu") -> Any:
         use_bf16_linears(model)
     if device == "cpu" and dtype != "bfloat16":  # the float32 linears left
         use_onednn_linears(model)
-    use_grouped_attention(model)
     return model.eval()
 
 
