@@ -173,6 +173,12 @@ def linear_flops_per_token(model) -> float:
 _PEAKS: dict = {}
 
 
+def peak_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """The precision of a row's big matrix products, whose machine peak the row is set against:
+    bfloat16 for any bfloat16 mode (torch.bfloat16, "bfloat16-mlp", "bfloat16-linears"), else float32."""
+    return torch.bfloat16 if "bfloat16" in str(dtype) else torch.float32
+
+
 @torch.inference_mode()
 def peak_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
     """This machine's matrix-product GFLOP/s in `dtype` (n x n times n x n; oneDNN's kernel for
@@ -288,7 +294,7 @@ def main() -> None:
         limit = None if naive else forward_limit(model, tokenizer, texts)
         runs[name] = {"out": out, "seconds": seconds, "usage": backend.usage.as_dict(), "limit": limit,
                       "flops_per_token": linear_flops_per_token(model),
-                      "peak": peak_gflops(torch.float32 if dtype in (torch.float32, "float32", "float32-grouped") else torch.bfloat16)}
+                      "peak": peak_gflops(peak_dtype(dtype))}
         print(name, f"{seconds / len(out):.2f} s/user", flush=True)
 
     rows = {"naive": ("naive: generate per prompt, fp32", torch.float32, False, True),

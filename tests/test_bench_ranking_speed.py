@@ -1,0 +1,51 @@
+"""bench/ranking_speed.py: its bench-only grouped-head attention answers bitwise as transformers'
+SDPA, and each row is set against the machine peak of its own precision."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import ranking_speed as bench  # noqa: E402
+
+from recranker.ranking.backend import TransformersBackend  # noqa: E402
+from recranker.testing import tiny_causal_lm  # noqa: E402
+from recranker.testing.backends import contract_requests  # noqa: E402
+
+
+def test_grouped_attention_answers_bitwise_as_sdpa_without_copying_the_heads(tokenizer, monkeypatch) -> None:
+    plain, grouped = tiny_causal_lm(tokenizer).eval(), tiny_causal_lm(tokenizer).eval()
+    heads, kv_heads = plain.config.num_attention_heads, plain.config.num_key_value_heads
+    assert heads > kv_heads  # grouped heads to share
+    bench.use_grouped_attention(grouped)
+    calls = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def recording(query, key, value, **kwargs):  # (key heads, query length, masked, enable_gqa)
+        calls.append((key.shape[1], query.shape[2], kwargs.get("attn_mask") is not None, kwargs.get("enable_gqa", False)))
+        return sdpa(query, key, value, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording)
+    ids = [tokenizer.convert_tokens_to_ids(t) for t in ("A", "B", "1", "5")]
+    reqs = contract_requests()  # several groups and lengths: masked prefix and suffix passes, generation
+    expected = TransformersBackend(plain, tokenizer, batch_tokens=48, prefix_tokens=80).run(reqs, ids)
+    plain_calls = list(calls)
+    calls.clear()
+    got = TransformersBackend(grouped, tokenizer, batch_tokens=48, prefix_tokens=80).run(reqs, ids)
+    for a, b in zip(expected, got):
+        np.testing.assert_array_equal(b.logprobs, a.logprobs)
+        assert b.text == a.text
+    masked = lambda made: [c for c in made if c[2] and c[1] > 1]  # noqa: E731  multi-token passes under a mask
+    assert masked(plain_calls) and all(c[0] == heads for c in masked(plain_calls))  # transformers copies the heads
+    assert masked(calls) and all(c[0] == kv_heads and c[3] for c in masked(calls))  # the grouped kernel reads them
+
+
+def test_each_row_is_set_against_the_peak_of_its_precision() -> None:
+    for dtype in (torch.float32, "float32", "float32-grouped"):
+        assert bench.peak_dtype(dtype) == torch.float32
+    for dtype in (torch.bfloat16, "bfloat16", "bfloat16-mlp", "bfloat16-linears"):
+        assert bench.peak_dtype(dtype) == torch.bfloat16
