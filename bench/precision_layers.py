@@ -21,7 +21,17 @@ head float32), `bf16-linears-head` (the same, the head in bfloat16 too), `autoca
 residual stream, matrix products in bfloat16 under `torch.autocast`), `autocast-head32` (the same
 with the output head in float32), `onednn-bf16` (float32, oneDNN allowed to compute float32
 matrix products in bfloat16: `torch.backends.mkldnn.matmul.fp32_precision`), `int8` (dynamic int8
-quantisation of the linear layers, `torch.ao.quantization.quantize_dynamic`).
+quantisation of the linear layers, `torch.ao.quantization.quantize_dynamic`: per-tensor weights,
+the output head too), `int8-mlp` (per-channel int8 weights, dynamic int8 activations, only the
+MLP blocks' three products; the rest float32), `int8-gateup` (the same for the gate and up
+projections only, whose input is the normed residual stream; the down projection's input carries
+the MLP's large outlier channels), `int8-gateup-sq` (`int8-gateup` after SmoothQuant's exact
+rescaling, alpha 0.8: each input channel of gate and up divided by s_j in the norm's weight and
+multiplied back into the weights, s_j = max|x_j|^0.8 / max|w_j|^0.2, with max|x_j| calibrated on
+the float32 pass over **these same prompts**: the best case for it).
+
+`--kernels` first prints each precision's matrix-product throughput at the MLP's shape (1,024
+tokens x 576 -> 1,536, best of 20): float32 on oneDNN, bfloat16, dynamic int8 (fbgemm).
 
     python bench/precision_layers.py --run runs/control-positive-e4 [--users 8] [--write]
 """
@@ -35,6 +45,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,7 +61,11 @@ from recranker.stages import full_hint_models, prepare_split  # noqa: E402
 from recranker.stages.models import load_ranking_model  # noqa: E402
 from recranker.stages.population import llm_candidates  # noqa: E402
 
-MODES = ["fp32", "bf16", "bf16-head32", "bf16-linears", "bf16-linears-head", "autocast", "autocast-head32", "onednn-bf16", "int8"]
+MODES = ["fp32", "bf16", "bf16-head32", "bf16-linears", "bf16-linears-head", "autocast", "autocast-head32", "onednn-bf16", "int8",
+         "int8-mlp", "int8-gateup", "int8-gateup-sq"]
+#: SmoothQuant's migration strength (0: all of an outlier's scale kept in the activation, 1: all moved
+#: into the weights); 0.8 erred least of 0.5 and 0.8 on 58 prompts of the ML-1M study's tuned model
+SMOOTH_ALPHA = 0.8
 
 
 class Float32Head(torch.nn.Module):
@@ -65,8 +80,91 @@ class Float32Head(torch.nn.Module):
             return torch.nn.functional.linear(x.float(), self.weight)
 
 
-def prepared(base, mode: str):
-    """(model, context manager factory) of `mode` from the float32 model `base` (left unchanged)."""
+def input_absmax(model, ids: list[list[int]]) -> list[torch.Tensor]:
+    """Per decoder layer, the largest |value| of each channel of the MLP's input (the post-attention
+    norm's output) over every token of the prompts `ids`, each computed whole: (d,) per layer."""
+    seen: list[torch.Tensor | None] = [None] * len(model.model.layers)
+
+    def hook(index: int):
+        def record(module, inputs, output) -> None:
+            now = output.detach().abs().amax(dim=(0, 1))  # (d,)
+            seen[index] = now if seen[index] is None else torch.maximum(seen[index], now)
+        return record
+
+    hooks = [layer.post_attention_layernorm.register_forward_hook(hook(i)) for i, layer in enumerate(model.model.layers)]
+    try:
+        with torch.inference_mode():
+            for row in ids:
+                model(input_ids=torch.tensor([row]), use_cache=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen  # type: ignore[return-value]
+
+
+def smooth_gate_up(model, absmax: list[torch.Tensor], alpha: float = SMOOTH_ALPHA) -> None:
+    """SmoothQuant's rescaling of every MLP's input, exact in float32: the post-attention norm's
+    weight divided by s (d,), the gate and up projections' input columns multiplied by s."""
+    with torch.no_grad():
+        for layer, x_max in zip(model.model.layers, absmax):
+            mlp = layer.mlp
+            w_max = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).abs().amax(0)  # (d,)
+            s = (x_max.clamp(min=1e-5) ** alpha / w_max.clamp(min=1e-5) ** (1 - alpha)).clamp(min=1e-5)
+            layer.post_attention_layernorm.weight.div_(s)
+            mlp.gate_proj.weight.mul_(s)
+            mlp.up_proj.weight.mul_(s)
+
+
+def quantize_dynamic(model, spec) -> Any:
+    """`torch.ao.quantization.quantize_dynamic` to int8 (deprecated since torch 2.10 in favour of
+    torchao, but still the fbgemm kernels of this build; its warnings silenced)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import quantize_dynamic as quantize
+
+        return quantize(model, spec, dtype=torch.qint8)
+
+
+def int8_linears(model, names: tuple[str, ...]) -> Any:
+    """`model` with the MLP products named in `names` quantised (per-channel int8 weights, dynamic
+    int8 activations), the other linear layers on oneDNN in float32."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig
+
+    spec = {f"model.layers.{i}.mlp.{name}": per_channel_dynamic_qconfig
+            for i in range(len(model.model.layers)) for name in names}
+    model = quantize_dynamic(model, spec)
+    use_onednn_linears(model)
+    return model
+
+
+def kernel_rows(tokens: int = 1024, d_in: int = 576, d_out: int = 1536, repeats: int = 20) -> list[dict]:
+    """GFLOP/s of one linear layer's product at the MLP's shape in float32 (oneDNN), bfloat16 and
+    dynamic int8 (the quantised layer as `int8_linears` builds it), best of `repeats`."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig
+
+    x, linear = torch.randn(tokens, d_in), torch.nn.Linear(d_in, d_out, bias=False)
+    fp32 = torch.nn.Sequential(copy.deepcopy(linear))
+    use_onednn_linears(fp32)
+    bf16 = copy.deepcopy(linear).to(torch.bfloat16)
+    int8 = quantize_dynamic(torch.nn.Sequential(copy.deepcopy(linear)), {"0": per_channel_dynamic_qconfig})
+    rows = []
+    for name, layer, inp in (("float32 (oneDNN)", fp32, x), ("bfloat16", bf16, x.bfloat16()), ("int8 dynamic", int8, x)):
+        best = float("inf")
+        with torch.inference_mode():
+            layer(inp)
+            for _ in range(repeats):
+                started = time.perf_counter()
+                layer(inp)
+                best = min(best, time.perf_counter() - started)
+        rows.append({"product": name, "shape": f"{tokens} x {d_in} -> {d_out}", "GFLOP/s": 2 * tokens * d_in * d_out / best / 1e9})
+    return rows
+
+
+def prepared(base, mode: str, absmax: list[torch.Tensor] | None = None):
+    """(model, context manager factory) of `mode` from the float32 model `base` (left unchanged);
+    `absmax`: the MLP inputs' channel maxima (`input_absmax`) that `int8-gateup-sq` needs."""
     model = copy.deepcopy(base).eval()
     plain = contextlib.nullcontext
     if mode == "fp32":
@@ -100,9 +198,15 @@ def prepared(base, mode: str):
                 torch.set_float32_matmul_precision(before[1])
         return model, math_mode
     if mode == "int8":
-        from torch.ao.quantization import quantize_dynamic
-
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8), plain
+        return quantize_dynamic(model, {torch.nn.Linear}), plain
+    if mode == "int8-mlp":
+        return int8_linears(model, ("gate_proj", "up_proj", "down_proj")), plain
+    if mode in ("int8-gateup", "int8-gateup-sq"):
+        if mode == "int8-gateup-sq":
+            if absmax is None:
+                raise ValueError("int8-gateup-sq needs the MLP inputs' channel maxima (input_absmax)")
+            smooth_gate_up(model, absmax)
+        return int8_linears(model, ("gate_proj", "up_proj")), plain
     raise ValueError(f"unknown mode {mode!r}")
 
 
@@ -141,6 +245,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=8, help="covered validation users whose prompts are computed")
     ap.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
     ap.add_argument("--section", default="precision-layers")
+    ap.add_argument("--kernels", action="store_true", help="first, each precision's product throughput at the MLP's shape")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -156,10 +261,14 @@ def main() -> None:
     ids = [tokenizer(text, add_special_tokens=False)["input_ids"] for *_, text in asked]
     print(f"{len(ids)} prompts ({', '.join(f'{t}: {tasks.count(t)}' for t in dict.fromkeys(tasks))}), "
           f"{sum(map(len, ids))} tokens", flush=True)
+    kernels = kernel_rows() if args.kernels else []
+    if kernels:
+        print(markdown_table(kernels), flush=True)
+    absmax = input_absmax(base, ids) if "int8-gateup-sq" in args.modes else None
     reference = None
     layer_rows, rows = [], []
     for mode in args.modes:
-        model, context = prepared(base, mode)
+        model, context = prepared(base, mode, absmax)
         hidden, logits, seconds = forward(model, context, ids)
         chosen = decisions(logits, tasks, ranker)
         if reference is None:
@@ -185,6 +294,9 @@ def main() -> None:
             f"{markdown_table(rows)}\n\nRelative error of the residual stream at the answer position after each "
             f"decoder layer (L1 ... ; the last column after the final norm), mean over prompts:\n\n"
             f"{markdown_table(layer_rows, digits=5)}\n")
+    if kernels:
+        body = (f"One linear layer's product at the MLP's shape, best of 20 (GFLOP/s):\n\n{markdown_table(kernels)}\n\n"
+                + body)
     print(body)
     if args.write:
         write_section(args.section, body, command="python bench/precision_layers.py " + " ".join(sys.argv[1:]))

@@ -10,7 +10,8 @@ differs:
 - today's: `TransformersBackend` (each user's prefix computed once, suffixes batched across users,
   last-position logits only) in float32 with PyTorch's default matrix products (MKL);
 - improved transformers: the same backend, float32 with the linear layers on oneDNN
-  (`use_onednn_linears`, what float32 ranking uses on a CPU), the same with grouped-head attention
+  (`use_onednn_linears`, what float32 ranking uses on a CPU), the same without shared stems
+  (`fp32ns`: `share_stems=False`, each suffix computed whole on its prefix), with grouped-head attention
   (`fp32g`, bench only: `grouped_sdpa_attention`), in bfloat16, and in bfloat16-mlp
   (only the MLP blocks' products in bfloat16); the row of the dtype `ranking.dtype: auto` resolves
   to on this machine is marked `(default)`;
@@ -267,8 +268,9 @@ def main() -> None:
     parser.add_argument("--naive-users", type=int, default=6, help="users for the naive loop (the first of the others)")
     parser.add_argument("--vllm-python", help="python of an environment with vLLM and recranker (vLLM rows)")
     parser.add_argument("--rows", default="naive,today,fp32,bf16,bf16mlp",
-                        help="transformers rows, in order (naive, today, fp32, bf16, bf16l: bfloat16 linear layers, "
-                        "the rest float32; bf16mlp: only the MLP's); the first two are the references")
+                        help="transformers rows, in order (naive, today, fp32, fp32ns: fp32 without shared stems, "
+                        "fp32g, bf16, bf16l: bfloat16 linear layers, the rest float32; bf16mlp: only the MLP's); the "
+                        "first two are the references; a row named again is run again (interleaved repeats)")
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--section", default="ranking-speed", help="the section of BENCHMARKS.md to write")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -282,9 +284,9 @@ def main() -> None:
     texts = []
     runs: dict[str, dict] = {}
 
-    def transformers_row(name: str, dtype: torch.dtype, onednn: bool, naive: bool = False) -> None:
+    def transformers_row(name: str, dtype: torch.dtype, onednn: bool, naive: bool = False, stems: bool = True) -> None:
         tokenizer, model = bench_model(args.model, dtype, onednn)
-        backend = NaiveBackend(model, tokenizer) if naive else TransformersBackend(model, tokenizer)
+        backend = NaiveBackend(model, tokenizer) if naive else TransformersBackend(model, tokenizer, share_stems=stems)
         subset = candidates.select(slice(None, args.naive_users)) if naive else candidates
         out, seconds = rank(backend, cfg, split, hints, subset, generate=naive)
         if not texts:
@@ -292,6 +294,8 @@ def main() -> None:
             rank(recorder, cfg, split, hints, candidates.select(slice(None, 2)))
             texts.extend(r.text for r in recorder.requests[:48])
         limit = None if naive else forward_limit(model, tokenizer, texts)
+        repeat = sum(n == name or n.startswith(name + " (run ") for n in runs)
+        name = name if not repeat else f"{name} (run {repeat + 1})"  # a row asked again: interleaved repeats
         runs[name] = {"out": out, "seconds": seconds, "usage": backend.usage.as_dict(), "limit": limit,
                       "flops_per_token": linear_flops_per_token(model),
                       "peak": peak_gflops(peak_dtype(dtype))}
@@ -300,6 +304,8 @@ def main() -> None:
     rows = {"naive": ("naive: generate per prompt, fp32", torch.float32, False, True),
             "today": ("today's: transformers, fp32 (MKL matmuls)", torch.float32, False, False),
             "fp32": ("improved transformers, fp32 (oneDNN linears)", torch.float32, True, False),
+            "fp32ns": ("improved transformers, fp32 (oneDNN linears, no shared stems: each suffix whole on its prefix)",
+                       torch.float32, True, False, False),
             "fp32g": ("improved transformers, fp32 (oneDNN linears, grouped-head attention: bench only)",
                       "float32-grouped", False, False),
             "bf16": ("improved transformers, bf16", torch.bfloat16, False, False),

@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("config", type=Path)
     parser.add_argument("--run", action="store_true", help="run (or finish) the study first")
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--section", help="the section of BENCHMARKS.md to write (default: study-<the config's name>)")
     args = parser.parse_args()
     cfg = load_config(args.config)
     summary_path = cfg.run_dir / "results" / "summary.json"
@@ -81,7 +82,7 @@ def main() -> None:
     body = "\n".join(parts)
     print(body)
     if args.write:
-        write_section(f"study-{cfg.name}", body, "python bench/study.py " + " ".join(sys.argv[1:]))
+        write_section(args.section or f"study-{cfg.name}", body, "python bench/study.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":

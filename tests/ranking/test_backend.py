@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from recranker.ranking.backend import OneDNNLinear, TransformersBackend, _Group, shared_prefix, use_onednn_linears
+from recranker.ranking.backend import MIN_STEM, OneDNNLinear, TransformersBackend, _Group, shared_prefix, use_onednn_linears
 from recranker.testing import tiny_causal_lm
-from recranker.testing.backends import BackendContract, contract_requests
+from recranker.ranking.backend import Request
+from recranker.testing.backends import HEAD, BackendContract, contract_requests
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +61,52 @@ def test_outputs_equal_one_full_forward_per_prompt(model, tokenizer, share, pad)
     else:
         assert usage.computed_tokens == usage.prompt_tokens
     assert usage.generated_tokens > 0 and usage.seconds > 0
+
+
+def stem_requests() -> list[Request]:
+    """Per group (three histories): four pointwise-like questions opening alike, two pairwise-like
+    ones opening alike, one alone and one generating listwise question."""
+    asks = [f'How would the user rate "Movie {m}"?' for m in (3, 14, 15, 9)]
+    asks += [f'Would the user prefer "Movie {a}" over "Movie {b}"?' for a, b in ((1, 22), (22, 1))]
+    asks += ["Rate it.", "Rank:\nA. x\nB. y"]
+    return [Request(HEAD.format(g=g) + ask + "<|im_end|>\n<|im_start|>assistant\n", group=g,
+                    max_new_tokens=5 if ask.startswith("Rank") else 0) for g in range(3) for ask in asks]
+
+
+@pytest.mark.parametrize("pad", [1, 32])
+def test_stems_are_computed_once_and_the_answers_stay_those_of_full_forwards(model, tokenizer, pad) -> None:
+    ids = [tokenizer.convert_tokens_to_ids(t) for t in ("A", "B", "1", "5")]
+    reqs = stem_requests()
+    usage = {}
+    for stems in (True, False):
+        backend = TransformersBackend(model, tokenizer, batch_tokens=48, prefix_tokens=80, share_stems=stems)
+        backend.pad_multiple = pad
+        for request, out in zip(reqs, backend.run(reqs, ids)):
+            logprobs, text = reference(model, tokenizer, request, ids)
+            np.testing.assert_allclose(out.logprobs, logprobs, atol=1e-5)
+            assert out.text == text
+        usage[stems] = backend.usage
+    # what the stems save: each stem computed once instead of once per suffix that opens with it
+    encoded = [tokenizer(r.text, add_special_tokens=False).input_ids for r in reqs]
+    saved = 0
+    for g in range(3):
+        rows = [e for e, r in zip(encoded, reqs) if r.group == g]
+        p = shared_prefix(rows)
+        for sub in (rows[:4], rows[4:6]):
+            n = shared_prefix([e[p:] for e in sub])
+            assert n >= MIN_STEM  # the questions open alike
+            saved += (len(sub) - 1) * n
+    assert usage[False].computed_tokens - usage[True].computed_tokens == saved
+    assert usage[True].prompt_tokens == usage[False].prompt_tokens
+
+
+def test_stems_group_only_suffixes_of_one_group_that_open_alike() -> None:
+    suffix = {0: [5, 6, 7, 1], 1: [5, 6, 8], 2: [5, 9], 3: [4, 6], 4: [5, 6, 7, 2], 5: [7]}
+    rows = [(0, 0), (0, 1), (0, 2), (0, 3), (1, 4), (1, 5)]  # (group, request)
+    # group 0: requests 0-2 open with 5 but share one token only (5, then 6 / 6 / 9): below MIN_STEM
+    assert MIN_STEM == 2 and TransformersBackend._stems(rows, suffix) == []
+    rows = [(0, 0), (0, 1), (0, 3), (1, 4), (1, 5)]
+    assert TransformersBackend._stems(rows, suffix) == [(0, [5, 6], [0, 1])]  # 4 alone in group 1
 
 
 def test_shared_prefix_leaves_every_prompt_a_token() -> None:
