@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from recranker.ranking.backend import MIN_STEM, OneDNNLinear, TransformersBackend, _Group, shared_prefix, use_onednn_linears
+from recranker.ranking.backend import (MIN_STEM, OneDNNLinear, Request, TransformersBackend, _Group, shared_prefix,
+                                      use_onednn_linears)
 from recranker.testing import tiny_causal_lm
-from recranker.ranking.backend import Request
 from recranker.testing.backends import HEAD, BackendContract, contract_requests
 
 

@@ -299,22 +299,11 @@ class TransformersBackend(Backend):
 
     def _prefix_pass(self, chunk: list[_Group]) -> tuple[list | None, torch.Tensor]:
         """The keys and values of the groups' prefixes, left-padded to one width P, in one pass
-        (None when every prefix is empty), and their mask (G, P)."""
-        from transformers import DynamicCache
-
-        width = self._padded(max(len(g.prefix) for g in chunk))  # P
-        prefix_mask = torch.zeros(len(chunk), width, dtype=torch.long)  # (G, P), 1 on real tokens
-        prefix_ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)  # (G, P)
-        for i, g in enumerate(chunk):
-            if g.prefix:
-                prefix_ids[i, width - len(g.prefix):] = torch.tensor(g.prefix)
-                prefix_mask[i, width - len(g.prefix):] = 1
-        if not width:
-            return None, prefix_mask
-        positions = (prefix_mask.cumsum(1) - 1).clamp(min=0)  # (G, P)
-        out = self._forward(prefix_ids, prefix_mask, positions, DynamicCache(config=self.model.config))
-        self.usage.computed_tokens += int(prefix_mask.sum())
-        return [(layer.keys, layer.values) for layer in getattr(out, self.cache_name).layers], prefix_mask  # (G, H, P, D)
+        (None when every prefix is empty), and their mask (G, P): `_extend_pass` on an empty cache."""
+        empty = torch.zeros(len(chunk), 0, dtype=torch.long)  # (G, 0)
+        if not any(g.prefix for g in chunk):
+            return None, empty
+        return self._extend_pass(list(range(len(chunk))), [g.prefix for g in chunk], None, empty)  # (G, H, P, D)
 
     def _extend(self, on: list[int], tokens: list[list[int]], kv: list | None, mask: torch.Tensor) -> tuple:
         """One forward pass of `tokens` (one list per row, left-padded to a width S), row b continuing
@@ -330,8 +319,9 @@ class TransformersBackend(Backend):
         ids = torch.full((len(tokens), length), self.pad_id, dtype=torch.long)  # (B, S), left-padded
         new = torch.zeros(len(tokens), length, dtype=torch.long)  # (B, S)
         for b, row in enumerate(tokens):
-            ids[b, length - len(row):] = torch.tensor(row)
-            new[b, length - len(row):] = 1
+            if row:  # a group's prefix may be empty
+                ids[b, length - len(row):] = torch.tensor(row)
+                new[b, length - len(row):] = 1
         positions = mask.sum(1)[rows, None] + (new.cumsum(1) - 1).clamp(min=0)  # (B, S)
         full_mask = torch.cat([mask[rows], new], dim=1)  # (B, P + S)
         out = self._forward(ids, full_mask, positions, cache)
