@@ -80,25 +80,33 @@ class Float32Head(torch.nn.Module):
             return torch.nn.functional.linear(x.float(), self.weight)
 
 
-def input_absmax(model, ids: list[list[int]]) -> list[torch.Tensor]:
-    """Per decoder layer, the largest |value| of each channel of the MLP's input (the post-attention
-    norm's output) over every token of the prompts `ids`, each computed whole: (d,) per layer."""
+@contextlib.contextmanager
+def recording_absmax(model):
+    """While inside, every forward pass of `model` records per decoder layer the largest |value| of
+    each channel of the MLP's input (the post-attention norm's output) over its tokens; yields the
+    list, (d,) per layer, filled in place (a deep copy of `model` records too: hooks are copied)."""
     seen: list[torch.Tensor | None] = [None] * len(model.model.layers)
 
     def hook(index: int):
         def record(module, inputs, output) -> None:
-            now = output.detach().abs().amax(dim=(0, 1))  # (d,)
+            now = output.detach().float().abs().amax(dim=(0, 1))  # (d,)
             seen[index] = now if seen[index] is None else torch.maximum(seen[index], now)
         return record
 
     hooks = [layer.post_attention_layernorm.register_forward_hook(hook(i)) for i, layer in enumerate(model.model.layers)]
     try:
-        with torch.inference_mode():
-            for row in ids:
-                model(input_ids=torch.tensor([row]), use_cache=False)
+        yield seen
     finally:
         for h in hooks:
             h.remove()
+
+
+def input_absmax(model, ids: list[list[int]]) -> list[torch.Tensor]:
+    """Per decoder layer, the largest |value| of each channel of the MLP's input over every token of
+    the prompts `ids`, each computed whole: (d,) per layer."""
+    with recording_absmax(model) as seen, torch.inference_mode():
+        for row in ids:
+            model(input_ids=torch.tensor([row]), use_cache=False)
     return seen  # type: ignore[return-value]
 
 
@@ -264,12 +272,17 @@ def main() -> None:
     kernels = kernel_rows() if args.kernels else []
     if kernels:
         print(markdown_table(kernels), flush=True)
-    absmax = input_absmax(base, ids) if "int8-gateup-sq" in args.modes else None
+    # SmoothQuant's calibration maxima: recorded during the float32 pass when it comes first (its
+    # time then includes 30 small abs-max reductions a prompt), else by a pass of their own
+    calibrate = "int8-gateup-sq" in args.modes
+    absmax = input_absmax(base, ids) if calibrate and args.modes[0] != "fp32" else None
     reference = None
     layer_rows, rows = [], []
     for mode in args.modes:
         model, context = prepared(base, mode, absmax)
-        hidden, logits, seconds = forward(model, context, ids)
+        with recording_absmax(model) if calibrate and absmax is None else contextlib.nullcontext() as seen:
+            hidden, logits, seconds = forward(model, context, ids)
+        absmax = seen if absmax is None else absmax
         chosen = decisions(logits, tasks, ranker)
         if reference is None:
             reference = (hidden, chosen)

@@ -94,18 +94,37 @@ def setting(args):
     return cfg, split, candidates, stages.full_hint_models(cfg, split, progress=False)
 
 
-def rank(backend: Backend, cfg, split, hints, candidates, *, generate: bool = False) -> tuple[RankerOutputs, float]:
-    """The outputs on `candidates` and the seconds they took (after a warm-up on two other users)."""
+def rank(backend: Backend, cfg, split, hints, candidates, *, generate: bool = False,
+         warm_up: bool = True) -> tuple[RankerOutputs, float]:
+    """The outputs on `candidates` and the seconds they took (after a warm-up on two other users
+    unless `warm_up` is False)."""
     from recranker import stages
 
     rcfg = cfg.ranking.model_copy(update={"arms": [], "bootstrap": 1, "tune_weights": False, "generate": generate})
     renderer = cfg.renderer(split.dataset, backend.tokenizer)
     ranker = LLMRanker(backend, renderer, split, hints, rcfg)
-    ranker.rank(stages.llm_candidates(cfg, split, "lightgcn", "valid").select(slice(-2, None)), "valid", progress=False)
+    if warm_up:
+        ranker.rank(stages.llm_candidates(cfg, split, "lightgcn", "valid").select(slice(-2, None)), "valid", progress=False)
     backend.usage = Usage()
     started = time.perf_counter()
     out = ranker.rank(candidates, "test", progress=False)
     return out, time.perf_counter() - started
+
+
+def profile_shares(backend: Backend, cfg, split, hints, candidates, top: int = 10) -> dict[str, float]:
+    """Where the time of ranking `candidates` goes: each operator's share of the self CPU time under
+    torch.profiler (the `top` largest, the rest as "other"). The profiler's own overhead falls on the
+    many small operators, so shares, not seconds, are what to read."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        rank(backend, cfg, split, hints, candidates, warm_up=False)  # the row's model is warm already
+    self_us = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
+    total = sum(self_us.values()) or 1.0
+    ranked = sorted(self_us.items(), key=lambda kv: -kv[1])
+    shares = {name: us / total for name, us in ranked[:top]}
+    shares["other"] = sum(us for _, us in ranked[top:]) / total
+    return shares
 
 
 def bench_model(spec: str, dtype: torch.dtype | str, onednn: bool) -> tuple:
@@ -271,6 +290,9 @@ def main() -> None:
                         help="transformers rows, in order (naive, today, fp32, fp32ns: fp32 without shared stems, "
                         "fp32g, bf16, bf16l: bfloat16 linear layers, the rest float32; bf16mlp: only the MLP's); the "
                         "first two are the references; a row named again is run again (interleaved repeats)")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="after each transformers row, rank its first N users again under torch.profiler and "
+                        "report each operator's share of the CPU time (0: no profile)")
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--section", default="ranking-speed", help="the section of BENCHMARKS.md to write")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -299,6 +321,8 @@ def main() -> None:
         runs[name] = {"out": out, "seconds": seconds, "usage": backend.usage.as_dict(), "limit": limit,
                       "flops_per_token": linear_flops_per_token(model),
                       "peak": peak_gflops(peak_dtype(dtype))}
+        if args.profile and not naive:
+            runs[name]["profile"] = profile_shares(backend, cfg, split, hints, candidates.select(slice(None, args.profile)))
         print(name, f"{seconds / len(out):.2f} s/user", flush=True)
 
     rows = {"naive": ("naive: generate per prompt, fp32", torch.float32, False, True),
@@ -372,7 +396,22 @@ def report(runs: dict, cfg, split) -> str:
             f"the same users (targets: mean |d E[rating]| < 0.02, mean |d P(Yes)| < 0.01, the first listwise pick the "
             f"same for >= 95% of users); hybrid with the default weights. `linear GFLOP/s`: computed tokens/s x 2 x the "
             f"linear layers' weights (the output head and attention's own products left out); `machine peak GFLOP/s`: "
-            f"a 2048^3 matrix product in the row's precision on this machine (oneDNN for float32), best of 10.\n\n{markdown_table(rows)}\n")
+            f"a 2048^3 matrix product in the row's precision on this machine (oneDNN for float32), best of 10.\n\n{markdown_table(rows)}\n"
+            + profile_table(runs))
+
+
+def profile_table(runs: dict) -> str:
+    """Each profiled row's operators by share of its self CPU time (empty without --profile)."""
+    profiled = {name: run["profile"] for name, run in runs.items() if run.get("profile")}
+    if not profiled:
+        return ""
+    operators = sorted({op for shares in profiled.values() for op in shares if op != "other"},
+                       key=lambda op: -max(shares.get(op, 0.0) for shares in profiled.values())) + ["other"]
+    rows = [{"operator": f"`{op}`" if op != "other" else "other",
+             **{name: f"{shares[op]:.1%}" if op in shares else "-" for name, shares in profiled.items()}}
+            for op in operators]
+    return ("\nWhere each row's time goes: its first users ranked again under torch.profiler, each operator's share "
+            "of the self CPU time (the 10 largest per row; `-`: not among them):\n\n" + markdown_table(rows) + "\n")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,19 @@ def test_smoothing_is_exact_in_float32_and_moves_scale_into_the_weights(tokenize
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
 
 
+def test_calibration_recorded_during_the_float32_pass_equals_its_own_pass(tokenizer) -> None:
+    base = tiny_causal_lm(tokenizer).eval()
+    ids = _prompts(tokenizer)
+    own = bench.input_absmax(base, ids)
+    model, context = bench.prepared(base, "fp32")
+    with bench.recording_absmax(model) as seen:
+        hidden, logits, _ = bench.forward(model, context, ids)
+    assert len(hidden) == len(logits) == len(ids)
+    for a, b in zip(seen, own):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert not model.model.layers[0].post_attention_layernorm._forward_hooks  # the hooks are gone
+
+
 def test_int8_modes_quantise_only_the_products_they_name(tokenizer) -> None:
     base = tiny_causal_lm(tokenizer).eval()
     ids = _prompts(tokenizer)

@@ -49,3 +49,29 @@ def test_each_row_is_set_against_the_peak_of_its_precision() -> None:
         assert bench.peak_dtype(dtype) == torch.float32
     for dtype in (torch.bfloat16, "bfloat16", "bfloat16-mlp", "bfloat16-linears"):
         assert bench.peak_dtype(dtype) == torch.bfloat16
+
+
+def test_profile_shares_sum_to_one_and_the_table_marks_operators_a_row_lacks(tokenizer, monkeypatch) -> None:
+    model = tiny_causal_lm(tokenizer).eval()
+    backend = TransformersBackend(model, tokenizer, batch_tokens=48, prefix_tokens=80)
+    ids = [tokenizer.convert_tokens_to_ids(t) for t in ("A", "B", "1", "5")]
+    warm = []
+
+    def ranking(backend, cfg, split, hints, candidates, **kwargs):  # the bench's rank, on the contract requests
+        warm.append(kwargs.get("warm_up", True))
+        return backend.run(contract_requests(), ids), 0.0
+
+    monkeypatch.setattr(bench, "rank", ranking)
+    shares = bench.profile_shares(backend, None, None, None, None, top=3)
+    assert warm == [False]  # profiled without a second warm-up
+    assert len(shares) == 4 and "other" in shares
+    assert abs(sum(shares.values()) - 1.0) < 1e-9
+    top = [v for k, v in shares.items() if k != "other"]
+    assert top == sorted(top, reverse=True) and top[0] > 0
+    runs = {"row a": {"profile": {"aten::mm": 0.6, "aten::cat": 0.1, "other": 0.3}},
+            "row b": {"profile": {"aten::mm": 0.2, "aten::add": 0.5, "other": 0.3}}, "row c": {}}
+    table = bench.profile_table(runs)
+    lines = [line for line in table.splitlines() if line.startswith("| `")]
+    assert [line.split("|")[1].strip() for line in lines] == ["`aten::mm`", "`aten::add`", "`aten::cat`"]
+    assert "| `aten::cat` | 10.0% | - |" in table and "row c" not in table
+    assert bench.profile_table({"row": {}}) == ""
