@@ -139,6 +139,12 @@ def bench_model(spec: str, dtype: torch.dtype | str, onednn: bool) -> tuple:
         model = ready_for_ranking(model, "float32")
         use_grouped_attention(model)
         return tokenizer, model
+    if dtype == "bfloat16-mlp-fused":  # bench only: bfloat16-mlp with each MLP block's gate and up products as one
+        from recranker.ranking.backend import use_bf16_mlp
+
+        use_bf16_mlp(model)
+        use_onednn_linears(model)
+        return tokenizer, model.eval()
     if dtype == "bfloat16-linears":  # bench only: every linear layer's product in bfloat16 but the head's
         use_bf16_linears(model, within=None)
         return tokenizer, model.eval()
@@ -288,7 +294,8 @@ def main() -> None:
     parser.add_argument("--vllm-python", help="python of an environment with vLLM and recranker (vLLM rows)")
     parser.add_argument("--rows", default="naive,today,fp32,bf16,bf16mlp",
                         help="transformers rows, in order (naive, today, fp32, fp32ns: fp32 without shared stems, "
-                        "fp32g, bf16, bf16l: bfloat16 linear layers, the rest float32; bf16mlp: only the MLP's); the "
+                        "fp32g, bf16, bf16l: bfloat16 linear layers, the rest float32; bf16mlp: only the MLP's; bf16mlpf: the same "
+                        "with gate and up as one product); the "
                         "first two are the references; a row named again is run again (interleaved repeats)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="after each transformers row, rank its first N users again under torch.profiler and "
@@ -335,7 +342,9 @@ def main() -> None:
             "bf16": ("improved transformers, bf16", torch.bfloat16, False, False),
             "bf16l": ("improved transformers, bf16 linear layers, the rest fp32", "bfloat16-linears", False, False),
             "bf16mlp": ("improved transformers, bf16 MLP layers, the rest fp32 (ranking.dtype: bfloat16-mlp)", "bfloat16-mlp", False,
-                        False)}
+                        False),
+            "bf16mlpf": ("improved transformers, bf16 MLP layers, gate and up as one product, the rest fp32",
+                         "bfloat16-mlp-fused", False, False)}
     default = {"float32": "fp32", MIXED_DTYPE: "bf16mlp", "bfloat16": "bf16"}[RankingConfig().resolved_dtype("cpu")]
     for key in args.rows.split(","):
         name, *rest = rows[key]
