@@ -4,7 +4,7 @@ Ranks the first N covered test users (ML-100K, LightGCN's top 10, the untuned de
 three tasks with hints) as `bench/ranking_speed.py` does, once per setting, and reports the
 process's peak resident set. Writes the section "ranking-memory" of BENCHMARKS.md (with --write).
 
-    python bench/ranking_memory.py [--users 16] [--write]
+    python bench/ranking_memory.py [--users 16] [--settings ...] [--section ranking-memory] [--write]
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_section  # noqa: E402
 
-SETTINGS = {"today's: fp32, MKL matmuls": ("float32", False), "fp32, oneDNN linears (default)": ("float32", True),
-            "bf16": ("bfloat16", False)}
+#: name: (dtype: a torch dtype's name or a `ranking.dtype`, oneDNN linears, shared stems)
+SETTINGS = {"today's: fp32, MKL matmuls": ("float32", False, True), "fp32, oneDNN linears": ("float32", True, True),
+            "fp32, oneDNN linears, no shared stems": ("float32", True, False), "bf16": ("bfloat16", False, True),
+            "bf16-mlp": ("bfloat16-mlp", False, True), "bf16-mlp, no shared stems": ("bfloat16-mlp", False, False)}
 
 
 def worker(args) -> None:
@@ -32,12 +34,12 @@ def worker(args) -> None:
     from recranker.ranking.backend import TransformersBackend
     from recranker.tuning.model import DTYPES
 
-    dtype, onednn = SETTINGS[args.worker]
+    dtype, onednn, stems = SETTINGS[args.worker]
     torch.set_grad_enabled(False)
     cfg, split, candidates, hints = setting(args)
-    tokenizer, model = bench_model(args.model, DTYPES[dtype], onednn)
+    tokenizer, model = bench_model(args.model, DTYPES.get(dtype, dtype), onednn)
     started = time.perf_counter()
-    out, seconds = rank(TransformersBackend(model, tokenizer), cfg, split, hints, candidates)
+    out, seconds = rank(TransformersBackend(model, tokenizer, share_stems=stems), cfg, split, hints, candidates)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"setting": args.worker, "users": len(out), "s/user": seconds / len(out), "peak_rss_mib": peak,
                       "wall_s": time.perf_counter() - started}))
@@ -49,13 +51,16 @@ def main() -> None:
     parser.add_argument("--config")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--users", type=int, default=16)
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS), metavar="SETTING",
+                        help=f"the settings to measure, in order (default: all of {', '.join(SETTINGS)})")
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--section", default="ranking-memory", help="the section of BENCHMARKS.md to write")
     parser.add_argument("--worker", choices=list(SETTINGS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args)
     rows = []
-    for name in SETTINGS:
+    for name in args.settings:
         command = [sys.executable, __file__, "--worker", name, "--name", args.name, "--model", args.model,
                    "--users", str(args.users)] + (["--config", args.config] if args.config else [])
         done = subprocess.run(command, check=True, capture_output=True, text=True)
@@ -68,7 +73,7 @@ def main() -> None:
     body = "\n".join(lines)
     print(body)
     if args.write:
-        write_section("ranking-memory", body, "python bench/ranking_memory.py " + " ".join(sys.argv[1:]))
+        write_section(args.section, body, "python bench/ranking_memory.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":

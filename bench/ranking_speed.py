@@ -13,7 +13,8 @@ differs:
   (`use_onednn_linears`, what float32 ranking uses on a CPU), the same without shared stems
   (`fp32ns`: `share_stems=False`, each suffix computed whole on its prefix), with grouped-head attention
   (`fp32g`, bench only: `grouped_sdpa_attention`), in bfloat16, and in bfloat16-mlp
-  (only the MLP blocks' products in bfloat16); the row of the dtype `ranking.dtype: auto` resolves
+  (only the MLP blocks' products in bfloat16; `bf16mlpf`, bench only: with each block's gate and up
+  projections as one product, `BF16MLP`); the row of the dtype `ranking.dtype: auto` resolves
   to on this machine is marked `(default)`;
 - vLLM (fp32, bf16): `VLLMBackend`, automatic prefix caching, run by the interpreter of an
   environment that has vLLM (`--vllm-python`, e.g. .venv-vllm/bin/python from `.ci/vllm`).
@@ -27,6 +28,7 @@ BENCHMARKS.md (with --write).
 
     python bench/ranking_speed.py [--users 100] [--naive-users 6] [--vllm-python .venv-vllm/bin/python] [--write]
     python bench/ranking_speed.py --model runs/ml-100k-cpu/tune/main/merged --rows today,bf16   # gates of a tuned model
+    python bench/ranking_speed.py ... --profile 8   # and where each row's time goes, operator by operator
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,8 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_section  # noqa: E402
 
 from recranker.config import StudyConfig, load_config  # noqa: E402
-from recranker.ranking.backend import (Backend, Output, TransformersBackend, Usage, stop_token_ids,  # noqa: E402
-                                      use_onednn_linears)
+from recranker.ranking.backend import (BF16Linear, Backend, OneDNNLinear, Output, TransformersBackend,  # noqa: E402
+                                      Usage, stop_token_ids, use_bf16_linears, use_onednn_linears)
 from recranker.ranking.config import MIXED_DTYPE, RankingConfig  # noqa: E402
 from recranker.ranking.llm import LLMRanker, RankerOutputs  # noqa: E402
 from recranker.report import markdown_table  # noqa: E402
@@ -130,7 +133,6 @@ def profile_shares(backend: Backend, cfg, split, hints, candidates, top: int = 1
 def bench_model(spec: str, dtype: torch.dtype | str, onednn: bool) -> tuple:
     """(tokenizer, model) of `spec` in `dtype` (or a `ranking.dtype` name), in eval mode, its linear
     layers on oneDNN when asked."""
-    from recranker.ranking.backend import use_bf16_linears
     from recranker.ranking.engine import ready_for_ranking
     from recranker.tuning.model import load_causal_lm
 
@@ -140,8 +142,6 @@ def bench_model(spec: str, dtype: torch.dtype | str, onednn: bool) -> tuple:
         use_grouped_attention(model)
         return tokenizer, model
     if dtype == "bfloat16-mlp-fused":  # bench only: bfloat16-mlp with each MLP block's gate and up products as one
-        from recranker.ranking.backend import use_bf16_mlp
-
         use_bf16_mlp(model)
         use_onednn_linears(model)
         return tokenizer, model.eval()
@@ -154,6 +154,54 @@ def bench_model(spec: str, dtype: torch.dtype | str, onednn: bool) -> tuple:
     if onednn:
         use_onednn_linears(model)
     return tokenizer, model
+
+
+class BF16MLP(torch.nn.Module):
+    """Bench only (no faster: BENCHMARKS "ranking-speed-default"). A gated MLP block (`down(act(gate(x)) * up(x))`, as Llama's) computed as `use_bf16_linears`
+    computes it, the gate and up projections' products in bfloat16, their outputs and the gating in
+    float32, the down projection's product in bfloat16, but with the gate and up projections as one
+    product (their weights stacked) and the input rounded to bfloat16 once: the same values up to the
+    order of the kernel's float32 sums."""
+
+    def __init__(self, mlp: torch.nn.Module) -> None:
+        super().__init__()
+        gate, up = mlp.gate_proj, mlp.up_proj
+        self.width = gate.weight.shape[0]
+        weight = torch.cat([gate.weight.detach(), up.weight.detach()]).to(torch.bfloat16)
+        self.weight = torch.nn.Parameter(weight, requires_grad=False)  # (2 I, d)
+        bias = None
+        if gate.bias is not None or up.bias is not None:
+            bias = torch.cat([b.detach() if b is not None else torch.zeros(self.width, dtype=gate.weight.dtype)
+                              for b in (gate.bias, up.bias)]).to(torch.bfloat16)
+        self.bias = None if bias is None else torch.nn.Parameter(bias, requires_grad=False)
+        self.act_fn = mlp.act_fn
+        self.down_proj = mlp.down_proj if isinstance(mlp.down_proj, BF16Linear) else BF16Linear(mlp.down_proj)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = torch.nn.functional.linear(x.to(torch.bfloat16), self.weight, self.bias).split(self.width, dim=-1)
+        return self.down_proj(self.act_fn(gate.to(x.dtype)) * up.to(x.dtype))
+
+
+def use_bf16_mlp(model: Any) -> int:
+    """`use_bf16_linears(model)` (the MLP blocks' products in bfloat16), with each gated MLP block
+    whose output `BF16MLP` reproduces (checked on a random input when it is replaced) computed by
+    `BF16MLP`; returns how many linear layers compute in bfloat16."""
+    replaced = 0
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if not all(type(getattr(child, n, None)) in (torch.nn.Linear, OneDNNLinear)
+                       and getattr(child, n).weight.dtype == torch.float32 for n in ("gate_proj", "up_proj", "down_proj")) \
+                    or not hasattr(child, "act_fn"):
+                continue
+            fused = BF16MLP(child)
+            use_bf16_linears(child, within=None, skip=())  # the unfused reference, and the fallback
+            probe = torch.randn(2, 3, child.gate_proj.weight.shape[1], device=fused.weight.device)
+            with torch.no_grad():
+                expected = child(probe)  # a block that computes otherwise errs by O(1), bfloat16's sums by < 1%
+                if float((fused(probe) - expected).norm() / expected.norm()) < 1e-2:
+                    setattr(module, name, fused)
+            replaced += 3
+    return replaced + use_bf16_linears(model)
 
 
 GROUPED_SDPA = "bench_grouped_sdpa"

@@ -75,3 +75,32 @@ def test_profile_shares_sum_to_one_and_the_table_marks_operators_a_row_lacks(tok
     assert [line.split("|")[1].strip() for line in lines] == ["`aten::mm`", "`aten::add`", "`aten::cat`"]
     assert "| `aten::cat` | 10.0% | - |" in table and "row c" not in table
     assert bench.profile_table({"row": {}}) == ""
+
+
+def test_the_fused_mlp_answers_as_the_unfused_one_and_refuses_blocks_it_cannot_reproduce(tokenizer) -> None:
+    unfused, fused = tiny_causal_lm(tokenizer), tiny_causal_lm(tokenizer)
+    bench.use_bf16_linears(unfused)
+    assert bench.use_bf16_mlp(fused) == 3 * len(fused.model.layers)
+    assert all(isinstance(layer.mlp, bench.BF16MLP) for layer in fused.model.layers)
+    assert {p.dtype for name, p in fused.named_parameters() if ".mlp." not in name} == {torch.float32}
+    ids = torch.tensor([tokenizer("A 1 B 5 Yes", add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        a, b = unfused(input_ids=ids).logits, fused(input_ids=ids).logits
+    assert b.dtype == torch.float32
+    assert float((b - a).norm() / a.norm()) < 1e-3  # the same values but for the order of float32 sums
+
+    class Ungated(torch.nn.Module):  # gate_proj, up_proj, down_proj and act_fn, but another block
+        def __init__(self, mlp) -> None:
+            super().__init__()
+            self.gate_proj, self.up_proj, self.down_proj, self.act_fn = mlp.gate_proj, mlp.up_proj, mlp.down_proj, mlp.act_fn
+
+        def forward(self, x):
+            return self.down_proj(self.gate_proj(x) + self.up_proj(x))
+
+    model = tiny_causal_lm(tokenizer)
+    layer = model.model.layers[0]
+    layer.mlp = Ungated(layer.mlp)
+    assert bench.use_bf16_mlp(model) == 3 * len(model.model.layers)
+    assert isinstance(model.model.layers[0].mlp, Ungated)  # left unfused, its products rounded one by one
+    assert isinstance(model.model.layers[0].mlp.gate_proj, bench.BF16Linear)
+    assert isinstance(model.model.layers[1].mlp, bench.BF16MLP)

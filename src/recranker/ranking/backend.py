@@ -196,54 +196,6 @@ def use_bf16_linears(model: Any, *, within: str | None = "mlp", skip: tuple[str,
     return replaced
 
 
-class BF16MLP(torch.nn.Module):
-    """A gated MLP block (`down(act(gate(x)) * up(x))`, as Llama's) computed as `use_bf16_linears`
-    computes it, the gate and up projections' products in bfloat16, their outputs and the gating in
-    float32, the down projection's product in bfloat16, but with the gate and up projections as one
-    product (their weights stacked) and the input rounded to bfloat16 once: the same values up to the
-    order of the kernel's float32 sums."""
-
-    def __init__(self, mlp: torch.nn.Module) -> None:
-        super().__init__()
-        gate, up = mlp.gate_proj, mlp.up_proj
-        self.width = gate.weight.shape[0]
-        weight = torch.cat([gate.weight.detach(), up.weight.detach()]).to(torch.bfloat16)
-        self.weight = torch.nn.Parameter(weight, requires_grad=False)  # (2 I, d)
-        bias = None
-        if gate.bias is not None or up.bias is not None:
-            bias = torch.cat([b.detach() if b is not None else torch.zeros(self.width, dtype=gate.weight.dtype)
-                              for b in (gate.bias, up.bias)]).to(torch.bfloat16)
-        self.bias = None if bias is None else torch.nn.Parameter(bias, requires_grad=False)
-        self.act_fn = mlp.act_fn
-        self.down_proj = mlp.down_proj if isinstance(mlp.down_proj, BF16Linear) else BF16Linear(mlp.down_proj)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = torch.nn.functional.linear(x.to(torch.bfloat16), self.weight, self.bias).split(self.width, dim=-1)
-        return self.down_proj(self.act_fn(gate.to(x.dtype)) * up.to(x.dtype))
-
-
-def use_bf16_mlp(model: Any) -> int:
-    """`use_bf16_linears(model)` (the MLP blocks' products in bfloat16), with each gated MLP block
-    whose output `BF16MLP` reproduces (checked on a random input when it is replaced) computed by
-    `BF16MLP`; returns how many linear layers compute in bfloat16."""
-    replaced = 0
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if not all(type(getattr(child, n, None)) in (torch.nn.Linear, OneDNNLinear)
-                       and getattr(child, n).weight.dtype == torch.float32 for n in ("gate_proj", "up_proj", "down_proj")) \
-                    or not hasattr(child, "act_fn"):
-                continue
-            fused = BF16MLP(child)
-            use_bf16_linears(child, within=None, skip=())  # the unfused reference, and the fallback
-            probe = torch.randn(2, 3, child.gate_proj.weight.shape[1], device=fused.weight.device)
-            with torch.no_grad():
-                expected = child(probe)  # a block that computes otherwise errs by O(1), bfloat16's sums by < 1%
-                if float((fused(probe) - expected).norm() / expected.norm()) < 1e-2:
-                    setattr(module, name, fused)
-            replaced += 3
-    return replaced + use_bf16_linears(model)
-
-
 class TransformersBackend(Backend):
     """A transformers causal LM (a peft model works too) on its device.
 
