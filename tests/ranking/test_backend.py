@@ -100,6 +100,29 @@ def test_stems_are_computed_once_and_the_answers_stay_those_of_full_forwards(mod
     assert usage[True].prompt_tokens == usage[False].prompt_tokens
 
 
+def test_suffix_passes_keep_their_rows_cached_tokens_within_cache_tokens(model, tokenizer, monkeypatch) -> None:
+    ids = [tokenizer.convert_tokens_to_ids(t) for t in ("A", "B", "1", "5")]
+    reqs = stem_requests()
+    passes = {}
+    for budget in (16384, 160):
+        backend = TransformersBackend(model, tokenizer, batch_tokens=256, prefix_tokens=80, cache_tokens=budget,
+                                      share_stems=False)
+        shapes = []
+        forward = backend._forward
+        monkeypatch.setattr(backend, "_forward", lambda ids_, mask, positions, cache: (
+            shapes.append((ids_.shape, mask.shape)), forward(ids_, mask, positions, cache))[1])
+        for request, out in zip(reqs, backend.run(reqs, ids)):
+            logprobs, text = reference(model, tokenizer, request, ids)
+            np.testing.assert_allclose(out.logprobs, logprobs, atol=1e-5)
+            assert out.text == text
+        # suffix passes: several new tokens on a cache (the prefix passes have no cache, decoding one token)
+        suffix_passes = [(i[0], m[1]) for i, m in shapes if 1 < i[1] < m[1]]
+        passes[budget] = suffix_passes
+    assert any(rows * width > 160 for rows, width in passes[16384])  # the default lets passes be larger
+    assert all(rows == 1 or rows * width <= 160 for rows, width in passes[160])
+    assert len(passes[160]) > len(passes[16384])
+
+
 def test_stems_group_only_suffixes_of_one_group_that_open_alike() -> None:
     suffix = {0: [5, 6, 7, 1], 1: [5, 6, 8], 2: [5, 9], 3: [4, 6], 4: [5, 6, 7, 2], 5: [7]}
     rows = [(0, 0), (0, 1), (0, 2), (0, 3), (1, 4), (1, 5)]  # (group, request)

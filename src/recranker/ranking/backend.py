@@ -199,16 +199,19 @@ def use_bf16_linears(model: Any, *, within: str | None = "mlp", skip: tuple[str,
 class TransformersBackend(Backend):
     """A transformers causal LM (a peft model works too) on its device.
 
-    `batch_tokens` bounds the suffix tokens of one forward pass and `prefix_tokens` the prefix
-    tokens of one prefix pass (both in real tokens, padding excluded); `share_prefix=False`
+    `batch_tokens` bounds the suffix tokens of one forward pass, `cache_tokens` the tokens its rows
+    attend to (each row holds a copy of its cached prefix, so this bounds the pass's memory: with
+    short suffixes `batch_tokens` alone lets a pass take many rows) and `prefix_tokens` the prefix
+    tokens of one prefix pass (all in real tokens, padding excluded); `share_prefix=False`
     computes every prompt whole (for comparisons); `share_stems=False` computes each suffix whole
     on its group's prefix (the suffixes' shared opening tokens once per suffix).
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, batch_tokens: int = 1024, prefix_tokens: int = 4096,
-                 share_prefix: bool = True, share_stems: bool = True) -> None:
+                 cache_tokens: int = 16384, share_prefix: bool = True, share_stems: bool = True) -> None:
         self.model, self.tokenizer = model.eval(), tokenizer
         self.batch_tokens, self.prefix_tokens, self.share_prefix = batch_tokens, prefix_tokens, share_prefix
+        self.cache_tokens = cache_tokens
         self.share_stems = share_stems and share_prefix
         #: pad every batch's width to a multiple of this (1: no extra padding); a service sets it
         #: higher so that its forward passes take a bounded set of shapes
@@ -279,7 +282,7 @@ class TransformersBackend(Backend):
                     suffix[k] = suffix[k][len(stem):]
         for level_kv, level_mask, level_rows in levels:
             level_rows.sort(key=lambda r: (requests[r[1]].max_new_tokens > 0, len(suffix[r[1]])))
-            for batch in self._batches(level_rows, suffix, requests):
+            for batch in self._batches(level_rows, suffix, requests, level_mask.shape[1]):
                 self._suffix_batch(batch, suffix, level_kv, level_mask, requests, wanted, outputs)
 
     @staticmethod
@@ -353,12 +356,17 @@ class TransformersBackend(Backend):
     def _padded(self, width: int) -> int:
         return -(-width // self.pad_multiple) * self.pad_multiple if width else 0
 
-    def _batches(self, rows, suffix, requests) -> list[list[tuple[int, int]]]:
+    def _batches(self, rows, suffix, requests, cached: int) -> list[list[tuple[int, int]]]:
+        """`rows` (sorted by suffix length) in batches of at most `batch_tokens` suffix tokens and
+        `cache_tokens` tokens attended to (`cached`: the width of the cache they continue), padding
+        included; generating rows in batches of their own."""
         batches, current = [], []
         for row in rows:
             generating = requests[row[1]].max_new_tokens > 0
             tokens = (len(current) + 1) * len(suffix[row[1]])
-            if current and (tokens > self.batch_tokens or generating != (requests[current[0][1]].max_new_tokens > 0)):
+            attended = (len(current) + 1) * (cached + len(suffix[row[1]]))
+            if current and (tokens > self.batch_tokens or attended > self.cache_tokens
+                            or generating != (requests[current[0][1]].max_new_tokens > 0)):
                 batches.append(current)
                 current = []
             current.append(row)

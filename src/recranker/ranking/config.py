@@ -56,7 +56,7 @@ class RankingConfig(Settings):
     #: input of the LLM ranking stages
     NOT_ASKED: ClassVar[frozenset[str]] = frozenset({
         "listwise", "weights", "tune_weights", "weight_step", "tune_metric", "constants", "arms", "bootstrap",
-        "tasks", "batch_tokens", "prefix_tokens", "chunk_users", "workers", "calibrate_positions", "backbone_weights",
+        "tasks", "batch_tokens", "cache_tokens", "prefix_tokens", "chunk_users", "workers", "calibrate_positions", "backbone_weights",
         "learned_fusion", "learned_c"})
     ADDED: ClassVar[frozenset[str]] = frozenset({"test_covered", "valid_covered"})
 
@@ -115,6 +115,8 @@ class RankingConfig(Settings):
                                  "validation users")
     learned_c: float = Field(1.0, gt=0, description="inverse L2 strength of the learned fusion")
     batch_tokens: int = Field(1024, ge=16, description="suffix tokens per forward pass")
+    cache_tokens: int = Field(16384, ge=16, description="tokens a suffix pass attends to, its rows' copies of their "
+                              "cached prefix (and stem) included: bounds the pass's memory")
     prefix_tokens: int = Field(4096, ge=16, description="prefix tokens per prefix pass")
     chunk_users: int = Field(16, ge=1, description="users whose prompts go to the backend together (and are saved together)")
     workers: int = Field(1, ge=1, description="Ray workers that rank the users' chunks (one model each; the same "

@@ -56,7 +56,8 @@ def make_backend(r: RankingConfig, *, model: Callable[[], tuple], folder: Callab
     The OpenAI backend asks `r.server_url` for `r.server_model`, by default the folder's path."""
     if r.backend == "transformers":
         tokenizer, loaded = model()
-        return TransformersBackend(loaded, tokenizer, batch_tokens=r.batch_tokens, prefix_tokens=r.prefix_tokens)
+        return TransformersBackend(loaded, tokenizer, batch_tokens=r.batch_tokens, prefix_tokens=r.prefix_tokens,
+                                   cache_tokens=r.cache_tokens)
     if r.backend == "vllm":
         from recranker.ranking.vllm_backend import VLLMBackend
 
