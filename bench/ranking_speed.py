@@ -343,7 +343,7 @@ def main() -> None:
     parser.add_argument("--rows", default="naive,today,fp32,bf16,bf16mlp",
                         help="transformers rows, in order (naive, today, fp32, fp32ns: fp32 without shared stems, "
                         "fp32g, bf16, bf16l: bfloat16 linear layers, the rest float32; bf16mlp: only the MLP's; bf16mlpf: the same "
-                        "with gate and up as one product); the "
+                        "with gate and up as one product; bf16mlpu: with passes unbounded by ranking.cache_tokens); the "
                         "first two are the references; a row named again is run again (interleaved repeats)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="after each transformers row, rank its first N users again under torch.profiler and "
@@ -361,9 +361,11 @@ def main() -> None:
     texts = []
     runs: dict[str, dict] = {}
 
-    def transformers_row(name: str, dtype: torch.dtype, onednn: bool, naive: bool = False, stems: bool = True) -> None:
+    def transformers_row(name: str, dtype: torch.dtype, onednn: bool, naive: bool = False, stems: bool = True,
+                         cache_tokens: int = RankingConfig().cache_tokens) -> None:
         tokenizer, model = bench_model(args.model, dtype, onednn)
-        backend = NaiveBackend(model, tokenizer) if naive else TransformersBackend(model, tokenizer, share_stems=stems)
+        backend = NaiveBackend(model, tokenizer) if naive else TransformersBackend(model, tokenizer, share_stems=stems,
+                                                                                   cache_tokens=cache_tokens)
         subset = candidates.select(slice(None, args.naive_users)) if naive else candidates
         out, seconds = rank(backend, cfg, split, hints, subset, generate=naive)
         if not texts:
@@ -391,6 +393,8 @@ def main() -> None:
             "bf16l": ("improved transformers, bf16 linear layers, the rest fp32", "bfloat16-linears", False, False),
             "bf16mlp": ("improved transformers, bf16 MLP layers, the rest fp32 (ranking.dtype: bfloat16-mlp)", "bfloat16-mlp", False,
                         False),
+            "bf16mlpu": ("improved transformers, bf16 MLP layers, the rest fp32, suffix and stem passes unbounded by "
+                         "ranking.cache_tokens", "bfloat16-mlp", False, False, True, 1 << 30),
             "bf16mlpf": ("improved transformers, bf16 MLP layers, gate and up as one product, the rest fp32",
                          "bfloat16-mlp-fused", False, False)}
     default = {"float32": "fp32", MIXED_DTYPE: "bf16mlp", "bfloat16": "bf16"}[RankingConfig().resolved_dtype("cpu")]

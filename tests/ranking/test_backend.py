@@ -104,7 +104,7 @@ def test_suffix_passes_keep_their_rows_cached_tokens_within_cache_tokens(model, 
     ids = [tokenizer.convert_tokens_to_ids(t) for t in ("A", "B", "1", "5")]
     reqs = stem_requests()
     passes = {}
-    for budget in (16384, 160):
+    for budget in (1 << 20, 160):
         backend = TransformersBackend(model, tokenizer, batch_tokens=256, prefix_tokens=80, cache_tokens=budget,
                                       share_stems=False)
         shapes = []
@@ -118,9 +118,9 @@ def test_suffix_passes_keep_their_rows_cached_tokens_within_cache_tokens(model, 
         # suffix passes: several new tokens on a cache (the prefix passes have no cache, decoding one token)
         suffix_passes = [(i[0], m[1]) for i, m in shapes if 1 < i[1] < m[1]]
         passes[budget] = suffix_passes
-    assert any(rows * width > 160 for rows, width in passes[16384])  # the default lets passes be larger
+    assert any(rows * width > 160 for rows, width in passes[1 << 20])  # the default lets passes be larger
     assert all(rows == 1 or rows * width <= 160 for rows, width in passes[160])
-    assert len(passes[160]) > len(passes[16384])
+    assert len(passes[160]) > len(passes[1 << 20])
 
 
 def test_stems_group_only_suffixes_of_one_group_that_open_alike() -> None:

@@ -208,7 +208,7 @@ class TransformersBackend(Backend):
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, batch_tokens: int = 1024, prefix_tokens: int = 4096,
-                 cache_tokens: int = 16384, share_prefix: bool = True, share_stems: bool = True) -> None:
+                 cache_tokens: int = 4096, share_prefix: bool = True, share_stems: bool = True) -> None:
         self.model, self.tokenizer = model.eval(), tokenizer
         self.batch_tokens, self.prefix_tokens, self.share_prefix = batch_tokens, prefix_tokens, share_prefix
         self.cache_tokens = cache_tokens
@@ -269,21 +269,37 @@ class TransformersBackend(Backend):
         kv, prefix_mask = self._prefix_pass(chunk)
         rows = [(i, k) for i, g in enumerate(chunk) for k in g.rows]  # (group in the chunk, request)
         suffix = {k: encoded[k][len(chunk[i].prefix):] for i, k in rows}
-        levels = [(kv, prefix_mask, rows)]  # (keys and values, their mask, rows: (cached sequence, request))
         stems = self._stems(rows, suffix) if self.share_stems else []
-        if stems:
-            stemmed = {k for _, _, ks in stems for k in ks}
-            stem_kv, stem_mask = self._extend_pass([i for i, _, _ in stems], [stem for _, stem, _ in stems],
-                                                   kv, prefix_mask)
-            levels = [(kv, prefix_mask, [r for r in rows if r[1] not in stemmed]),
-                      (stem_kv, stem_mask, [(n, k) for n, (_, _, ks) in enumerate(stems) for k in ks])]
-            for _, stem, ks in stems:
-                for k in ks:
-                    suffix[k] = suffix[k][len(stem):]
-        for level_kv, level_mask, level_rows in levels:
-            level_rows.sort(key=lambda r: (requests[r[1]].max_new_tokens > 0, len(suffix[r[1]])))
-            for batch in self._batches(level_rows, suffix, requests, level_mask.shape[1]):
-                self._suffix_batch(batch, suffix, level_kv, level_mask, requests, wanted, outputs)
+        stemmed = {k for _, _, ks in stems for k in ks}
+        for _, stem, ks in stems:
+            for k in ks:
+                suffix[k] = suffix[k][len(stem):]
+        self._run_level(kv, prefix_mask, [r for r in rows if r[1] not in stemmed], suffix, requests, wanted, outputs)
+        for part in self._stem_parts(stems, prefix_mask.shape[1]):  # one part's stems cached at a time
+            stem_kv, stem_mask = self._extend_pass([i for i, _, _ in part], [stem for _, stem, _ in part], kv, prefix_mask)
+            self._run_level(stem_kv, stem_mask, [(n, k) for n, (_, _, ks) in enumerate(part) for k in ks], suffix,
+                            requests, wanted, outputs)
+
+    def _run_level(self, kv: list | None, mask: torch.Tensor, rows: list[tuple[int, int]], suffix: dict, requests,
+                   wanted, outputs) -> None:
+        """The suffixes of `rows` ((cached sequence, request)) on the cached sequences `kv` (masked by
+        `mask`), in batches, shortest first, generating rows last."""
+        rows = sorted(rows, key=lambda r: (requests[r[1]].max_new_tokens > 0, len(suffix[r[1]])))
+        for batch in self._batches(rows, suffix, requests, mask.shape[1]):
+            self._suffix_batch(batch, suffix, kv, mask, requests, wanted, outputs)
+
+    def _stem_parts(self, stems: list, cached: int) -> list[list]:
+        """`stems` in parts whose stem pass attends to at most `cache_tokens` tokens (each stem holds a
+        copy of its group's cached prefix, `cached` wide, for as long as its suffixes are computed)."""
+        parts, current, width = [], [], 0
+        for stem in stems:
+            wider = max(width, len(stem[1]))
+            if current and (len(current) + 1) * (cached + wider) > self.cache_tokens:
+                parts.append(current)
+                current, wider = [], len(stem[1])
+            current.append(stem)
+            width = wider
+        return parts + ([current] if current else [])
 
     @staticmethod
     def _stems(rows: list[tuple[int, int]], suffix: dict) -> list[tuple[int, list[int], list[int]]]:
