@@ -116,8 +116,8 @@ class RankingConfig(Settings):
     learned_c: float = Field(1.0, gt=0, description="inverse L2 strength of the learned fusion")
     batch_tokens: int = Field(1024, ge=16, description="suffix tokens per forward pass")
     cache_tokens: int = Field(4096, ge=16, description="tokens a suffix or stem pass attends to, its rows' copies "
-                              "of their cached prefix (and stem) included: bounds the pass's memory (4096: 1.1 GiB less "
-                              "peak than unbounded on a CPU at the same speed; raise it on a GPU)")
+                              "of their cached prefix (and stem) included: bounds the pass's memory (4096: 1.07 GiB less "
+                              "peak than unbounded on a CPU, about 4% slower; raise it on a GPU)")
     prefix_tokens: int = Field(4096, ge=16, description="prefix tokens per prefix pass")
     chunk_users: int = Field(16, ge=1, description="users whose prompts go to the backend together (and are saved together)")
     workers: int = Field(1, ge=1, description="Ray workers that rank the users' chunks (one model each; the same "
