@@ -157,8 +157,9 @@ def bench_model(spec: str, dtype: torch.dtype | str, onednn: bool) -> tuple:
 
 
 class BF16MLP(torch.nn.Module):
-    """Bench only (no faster: BENCHMARKS "ranking-speed-default"). A gated MLP block (`down(act(gate(x)) * up(x))`, as Llama's) computed as `use_bf16_linears`
-    computes it, the gate and up projections' products in bfloat16, their outputs and the gating in
+    """Bench only (no faster: BENCHMARKS "ranking-speed-default"). A gated MLP block
+    (`down(act(gate(x)) * up(x))`, as Llama's) computed as `use_bf16_linears` computes it, the gate
+    and up projections' products in bfloat16, their outputs and the gating in
     float32, the down projection's product in bfloat16, but with the gate and up projections as one
     product (their weights stacked) and the input rounded to bfloat16 once: the same values up to the
     order of the kernel's float32 sums."""

@@ -100,13 +100,15 @@ def test_stems_are_computed_once_and_the_answers_stay_those_of_full_forwards(mod
     assert usage[True].prompt_tokens == usage[False].prompt_tokens
 
 
-def test_suffix_passes_keep_their_rows_cached_tokens_within_cache_tokens(model, tokenizer, monkeypatch) -> None:
+@pytest.mark.parametrize("stems", [False, True])
+def test_suffix_and_stem_passes_keep_their_rows_cached_tokens_within_cache_tokens(model, tokenizer, monkeypatch,
+                                                                                   stems) -> None:
     ids = [tokenizer.convert_tokens_to_ids(t) for t in ("A", "B", "1", "5")]
     reqs = stem_requests()
     passes = {}
     for budget in (1 << 20, 160):
         backend = TransformersBackend(model, tokenizer, batch_tokens=256, prefix_tokens=80, cache_tokens=budget,
-                                      share_stems=False)
+                                      share_stems=stems)
         shapes = []
         forward = backend._forward
         monkeypatch.setattr(backend, "_forward", lambda ids_, mask, positions, cache: (
@@ -115,7 +117,7 @@ def test_suffix_passes_keep_their_rows_cached_tokens_within_cache_tokens(model, 
             logprobs, text = reference(model, tokenizer, request, ids)
             np.testing.assert_allclose(out.logprobs, logprobs, atol=1e-5)
             assert out.text == text
-        # suffix passes: several new tokens on a cache (the prefix passes have no cache, decoding one token)
+        # suffix and stem passes: several new tokens on a cache (prefix passes have none, decoding adds one)
         suffix_passes = [(i[0], m[1]) for i, m in shapes if 1 < i[1] < m[1]]
         passes[budget] = suffix_passes
     assert any(rows * width > 160 for rows, width in passes[1 << 20])  # the default lets passes be larger

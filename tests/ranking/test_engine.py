@@ -100,4 +100,3 @@ def test_a_model_folder_is_written_once_and_whole(tokenizer, tmp_path) -> None:
     with pytest.raises(RuntimeError, match="merge failed"):
         write_model_folder(tmp_path / "other", broken)
     assert not (tmp_path / "other").exists()
-

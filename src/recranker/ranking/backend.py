@@ -264,8 +264,9 @@ class TransformersBackend(Backend):
 
     def _run_chunk(self, chunk: list[_Group], requests, encoded, wanted, outputs) -> None:
         """Answer every request of `chunk`'s groups into `outputs`: one prefix pass over the groups'
-        shared prefixes, one pass over the stems several of a group's suffixes open with, then the
-        suffixes in batches (generating rows in batches of their own), each on its stem or prefix."""
+        shared prefixes, the suffixes that open with no stem in batches on their prefix, then the
+        stems several of a group's suffixes open with, part by part (`_stem_parts`), each part's
+        suffixes in batches on their stem (generating rows in batches of their own)."""
         kv, prefix_mask = self._prefix_pass(chunk)
         rows = [(i, k) for i, g in enumerate(chunk) for k in g.rows]  # (group in the chunk, request)
         suffix = {k: encoded[k][len(chunk[i].prefix):] for i, k in rows}
@@ -291,15 +292,13 @@ class TransformersBackend(Backend):
     def _stem_parts(self, stems: list, cached: int) -> list[list]:
         """`stems` in parts whose stem pass attends to at most `cache_tokens` tokens (each stem holds a
         copy of its group's cached prefix, `cached` wide, for as long as its suffixes are computed)."""
-        parts, current, width = [], [], 0
+        parts: list[list] = []
         for stem in stems:
-            wider = max(width, len(stem[1]))
-            if current and (len(current) + 1) * (cached + wider) > self.cache_tokens:
-                parts.append(current)
-                current, wider = [], len(stem[1])
-            current.append(stem)
-            width = wider
-        return parts + ([current] if current else [])
+            width = max(len(s) for _, s, _ in parts[-1] + [stem]) if parts else 0  # the stem pass's, padding aside
+            if not parts or (len(parts[-1]) + 1) * (cached + width) > self.cache_tokens:
+                parts.append([])
+            parts[-1].append(stem)
+        return parts
 
     @staticmethod
     def _stems(rows: list[tuple[int, int]], suffix: dict) -> list[tuple[int, list[int], list[int]]]:
@@ -374,8 +373,8 @@ class TransformersBackend(Backend):
 
     def _batches(self, rows, suffix, requests, cached: int) -> list[list[tuple[int, int]]]:
         """`rows` (sorted by suffix length) in batches of at most `batch_tokens` suffix tokens and
-        `cache_tokens` tokens attended to (`cached`: the width of the cache they continue), padding
-        included; generating rows in batches of their own."""
+        `cache_tokens` tokens attended to (`cached`: the width of the cache they continue), left
+        padding to the longest suffix included; generating rows in batches of their own."""
         batches, current = [], []
         for row in rows:
             generating = requests[row[1]].max_new_tokens > 0
